@@ -1,0 +1,132 @@
+// mproc/connection.hpp — multiprocessing.Pipe, Connection and connection.wait.
+//
+//   auto [parent_end, child_end] = mproc::Pipe();
+//   mproc::Process p([&] { child_end.send(std::vector<int>{1, 2, 3}); });
+//   p.start();
+//   auto values = parent_end.recv<std::vector<int>>();
+//
+// Every message is one length-prefixed, checksummed frame (mproc/frame.hpp): it arrives
+// whole and in order, 1 byte to 1 GiB (more with a larger max_message_size). A frame that
+// is truncated, corrupted or of another type than the one asked for throws
+// SerializationError and leaves the connection unusable for further reads (the stream can
+// no longer be trusted); a peer that closed its end gives EOFError.
+//
+// Thread safety: one thread may send while another receives; two concurrent senders (or
+// two concurrent receivers) on the same Connection must synchronise themselves, as in Python.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <optional>
+#include <span>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "mproc/codec.hpp"
+#include "mproc/frame.hpp"
+
+namespace mproc {
+
+/// One end of a Pipe. Move-only; closes its descriptor on destruction.
+class Connection {
+ public:
+  Connection() noexcept = default;
+  /// Adopts `fd` (a connected AF_UNIX stream socket) with the given directions.
+  Connection(int fd, bool readable, bool writable);
+  Connection(Connection&& other) noexcept;
+  Connection& operator=(Connection&& other) noexcept;
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+  ~Connection();
+
+  /// Sends one value of a Serializable type (see mproc/codec.hpp).
+  /// Throws: OSError (closed, read-only, peer gone: EPIPE), SerializationError.
+  template <class T>
+  void send(const T& value) {
+    wire::encode_frame(value, send_buffer_);
+    send_frame(send_buffer_);
+  }
+
+  /// Receives one value sent with send<T>. Blocks until it arrives.
+  /// Throws: EOFError (peer closed), SerializationError (corrupt frame, or the frame holds
+  /// another type or raw bytes), OSError (closed, write-only).
+  template <class T>
+  T recv() {
+    wire::FrameHeader header = receive_frame();
+    wire::expect_value_of<T>(header);
+    return loads<T>(std::span<const std::byte>(receive_payload_, header.length));
+  }
+
+  /// Sends raw bytes; the peer reads them with recv_bytes().
+  void send_bytes(std::span<const std::byte> bytes);
+  void send_bytes(std::string_view bytes) { send_bytes(std::as_bytes(std::span(bytes.data(), bytes.size()))); }
+
+  /// Receives one message sent with send_bytes(). Throws OSError (EMSGSIZE) if it is longer
+  /// than `maxlength`, and closes the connection (the stream cannot be resynchronised), as
+  /// Python does.
+  std::vector<std::byte> recv_bytes(std::optional<std::size_t> maxlength = std::nullopt);
+  /// Receives into `buffer`; returns the message length. Throws OSError (EMSGSIZE) and
+  /// closes the connection if the message does not fit.
+  std::size_t recv_bytes_into(std::span<std::byte> buffer);
+
+  /// True if a message (or end of file) is ready to be received. Never blocks.
+  bool poll();
+  /// Waits at most `timeout` for a message (or end of file).
+  template <class Rep, class Period>
+  bool poll(std::chrono::duration<Rep, Period> timeout) {
+    return poll_for(std::chrono::duration_cast<std::chrono::nanoseconds>(timeout));
+  }
+
+  /// Closes the descriptor; the peer then sees end of file. Idempotent.
+  void close() noexcept;
+  bool closed() const noexcept { return fd_ < 0; }
+  bool readable() const noexcept { return readable_; }
+  bool writable() const noexcept { return writable_; }
+  /// The descriptor, for poll()/mproc::wait. Throws OSError if closed.
+  int fileno() const;
+  /// True if received bytes are buffered here, so that a poll on fileno() could miss them.
+  bool has_buffered_data() const noexcept { return buffered_end_ > buffered_begin_; }
+
+  /// Largest message accepted by recv (default 4 GiB); a bigger frame is a SerializationError.
+  void max_message_size(std::uint64_t bytes) noexcept { max_message_size_ = bytes; }
+
+ private:
+  void send_frame(std::vector<std::byte>& frame);
+  // Reads and validates the next frame; its payload is then at receive_payload_.
+  wire::FrameHeader receive_frame(std::size_t payload_limit = SIZE_MAX);
+  void read_exactly(std::byte* out, std::size_t n, bool frame_start);
+  bool poll_for(std::chrono::nanoseconds timeout);
+  void check_readable() const;
+  void check_writable() const;
+
+  int fd_ = -1;
+  bool readable_ = false;
+  bool writable_ = false;
+  bool broken_ = false;  // a corrupt frame desynchronised the stream
+  std::uint64_t max_message_size_ = wire::kDefaultMaxFrame;
+  std::vector<std::byte> send_buffer_;
+  // Bytes read ahead of the current frame: small frames usually arrive in one read.
+  std::vector<std::byte> read_buffer_;
+  std::size_t buffered_begin_ = 0;
+  std::size_t buffered_end_ = 0;
+  // The payload of the last received frame.
+  std::vector<std::byte> receive_payload_storage_;
+  const std::byte* receive_payload_ = nullptr;
+};
+
+/// multiprocessing.Pipe(duplex): a connected pair. With duplex = false the first end only
+/// receives and the second only sends, as in Python. Throws OSError.
+std::pair<Connection, Connection> Pipe(bool duplex = true);
+
+/// multiprocessing.connection.wait: blocks until at least one connection is ready to
+/// receive (a message or end of file) or `timeout` passes; returns the ready ones (empty on
+/// timeout). nullopt waits forever. Throws OSError.
+std::vector<Connection*> wait(std::span<Connection* const> connections,
+                              std::optional<std::chrono::nanoseconds> timeout = std::nullopt);
+/// The same for raw descriptors (Process::sentinel(), sockets): returns the ready ones.
+std::vector<int> wait(std::span<const int> fds, std::optional<std::chrono::nanoseconds> timeout = std::nullopt);
+
+}  // namespace mproc

@@ -1,0 +1,240 @@
+#include "mproc/connection.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "mproc/error.hpp"
+#include "sys/fd.hpp"
+
+namespace mproc {
+
+namespace {
+
+// Reads ahead this much so that a small frame usually costs one read(2) in all.
+constexpr std::size_t kReadAheadBytes = 64 * 1024;
+// Buffers grown beyond this for one huge message are released after it.
+constexpr std::size_t kRetainedBufferBytes = 4 * 1024 * 1024;
+
+[[noreturn]] void throw_os_error(int negative_errno, const char* call) { throw OSError(-negative_errno, call); }
+
+void release_if_huge(std::vector<std::byte>& buffer) {
+  if (buffer.capacity() > kRetainedBufferBytes) std::vector<std::byte>().swap(buffer);
+}
+
+}  // namespace
+
+Connection::Connection(int fd, bool readable, bool writable) : fd_(fd), readable_(readable), writable_(writable) {
+  if (fd < 0) throw std::invalid_argument("mproc::Connection: invalid descriptor");
+}
+
+Connection::Connection(Connection&& other) noexcept { *this = std::move(other); }
+
+Connection& Connection::operator=(Connection&& other) noexcept {
+  if (this == &other) return *this;
+  close();
+  fd_ = std::exchange(other.fd_, -1);
+  readable_ = std::exchange(other.readable_, false);
+  writable_ = std::exchange(other.writable_, false);
+  broken_ = std::exchange(other.broken_, false);
+  max_message_size_ = other.max_message_size_;
+  send_buffer_ = std::move(other.send_buffer_);
+  read_buffer_ = std::move(other.read_buffer_);
+  buffered_begin_ = std::exchange(other.buffered_begin_, 0);
+  buffered_end_ = std::exchange(other.buffered_end_, 0);
+  receive_payload_storage_ = std::move(other.receive_payload_storage_);
+  receive_payload_ = std::exchange(other.receive_payload_, nullptr);
+  return *this;
+}
+
+Connection::~Connection() { close(); }
+
+void Connection::close() noexcept {
+  if (fd_ >= 0) sys::close_fd(std::exchange(fd_, -1));
+  buffered_begin_ = buffered_end_ = 0;
+}
+
+int Connection::fileno() const {
+  if (fd_ < 0) throw OSError(EBADF, "connection is closed");
+  return fd_;
+}
+
+void Connection::check_readable() const {
+  if (fd_ < 0) throw OSError(EBADF, "connection is closed");
+  if (!readable_) throw OSError(EBADF, "connection is write-only");
+  if (broken_) throw SerializationError("connection is unusable: an earlier frame was corrupt");
+}
+
+void Connection::check_writable() const {
+  if (fd_ < 0) throw OSError(EBADF, "connection is closed");
+  if (!writable_) throw OSError(EBADF, "connection is read-only");
+}
+
+void Connection::send_frame(std::vector<std::byte>& frame) {
+  check_writable();
+  iovec part{frame.data(), frame.size()};
+  int rc = sys::send_all(fd_, &part, 1);
+  release_if_huge(frame);
+  if (rc < 0) throw_os_error(rc, "send");
+}
+
+void Connection::send_bytes(std::span<const std::byte> bytes) {
+  check_writable();
+  std::byte header[wire::kHeaderSize];
+  wire::write_header(header, wire::FrameKind::bytes, 0, bytes);
+  // Header and payload in one sendmsg: no copy of the payload in user space.
+  iovec parts[2] = {{header, sizeof header}, {const_cast<std::byte*>(bytes.data()), bytes.size()}};
+  if (int rc = sys::send_all(fd_, parts, bytes.empty() ? 1 : 2); rc < 0) throw_os_error(rc, "send");
+}
+
+void Connection::read_exactly(std::byte* out, std::size_t n, bool frame_start) {
+  std::size_t done = 0;
+  while (done < n) {
+    if (buffered_begin_ == buffered_end_) {
+      // Large remainders go straight to their destination; small ones through read-ahead.
+      if (n - done >= kReadAheadBytes) {
+        ssize_t got = sys::read_full(fd_, out + done, n - done);
+        if (got < 0) throw_os_error(static_cast<int>(got), "read");
+        done += static_cast<std::size_t>(got);
+        if (done < n) break;
+        return;
+      }
+      if (read_buffer_.size() < kReadAheadBytes) read_buffer_.resize(kReadAheadBytes);
+      ssize_t got = sys::read_some(fd_, read_buffer_.data(), read_buffer_.size());
+      if (got < 0) throw_os_error(static_cast<int>(got), "read");
+      if (got == 0) break;
+      buffered_begin_ = 0;
+      buffered_end_ = static_cast<std::size_t>(got);
+    }
+    std::size_t take = std::min(n - done, buffered_end_ - buffered_begin_);
+    std::memcpy(out + done, read_buffer_.data() + buffered_begin_, take);
+    buffered_begin_ += take;
+    done += take;
+  }
+  if (done == n) return;
+  if (frame_start && done == 0) throw EOFError("connection closed by peer");
+  broken_ = true;
+  throw SerializationError("truncated frame: the peer closed the connection after " + std::to_string(done) + " of " +
+                           std::to_string(n) + " bytes");
+}
+
+wire::FrameHeader Connection::receive_frame(std::size_t payload_limit) {
+  check_readable();
+  std::byte header_bytes[wire::kHeaderSize];
+  read_exactly(header_bytes, sizeof header_bytes, true);
+  try {
+    wire::FrameHeader header = wire::read_header(std::span<const std::byte, wire::kHeaderSize>(header_bytes),
+                                                 max_message_size_);
+    auto length = static_cast<std::size_t>(header.length);
+    if (length > payload_limit) {
+      // Refused before the payload is read; the rest of the stream is now unreadable, so
+      // the connection closes, as Python's recv_bytes(maxlength) does.
+      close();
+      throw OSError(EMSGSIZE, "message of " + std::to_string(length) + " bytes exceeds the limit of " +
+                                  std::to_string(payload_limit));
+    }
+    if (buffered_end_ - buffered_begin_ >= length) {
+      // The whole payload is in the read-ahead buffer: decode it in place.
+      receive_payload_ = read_buffer_.data() + buffered_begin_;
+      buffered_begin_ += length;
+    } else {
+      release_if_huge(receive_payload_storage_);
+      receive_payload_storage_.resize(length);
+      read_exactly(receive_payload_storage_.data(), length, false);
+      receive_payload_ = receive_payload_storage_.data();
+    }
+    wire::verify_payload(header, std::span<const std::byte>(receive_payload_, length));
+    return header;
+  } catch (const SerializationError&) {
+    broken_ = true;
+    throw;
+  }
+}
+
+namespace {
+void expect_bytes_frame(const wire::FrameHeader& header) {
+  if (header.kind != wire::FrameKind::bytes)
+    throw SerializationError("expected a message sent with send_bytes(), got a value sent with send()");
+}
+}  // namespace
+
+std::vector<std::byte> Connection::recv_bytes(std::optional<std::size_t> maxlength) {
+  wire::FrameHeader header = receive_frame(maxlength.value_or(SIZE_MAX));
+  expect_bytes_frame(header);
+  auto length = static_cast<std::size_t>(header.length);
+  if (receive_payload_ == receive_payload_storage_.data() && length > 0) {
+    // The payload was read into its own buffer: hand it over without copying.
+    receive_payload_ = nullptr;
+    return std::move(receive_payload_storage_);
+  }
+  return std::vector<std::byte>(receive_payload_, receive_payload_ + length);
+}
+
+std::size_t Connection::recv_bytes_into(std::span<std::byte> buffer) {
+  wire::FrameHeader header = receive_frame(buffer.size());
+  expect_bytes_frame(header);
+  auto length = static_cast<std::size_t>(header.length);
+  if (length > 0) std::memcpy(buffer.data(), receive_payload_, length);
+  return length;
+}
+
+bool Connection::poll() { return poll_for(std::chrono::nanoseconds::zero()); }
+
+bool Connection::poll_for(std::chrono::nanoseconds timeout) {
+  check_readable();
+  if (has_buffered_data()) return true;
+  int revents = sys::poll_fd(fd_, POLLIN, sys::deadline_after(std::optional(timeout)));
+  if (revents < 0) throw_os_error(revents, "poll");
+  return revents != 0;
+}
+
+std::pair<Connection, Connection> Pipe(bool duplex) {
+  int fds[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) throw OSError(errno, "socketpair");
+  // Larger socket buffers let big messages stream with fewer context switches; the kernel
+  // caps them at net.core.{w,r}mem_max, which is fine.
+  int bytes = 4 * 1024 * 1024;
+  for (int fd : fds) {
+    ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bytes, sizeof bytes);
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof bytes);
+  }
+  if (!duplex) {
+    // A one-way pipe is a socket pair with one direction shut, so both kinds share the code.
+    ::shutdown(fds[0], SHUT_WR);
+    ::shutdown(fds[1], SHUT_RD);
+  }
+  return {Connection(fds[0], true, duplex), Connection(fds[1], duplex, true)};
+}
+
+std::vector<int> wait(std::span<const int> fds, std::optional<std::chrono::nanoseconds> timeout) {
+  std::vector<sys::PollEntry> entries;
+  entries.reserve(fds.size());
+  for (int fd : fds) entries.push_back({fd, POLLIN, 0});
+  int ready = sys::poll_fds(entries.data(), entries.size(), sys::deadline_after(timeout));
+  if (ready < 0) throw_os_error(ready, "poll");
+  std::vector<int> result;
+  for (const auto& entry : entries)
+    if (entry.revents != 0) result.push_back(entry.fd);
+  return result;
+}
+
+std::vector<Connection*> wait(std::span<Connection* const> connections, std::optional<std::chrono::nanoseconds> timeout) {
+  std::vector<Connection*> ready;
+  // Bytes already read ahead are invisible to poll(2): such connections are ready now.
+  for (Connection* connection : connections)
+    if (connection->has_buffered_data()) ready.push_back(connection);
+  if (!ready.empty()) return ready;
+  std::vector<int> fds;
+  fds.reserve(connections.size());
+  for (Connection* connection : connections) fds.push_back(connection->fileno());
+  std::vector<int> ready_fds = wait(std::span<const int>(fds), timeout);
+  for (Connection* connection : connections)
+    if (std::find(ready_fds.begin(), ready_fds.end(), connection->fileno()) != ready_fds.end())
+      ready.push_back(connection);
+  return ready;
+}
+
+}  // namespace mproc

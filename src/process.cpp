@@ -1,0 +1,424 @@
+#include "mproc/process.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <csignal>
+#include <poll.h>
+#include <cstdio>
+#include <cstdlib>
+#include <cxxabi.h>
+#include <exception>
+#include <iostream>
+#include <mutex>
+#include <sched.h>
+#include <typeinfo>
+#include <unistd.h>
+
+#include "mproc/error.hpp"
+#include "sys/fd.hpp"
+#include "sys/lifeline.hpp"
+#include "sys/pidfd.hpp"
+#include "sys/signals.hpp"
+#include "sys/spawn.hpp"
+
+namespace mproc {
+namespace detail {
+
+// One child. Guarded by `mutex`; never locked across fork (the child does not touch it).
+struct ChildState {
+  enum class Phase { created, running, exited, closed };
+
+  std::mutex mutex;
+  std::function<void()> target;
+  std::string name;
+  bool daemon = false;
+  std::vector<int> identity;  // Python's _identity: (parent's..., counter)
+  Phase phase = Phase::created;
+  pid_t pid = 0;
+  sys::UniqueFd pidfd;
+  std::optional<int> exitcode;
+};
+
+}  // namespace detail
+
+namespace {
+
+using detail::ChildState;
+using Phase = ChildState::Phase;
+
+// Everything mproc knows about the current process. A forked child replaces the whole
+// object instead of resetting it: a mutex another parent thread held at fork() time would
+// stay locked forever in the child, so the child never touches the parent's copy.
+struct ProcessGlobals {
+  std::mutex mutex;
+  std::string name = "MainProcess";
+  bool daemon = false;
+  std::optional<pid_t> parent_pid;
+  std::vector<int> identity;
+  int created_children = 0;
+  sys::Lifeline lifeline;              // for our children; created on first start()
+  int armed_parent_lifeline = -1;      // our own lifeline to our parent, when we are a child
+  bool exit_handler_registered = false;
+  std::vector<std::shared_ptr<ChildState>> children;  // started and not yet reaped
+};
+
+// Leaked on purpose: the atexit handler and forked children use it after static
+// destructors may have run.
+ProcessGlobals*& globals_slot() {
+  static ProcessGlobals* slot = new ProcessGlobals;
+  return slot;
+}
+ProcessGlobals& state() { return *globals_slot(); }
+
+// Set on the thread that runs a Process target in a child: mproc::exit() unwinds there.
+thread_local bool running_process_target = false;
+
+std::string demangle(const char* mangled) {
+  int status = 0;
+  std::unique_ptr<char, decltype(&std::free)> readable(abi::__cxa_demangle(mangled, nullptr, nullptr, &status),
+                                                       &std::free);
+  return status == 0 && readable ? readable.get() : mangled;
+}
+
+[[noreturn]] void throw_os_error(int negative_errno, const char* call) { throw OSError(-negative_errno, call); }
+
+// Reaps `child` if it has exited (waiting up to `deadline` when given). Caller holds
+// child.mutex. Returns true once the child is reaped.
+bool reap_locked(ChildState& child, bool block) {
+  if (child.phase != Phase::running) return child.phase == Phase::exited || child.phase == Phase::closed;
+  int code = 0;
+  int rc = sys::reap(child.pid, block, &code);
+  if (rc == 0) return false;
+  if (rc < 0) {
+    // ECHILD: someone else (a waitpid(-1) in user code, SIGCHLD ignored) reaped it; the
+    // status is lost. Report it as Python would report an unknown status: 255.
+    if (rc != -ECHILD) throw_os_error(rc, "waitid");
+    code = 255;
+  }
+  child.exitcode = code;
+  child.phase = Phase::exited;
+  return true;
+}
+
+// Reaps every finished child of this process and forgets it (Python's _cleanup()).
+void reap_finished_children() {
+  auto& globals = state();
+  std::vector<std::shared_ptr<ChildState>> children;
+  {
+    std::lock_guard lock(globals.mutex);
+    children = globals.children;
+  }
+  std::vector<ChildState*> reaped;
+  for (auto& child : children) {
+    std::lock_guard lock(child->mutex);
+    if (reap_locked(*child, false)) reaped.push_back(child.get());
+  }
+  std::lock_guard lock(globals.mutex);
+  std::erase_if(globals.children, [&](const auto& child) {
+    return std::find(reaped.begin(), reaped.end(), child.get()) != reaped.end();
+  });
+}
+
+// Python's _exit_function: at normal exit, terminate daemonic children, then join all.
+void join_children_at_exit() {
+  auto& globals = state();
+  std::vector<std::shared_ptr<ChildState>> children;
+  {
+    std::lock_guard lock(globals.mutex);
+    children.swap(globals.children);
+  }
+  for (auto& child : children) {
+    std::lock_guard lock(child->mutex);
+    if (child->daemon && child->phase == Phase::running) sys::pidfd_send_signal(child->pidfd.get(), SIGTERM);
+  }
+  for (auto& child : children) {
+    std::lock_guard lock(child->mutex);
+    try {
+      reap_locked(*child, true);
+    } catch (const std::exception&) {
+      // Nothing useful to do at exit with a failed waitid; the kernel reaps us anyway.
+    }
+  }
+}
+
+void register_exit_handler_once(ProcessGlobals& globals) {
+  if (globals.exit_handler_registered) return;
+  std::atexit(join_children_at_exit);
+  globals.exit_handler_registered = true;
+}
+
+// Runs in the child right after fork(), with every signal blocked. Only the forking
+// thread exists here; anything another parent thread had locked stays locked, so this
+// builds fresh globals instead of touching the parent's.
+[[noreturn]] void child_main(void* argument) {
+  auto& child = *static_cast<ChildState*>(argument);
+  ProcessGlobals& parent = state();
+  const sigset_t* previous_mask = sys::forked_child_saved_mask();
+
+  int armed = sys::lifeline_arm_in_child(parent.lifeline);
+  if (armed < 0) {
+    std::fprintf(stderr, "mproc: cannot watch the parent process (errno %d); exiting\n", -armed);
+    ::_exit(1);
+  }
+  if (parent.armed_parent_lifeline >= 0) ::close(parent.armed_parent_lifeline);
+
+  auto* fresh = new ProcessGlobals;
+  fresh->name = child.name;
+  fresh->daemon = child.daemon;
+  fresh->parent_pid = ::getppid();
+  fresh->identity = child.identity;
+  fresh->armed_parent_lifeline = armed;
+  fresh->exit_handler_registered = parent.exit_handler_registered;  // inherited atexit list
+  globals_slot() = fresh;
+
+  sys::reset_caught_signals_to_default();
+  sys::set_signal_mask(*previous_mask);
+
+  int code = 0;
+  running_process_target = true;
+  try {
+    child.target();
+  } catch (const SystemExit& request) {
+    code = request.code;
+  } catch (const std::exception& error) {
+    std::fflush(stdout);
+    std::fprintf(stderr, "Process %s:\n%s: %s\n", fresh->name.c_str(),
+                 demangle(typeid(error).name()).c_str(), error.what());
+    code = 1;
+  } catch (...) {
+    std::fflush(stdout);
+    auto* type = abi::__cxa_current_exception_type();
+    std::fprintf(stderr, "Process %s:\n%s\n", fresh->name.c_str(),
+                 type ? demangle(type->name()).c_str() : "unknown exception");
+    code = 1;
+  }
+  running_process_target = false;
+  // Our own children: terminate daemons, join the rest, as the main process does at exit.
+  join_children_at_exit();
+  std::cout.flush();
+  std::cerr.flush();
+  std::fflush(nullptr);
+  ::_exit(code);
+}
+
+ChildState& checked(const std::shared_ptr<ChildState>& state) {
+  if (!state) throw ProcessError("use of a moved-from Process");
+  return *state;
+}
+
+void require_started(const ChildState& child, const char* what) {
+  if (child.phase == Phase::created) throw ProcessError(std::string("cannot ") + what + " a process that was not started");
+  if (child.phase == Phase::closed) throw ProcessError(std::string("cannot ") + what + " a closed process");
+}
+
+}  // namespace
+
+Process::Process(ProcessOptions options, std::function<void()> target)
+    : state_(std::make_shared<ChildState>()) {
+  if (!target) throw std::invalid_argument("mproc::Process: empty target");
+  auto& globals = state();
+  std::lock_guard lock(globals.mutex);
+  state_->target = std::move(target);
+  state_->identity = globals.identity;
+  state_->identity.push_back(++globals.created_children);
+  state_->daemon = options.daemon.value_or(globals.daemon);
+  if (!options.name.empty()) {
+    state_->name = std::move(options.name);
+  } else {
+    state_->name = "Process-";
+    for (std::size_t i = 0; i < state_->identity.size(); ++i) {
+      if (i > 0) state_->name += ':';
+      state_->name += std::to_string(state_->identity[i]);
+    }
+  }
+}
+
+void Process::start() {
+  auto& child = checked(state_);
+  reap_finished_children();
+  auto& globals = state();
+  {
+    std::lock_guard lock(child.mutex);
+    if (child.phase == Phase::closed) throw ProcessError("cannot start a closed process");
+    if (child.phase != Phase::created) throw ProcessError("cannot start a process twice");
+    if (globals.daemon) throw ProcessError("daemonic processes are not allowed to have children");
+    child.phase = Phase::running;  // claims the start; a concurrent start() now fails
+  }
+  {
+    std::lock_guard lock(globals.mutex);
+    if (globals.lifeline.write_end < 0) {
+      if (int rc = sys::lifeline_create(globals.lifeline); rc < 0) {
+        std::lock_guard child_lock(child.mutex);
+        child.phase = Phase::created;
+        throw_os_error(rc, "pipe2 (lifeline)");
+      }
+    }
+    register_exit_handler_once(globals);
+  }
+
+  pid_t pid = sys::fork_child(child_main, &child);
+  if (pid < 0) {
+    std::lock_guard lock(child.mutex);
+    child.phase = Phase::created;
+    throw_os_error(pid, "fork");
+  }
+  // Nobody else may reap our child (unless the user reaps with waitpid(-1) or ignores
+  // SIGCHLD), so the pid cannot be recycled before pidfd_open.
+  int pidfd = sys::pidfd_open(pid);
+  {
+    std::lock_guard lock(child.mutex);
+    child.pid = pid;
+    if (pidfd >= 0) child.pidfd.reset(pidfd);
+  }
+  if (pidfd < 0) {
+    int ignored_exitcode = 0;
+    sys::reap(pid, true, &ignored_exitcode);  // it can only be gone already; collect it
+    throw_os_error(pidfd, "pidfd_open");
+  }
+  std::lock_guard lock(globals.mutex);
+  globals.children.push_back(state_);
+}
+
+void Process::join() {
+  auto& child = checked(state_);
+  {
+    std::lock_guard lock(child.mutex);
+    require_started(child, "join");
+  }
+  join_for(std::chrono::nanoseconds::max());
+}
+
+bool Process::join_for(std::chrono::nanoseconds timeout) {
+  auto& child = checked(state_);
+  int pidfd;
+  {
+    std::lock_guard lock(child.mutex);
+    require_started(child, "join");
+    if (child.phase != Phase::running) return true;
+    pidfd = child.pidfd.get();
+  }
+  if (getpid() == child.pid) throw ProcessError("a process cannot join itself");
+  // Poll without the lock so terminate()/kill() from another thread proceed meanwhile.
+  // The pidfd stays open: close() refuses while the child runs.
+  sys::Deadline deadline = timeout == std::chrono::nanoseconds::max()
+                               ? sys::Deadline{}
+                               : sys::deadline_after(std::optional<std::chrono::nanoseconds>(timeout));
+  int ready = sys::poll_fd(pidfd, POLLIN, deadline);
+  if (ready < 0) throw_os_error(ready, "poll (pidfd)");
+  if (ready == 0) return false;
+  std::lock_guard lock(child.mutex);
+  return reap_locked(child, true);
+}
+
+bool Process::is_alive() const { return !exitcode().has_value() && pid() != 0; }
+
+std::optional<int> Process::exitcode() const {
+  auto& child = checked(state_);
+  std::lock_guard lock(child.mutex);
+  if (child.phase == Phase::running) reap_locked(child, false);
+  return child.exitcode;
+}
+
+pid_t Process::pid() const {
+  auto& child = checked(state_);
+  std::lock_guard lock(child.mutex);
+  return child.pid;
+}
+
+std::string Process::name() const {
+  auto& child = checked(state_);
+  std::lock_guard lock(child.mutex);
+  return child.name;
+}
+
+void Process::name(std::string new_name) {
+  auto& child = checked(state_);
+  std::lock_guard lock(child.mutex);
+  child.name = std::move(new_name);
+}
+
+bool Process::daemon() const {
+  auto& child = checked(state_);
+  std::lock_guard lock(child.mutex);
+  return child.daemon;
+}
+
+void Process::daemon(bool on) {
+  auto& child = checked(state_);
+  std::lock_guard lock(child.mutex);
+  if (child.phase != Phase::created) throw ProcessError("process has already started");
+  child.daemon = on;
+}
+
+int Process::sentinel() const {
+  auto& child = checked(state_);
+  std::lock_guard lock(child.mutex);
+  require_started(child, "get the sentinel of");
+  return child.pidfd.get();
+}
+
+namespace {
+void send_signal(ChildState& child, int signal, const char* what) {
+  std::lock_guard lock(child.mutex);
+  require_started(child, what);
+  if (child.phase != Phase::running) return;
+  int rc = sys::pidfd_send_signal(child.pidfd.get(), signal);
+  if (rc < 0 && rc != -ESRCH) throw_os_error(rc, "pidfd_send_signal");
+}
+}  // namespace
+
+void Process::terminate() { send_signal(checked(state_), SIGTERM, "terminate"); }
+void Process::kill() { send_signal(checked(state_), SIGKILL, "kill"); }
+
+void Process::close() {
+  auto& child = checked(state_);
+  std::lock_guard lock(child.mutex);
+  if (child.phase == Phase::running && !reap_locked(child, false))
+    throw ProcessError("cannot close a process while it is still running; join() or terminate() it first");
+  child.pidfd.reset();
+  child.target = nullptr;
+  child.phase = Phase::closed;
+}
+
+CurrentProcess current_process() {
+  auto& globals = state();
+  std::lock_guard lock(globals.mutex);
+  CurrentProcess info;
+  info.name_ = globals.name;
+  info.pid_ = ::getpid();
+  info.daemon_ = globals.daemon;
+  info.parent_pid_ = globals.parent_pid;
+  return info;
+}
+
+std::vector<Process> active_children() {
+  reap_finished_children();
+  auto& globals = state();
+  std::lock_guard lock(globals.mutex);
+  std::vector<Process> alive;
+  alive.reserve(globals.children.size());
+  for (const auto& child : globals.children) alive.push_back(Process(child));
+  return alive;
+}
+
+int cpu_count() noexcept {
+  for (int cpus = 1024; cpus <= 1 << 16; cpus *= 4) {
+    cpu_set_t* set = CPU_ALLOC(cpus);
+    if (!set) break;
+    std::size_t size = CPU_ALLOC_SIZE(cpus);
+    int rc = ::sched_getaffinity(0, size, set);
+    int count = rc == 0 ? CPU_COUNT_S(size, set) : 0;
+    CPU_FREE(set);
+    if (rc == 0) return count > 0 ? count : 1;
+    if (errno != EINVAL) break;  // EINVAL: the mask is larger than our set; grow it
+  }
+  long online = ::sysconf(_SC_NPROCESSORS_ONLN);
+  return online > 0 ? static_cast<int>(online) : 1;
+}
+
+void exit(int code) {
+  if (running_process_target) throw SystemExit{code};
+  std::exit(code);
+}
+
+}  // namespace mproc

@@ -1,0 +1,82 @@
+// sys/fd — file descriptors: ownership and EINTR-safe I/O. errno-level and noexcept:
+// functions return 0 / a count on success and -errno on failure; callers above throw.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <optional>
+#include <sys/types.h>
+#include <sys/uio.h>
+#include <utility>
+
+namespace mproc::sys {
+
+using Clock = std::chrono::steady_clock;
+/// An absolute time after which a blocking call gives up; nullopt waits forever.
+using Deadline = std::optional<Clock::time_point>;
+
+/// Converts a relative timeout (nullopt = forever) into a Deadline. Negative means "now".
+template <class Rep, class Period>
+Deadline deadline_after(std::optional<std::chrono::duration<Rep, Period>> timeout) noexcept {
+  if (!timeout) return std::nullopt;
+  auto relative = std::chrono::duration_cast<Clock::duration>(*timeout);
+  if (relative < Clock::duration::zero()) relative = Clock::duration::zero();
+  // Clamp: a timeout of years must not overflow the clock.
+  auto headroom = Clock::time_point::max() - Clock::now();
+  return relative >= headroom ? Clock::time_point::max() : Clock::now() + relative;
+}
+
+/// Owns one file descriptor; closes it on destruction. Move-only.
+class UniqueFd {
+ public:
+  UniqueFd() noexcept = default;
+  explicit UniqueFd(int fd) noexcept : fd_(fd) {}
+  UniqueFd(UniqueFd&& other) noexcept : fd_(other.release()) {}
+  UniqueFd& operator=(UniqueFd&& other) noexcept {
+    if (this != &other) reset(other.release());
+    return *this;
+  }
+  UniqueFd(const UniqueFd&) = delete;
+  UniqueFd& operator=(const UniqueFd&) = delete;
+  ~UniqueFd() { reset(); }
+
+  int get() const noexcept { return fd_; }
+  explicit operator bool() const noexcept { return fd_ >= 0; }
+  int release() noexcept { return std::exchange(fd_, -1); }
+  void reset(int fd = -1) noexcept;
+
+ private:
+  int fd_ = -1;
+};
+
+/// close(2) that never retries on EINTR (on Linux the fd is gone either way).
+void close_fd(int fd) noexcept;
+
+/// Waits until `fd` reports one of `events` or the deadline passes, restarting after
+/// signals with the remaining time. Returns the revents (>0), 0 on timeout, or -errno.
+int poll_fd(int fd, short events, const Deadline& deadline) noexcept;
+
+/// Polls many fds at once (struct pollfd array); same return convention as poll(2)
+/// except -errno on failure; restarts after signals.
+struct PollEntry {
+  int fd;
+  short events;
+  short revents;
+};
+int poll_fds(PollEntry* entries, std::size_t count, const Deadline& deadline) noexcept;
+
+/// Writes all of iov[0..count) to a socket with MSG_NOSIGNAL (a closed peer is EPIPE, not
+/// SIGPIPE), retrying short writes and EINTR. Returns 0 or -errno.
+int send_all(int fd, struct iovec* iov, std::size_t count) noexcept;
+
+/// Reads up to n bytes, retrying EINTR. Returns the count (0 at end of file) or -errno.
+ssize_t read_some(int fd, void* buffer, std::size_t n) noexcept;
+
+/// Reads exactly n bytes unless end of file comes first. Returns the count read
+/// (< n only at end of file) or -errno.
+ssize_t read_full(int fd, void* buffer, std::size_t n) noexcept;
+
+/// Sets or clears O_NONBLOCK. Returns 0 or -errno.
+int set_nonblocking(int fd, bool on) noexcept;
+
+}  // namespace mproc::sys

@@ -1,0 +1,47 @@
+#include "sys/lifeline.hpp"
+
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <fcntl.h>
+#include <poll.h>
+#include <unistd.h>
+
+namespace mproc::sys {
+
+int lifeline_create(Lifeline& lifeline) noexcept {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) return -errno;
+  lifeline.read_end = fds[0];
+  lifeline.write_end = fds[1];
+  return 0;
+}
+
+int lifeline_arm_in_child(const Lifeline& parents) noexcept {
+  ::close(parents.write_end);
+  // Re-opening the pipe through /proc gives this child its own open file description, so
+  // the F_SETOWN below names this child only.
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/self/fd/%d", parents.read_end);
+  int armed = ::open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (armed < 0) return -errno;
+  ::close(parents.read_end);
+  if (::fcntl(armed, F_SETOWN, ::getpid()) != 0 || ::fcntl(armed, F_SETSIG, SIGKILL) != 0) {
+    int error = errno;
+    ::close(armed);
+    return -error;
+  }
+  int flags = ::fcntl(armed, F_GETFL);
+  if (flags < 0 || ::fcntl(armed, F_SETFL, flags | O_ASYNC) != 0) {
+    int error = errno;
+    ::close(armed);
+    return -error;
+  }
+  // The parent may have died between fork() and arming, when no signal would come: the
+  // write end is then already gone and the pipe reports hang-up.
+  pollfd entry{armed, POLLIN, 0};
+  if (::poll(&entry, 1, 0) > 0 && (entry.revents & (POLLHUP | POLLIN))) ::_exit(128 + SIGKILL);
+  return armed;
+}
+
+}  // namespace mproc::sys

@@ -1,0 +1,131 @@
+#include "support/leak_check.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <dirent.h>
+#include <fcntl.h>
+#include <fstream>
+#include <spawn.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <thread>
+#include <unistd.h>
+
+extern char** environ;
+
+namespace mproc::testing {
+
+std::vector<std::string> open_fds() {
+  std::vector<std::string> fds;
+  DIR* dir = ::opendir("/proc/self/fd");
+  if (!dir) return fds;
+  int own = ::dirfd(dir);
+  while (dirent* entry = ::readdir(dir)) {
+    if (entry->d_name[0] == '.') continue;
+    int fd = std::atoi(entry->d_name);
+    if (fd == own) continue;
+    char target[512] = {};
+    std::string path = std::string("/proc/self/fd/") + entry->d_name;
+    ssize_t n = ::readlink(path.c_str(), target, sizeof target - 1);
+    fds.push_back(std::string(entry->d_name) + " -> " + (n > 0 ? std::string(target, static_cast<size_t>(n)) : "?"));
+  }
+  ::closedir(dir);
+  std::sort(fds.begin(), fds.end());
+  return fds;
+}
+
+bool has_zombie_child() {
+  siginfo_t info{};
+  // WNOWAIT: look without reaping.
+  if (::waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) != 0) return false;  // ECHILD: no children
+  return info.si_pid != 0;
+}
+
+void LeakCheckedTest::SetUp() { fds_before_ = open_fds(); }
+
+void LeakCheckedTest::TearDown() {
+  EXPECT_EQ(open_fds(), fds_before_) << "descriptor leak";
+  EXPECT_FALSE(has_zombie_child()) << "a child was left unreaped";
+}
+
+namespace {
+const char* kHelperVariable = "MPROC_TEST_HELPER";
+const char* kHelperArgVariable = "MPROC_TEST_HELPER_ARG";
+}  // namespace
+
+HelperRegistration::HelperRegistration(const char* name, int (*body)(const std::string& arg)) {
+  const char* wanted = std::getenv(kHelperVariable);
+  if (!wanted || std::strcmp(wanted, name) != 0) return;
+  const char* arg = std::getenv(kHelperArgVariable);
+  ::unsetenv(kHelperVariable);
+  std::exit(body(arg ? arg : ""));
+}
+
+HelperResult run_helper(const std::string& name, const std::string& arg) {
+  int out[2];
+  if (::pipe2(out, O_CLOEXEC) != 0) throw std::runtime_error("pipe2");
+  std::vector<std::string> env_storage;
+  for (char** e = environ; *e; ++e) env_storage.emplace_back(*e);
+  env_storage.push_back(std::string(kHelperVariable) + "=" + name);
+  env_storage.push_back(std::string(kHelperArgVariable) + "=" + arg);
+  std::vector<char*> env;
+  for (auto& entry : env_storage) env.push_back(entry.data());
+  env.push_back(nullptr);
+
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, out[1], STDOUT_FILENO);
+  char exe[] = "/proc/self/exe";
+  char* argv[] = {exe, nullptr};
+  pid_t pid = 0;
+  int rc = ::posix_spawn(&pid, exe, &actions, nullptr, argv, env.data());
+  posix_spawn_file_actions_destroy(&actions);
+  ::close(out[1]);
+  if (rc != 0) {
+    ::close(out[0]);
+    throw std::runtime_error("posix_spawn failed");
+  }
+  HelperResult result{};
+  char buffer[4096];
+  for (;;) {
+    ssize_t n = ::read(out[0], buffer, sizeof buffer);
+    if (n > 0) {
+      result.output.append(buffer, static_cast<size_t>(n));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    break;
+  }
+  ::close(out[0]);
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  result.exitcode = WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+  return result;
+}
+
+void become_subreaper() { ::prctl(PR_SET_CHILD_SUBREAPER, 1); }
+
+bool eventually(const std::function<bool()>& predicate, int timeout_ms) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (!predicate()) {
+    if (std::chrono::steady_clock::now() > deadline) return predicate();
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  return true;
+}
+
+bool process_running(int pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  if (!stat) return false;
+  std::string line;
+  std::getline(stat, line);
+  auto close_paren = line.rfind(')');
+  if (close_paren == std::string::npos || close_paren + 2 >= line.size()) return false;
+  char state = line[close_paren + 2];
+  return state != 'Z' && state != 'X';
+}
+
+}  // namespace mproc::testing

@@ -1,0 +1,429 @@
+// Process: Python's _TestProcess behaviours plus mproc's lifetime promises (no orphans, no
+// zombies, no leaked descriptors).
+#include <mproc/mproc.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <string>
+#include <sys/wait.h>
+#include <thread>
+#include <unistd.h>
+
+#include "support/leak_check.hpp"
+
+using namespace std::chrono_literals;
+using mproc::testing::LeakCheckedTest;
+
+namespace {
+
+class ProcessTest : public LeakCheckedTest {};
+
+// Blocks until the parent closes or writes `gate` (a pipe read end): a condition to wait
+// on, instead of a sleep.
+void wait_on(int fd) {
+  char byte;
+  while (::read(fd, &byte, 1) < 0 && errno == EINTR) {
+  }
+}
+
+TEST_F(ProcessTest, CurrentProcessInMain) {
+  auto me = mproc::current_process();
+  EXPECT_EQ(me.name(), "MainProcess");
+  EXPECT_EQ(me.pid(), ::getpid());
+  EXPECT_FALSE(me.daemon());
+  EXPECT_FALSE(me.parent_pid().has_value());
+}
+
+TEST_F(ProcessTest, StartJoinExitcodeZero) {
+  mproc::Process p([] {});
+  EXPECT_FALSE(p.is_alive());
+  EXPECT_FALSE(p.exitcode().has_value());
+  EXPECT_EQ(p.pid(), 0);
+  p.start();
+  EXPECT_GT(p.pid(), 0);
+  EXPECT_NE(p.pid(), ::getpid());
+  p.join();
+  EXPECT_FALSE(p.is_alive());
+  EXPECT_EQ(p.exitcode(), 0);
+}
+
+TEST_F(ProcessTest, CapturingLambdaWithArgumentsReportsThroughPipe) {
+  auto [parent_end, child_end] = mproc::Pipe();
+  std::string prefix = "hello ";
+  mproc::Process p(
+      [&](int n, std::string word) {
+        auto me = mproc::current_process();
+        child_end.send(prefix + word + std::to_string(n));
+        child_end.send(me.name());
+        child_end.send(static_cast<int>(me.parent_pid().value_or(-1)));
+        child_end.send(me.pid());
+      },
+      7, std::string("world"));
+  p.start();
+  EXPECT_EQ(parent_end.recv<std::string>(), "hello world7");
+  EXPECT_EQ(parent_end.recv<std::string>(), p.name());
+  EXPECT_EQ(parent_end.recv<int>(), ::getpid());
+  EXPECT_EQ(parent_end.recv<pid_t>(), p.pid());
+  p.join();
+  EXPECT_EQ(p.exitcode(), 0);
+}
+
+TEST_F(ProcessTest, ExitCodesFollowPython) {
+  mproc::Process exits_five([] { mproc::exit(5); });
+  mproc::Process throws([] { throw std::runtime_error("boom"); });
+  mproc::Process underscore_exit([] { ::_exit(3); });
+  mproc::Process aborts([] { std::signal(SIGABRT, SIG_DFL); std::abort(); });
+  for (auto* p : {&exits_five, &throws, &underscore_exit, &aborts}) p->start();
+  for (auto* p : {&exits_five, &throws, &underscore_exit, &aborts}) p->join();
+  EXPECT_EQ(exits_five.exitcode(), 5);
+  EXPECT_EQ(throws.exitcode(), 1);
+  EXPECT_EQ(underscore_exit.exitcode(), 3);
+  EXPECT_EQ(aborts.exitcode(), -SIGABRT);
+}
+
+TEST_F(ProcessTest, ExitUnwindsTheTargetAndIsNotAStdException) {
+  auto [parent_end, child_end] = mproc::Pipe();
+  mproc::Process p([&] {
+    struct Reporter {
+      mproc::Connection* to;
+      ~Reporter() { to->send(std::string("unwound")); }
+    } reporter{&child_end};
+    try {
+      mproc::exit(9);
+    } catch (const std::exception&) {
+      child_end.send(std::string("swallowed"));
+    }
+  });
+  p.start();
+  EXPECT_EQ(parent_end.recv<std::string>(), "unwound");
+  p.join();
+  EXPECT_EQ(p.exitcode(), 9);
+}
+
+TEST_F(ProcessTest, EscapingExceptionPrintsTypeAndMessageToStderr) {
+  int err[2];
+  ASSERT_EQ(::pipe2(err, O_CLOEXEC), 0);
+  mproc::Process p([&] {
+    ::dup2(err[1], STDERR_FILENO);
+    throw std::out_of_range("index 12 is out of range");
+  });
+  p.name("Worker-7");
+  p.start();
+  ::close(err[1]);
+  std::string text;
+  char buffer[512];
+  for (ssize_t n; (n = ::read(err[0], buffer, sizeof buffer)) > 0;) text.append(buffer, static_cast<size_t>(n));
+  ::close(err[0]);
+  p.join();
+  EXPECT_EQ(p.exitcode(), 1);
+  EXPECT_NE(text.find("Process Worker-7"), std::string::npos) << text;
+  EXPECT_NE(text.find("std::out_of_range: index 12 is out of range"), std::string::npos) << text;
+}
+
+TEST_F(ProcessTest, TerminateAndKillReportNegativeSignal) {
+  int gate[2];
+  ASSERT_EQ(::pipe2(gate, O_CLOEXEC), 0);
+  mproc::Process a([&] { wait_on(gate[0]); });
+  mproc::Process b([&] { wait_on(gate[0]); });
+  a.start();
+  b.start();
+  EXPECT_TRUE(a.is_alive());
+  a.terminate();
+  b.kill();
+  a.join();
+  b.join();
+  EXPECT_EQ(a.exitcode(), -SIGTERM);
+  EXPECT_EQ(b.exitcode(), -SIGKILL);
+  a.terminate();  // no effect once exited
+  b.kill();
+  ::close(gate[0]);
+  ::close(gate[1]);
+}
+
+TEST_F(ProcessTest, JoinWithTimeoutIsBoundedAndReturnsFalseWhileRunning) {
+  int gate[2];
+  ASSERT_EQ(::pipe2(gate, O_CLOEXEC), 0);
+  mproc::Process p([&] { wait_on(gate[0]); });
+  p.start();
+  auto begin = std::chrono::steady_clock::now();
+  EXPECT_FALSE(p.join(100ms));
+  auto waited = std::chrono::steady_clock::now() - begin;
+  EXPECT_GE(waited, 90ms);
+  EXPECT_LT(waited, 5s);
+  EXPECT_EQ(p.exitcode(), std::nullopt);
+  ::close(gate[1]);  // the child reads end of file and returns
+  EXPECT_TRUE(p.join(30s));
+  EXPECT_EQ(p.exitcode(), 0);
+  EXPECT_TRUE(p.join(0ms));
+  ::close(gate[0]);
+}
+
+TEST_F(ProcessTest, JoinFromAnotherThreadWhileTerminating) {
+  int gate[2];
+  ASSERT_EQ(::pipe2(gate, O_CLOEXEC), 0);
+  mproc::Process p([&] { wait_on(gate[0]); });
+  p.start();
+  std::thread joiner([&] { p.join(); });
+  p.terminate();
+  joiner.join();
+  EXPECT_EQ(p.exitcode(), -SIGTERM);
+  ::close(gate[0]);
+  ::close(gate[1]);
+}
+
+TEST_F(ProcessTest, MisuseIsAClearError) {
+  mproc::Process p([] {});
+  EXPECT_THROW(p.join(), mproc::ProcessError);
+  EXPECT_THROW(p.terminate(), mproc::ProcessError);
+  EXPECT_THROW(p.sentinel(), mproc::ProcessError);
+  p.start();
+  EXPECT_THROW(p.start(), mproc::ProcessError);
+  EXPECT_THROW(p.daemon(true), mproc::ProcessError);
+  p.join();
+  p.close();
+  EXPECT_THROW(p.start(), mproc::ProcessError);
+  EXPECT_THROW(p.join(), mproc::ProcessError);
+  p.close();  // idempotent
+  EXPECT_THROW(mproc::Process(std::function<void()>{}), std::invalid_argument);
+}
+
+TEST_F(ProcessTest, CloseWhileAliveIsRefused) {
+  int gate[2];
+  ASSERT_EQ(::pipe2(gate, O_CLOEXEC), 0);
+  mproc::Process p([&] { wait_on(gate[0]); });
+  p.start();
+  EXPECT_THROW(p.close(), mproc::ProcessError);
+  ::close(gate[1]);
+  p.join();
+  p.close();
+  ::close(gate[0]);
+}
+
+TEST_F(ProcessTest, NamesFollowPythonDefaults) {
+  mproc::Process a([] {});
+  mproc::Process b([] {});
+  ASSERT_EQ(a.name().rfind("Process-", 0), 0u);
+  int first = std::stoi(a.name().substr(8));
+  EXPECT_EQ(b.name(), "Process-" + std::to_string(first + 1));
+  mproc::Process named({.name = "indexer"}, [] {});
+  EXPECT_EQ(named.name(), "indexer");
+}
+
+TEST_F(ProcessTest, NestedChildGetsHierarchicalName) {
+  auto [parent_end, child_end] = mproc::Pipe();
+  mproc::Process outer([&] {
+    mproc::Process inner([&] { child_end.send(mproc::current_process().name()); });
+    inner.start();
+    inner.join();
+  });
+  outer.start();
+  EXPECT_EQ(parent_end.recv<std::string>(), outer.name() + ":1");
+  outer.join();
+  EXPECT_EQ(outer.exitcode(), 0);
+}
+
+TEST_F(ProcessTest, DaemonFlagAndDaemonsMayNotHaveChildren) {
+  auto [parent_end, child_end] = mproc::Pipe();
+  mproc::Process p({.daemon = true}, [&] {
+    child_end.send(mproc::current_process().daemon());
+    try {
+      mproc::Process grandchild([] {});
+      grandchild.start();
+      child_end.send(std::string("started"));
+    } catch (const mproc::ProcessError& error) {
+      child_end.send(std::string(error.what()));
+    }
+  });
+  EXPECT_TRUE(p.daemon());
+  p.start();
+  EXPECT_TRUE(parent_end.recv<bool>());
+  EXPECT_NE(parent_end.recv<std::string>().find("daemonic"), std::string::npos);
+  p.join();
+  EXPECT_EQ(p.exitcode(), 0);
+}
+
+TEST_F(ProcessTest, ActiveChildrenListsRunningChildrenOnly) {
+  int gate[2];
+  ASSERT_EQ(::pipe2(gate, O_CLOEXEC), 0);
+  mproc::Process p([&] { wait_on(gate[0]); });
+  EXPECT_TRUE(mproc::active_children().empty());
+  p.start();
+  auto children = mproc::active_children();
+  ASSERT_EQ(children.size(), 1u);
+  EXPECT_TRUE(children[0] == p);
+  EXPECT_EQ(children[0].pid(), p.pid());
+  ::close(gate[1]);
+  p.join();
+  EXPECT_TRUE(mproc::active_children().empty());
+  ::close(gate[0]);
+}
+
+TEST_F(ProcessTest, DroppedHandleKeepsRunningAndIsReapedLater) {
+  int gate[2];
+  ASSERT_EQ(::pipe2(gate, O_CLOEXEC), 0);
+  pid_t pid;
+  {
+    mproc::Process p([&] { wait_on(gate[0]); });
+    p.start();
+    pid = p.pid();
+  }
+  ASSERT_EQ(mproc::active_children().size(), 1u);
+  EXPECT_TRUE(mproc::testing::process_running(pid));
+  ::close(gate[1]);
+  auto child = mproc::active_children().at(0);
+  int ready = ::poll(std::array<pollfd, 1>{pollfd{child.sentinel(), POLLIN, 0}}.data(), 1, 30'000);
+  EXPECT_EQ(ready, 1);
+  EXPECT_TRUE(mproc::active_children().empty());  // reaps it
+  EXPECT_EQ(child.exitcode(), 0);
+  ::close(gate[0]);
+}
+
+TEST_F(ProcessTest, SentinelBecomesReadableAtExit) {
+  int gate[2];
+  ASSERT_EQ(::pipe2(gate, O_CLOEXEC), 0);
+  mproc::Process p([&] { wait_on(gate[0]); });
+  p.start();
+  int sentinel = p.sentinel();
+  EXPECT_TRUE(mproc::wait(std::span<const int>(&sentinel, 1), 50ms).empty());
+  ::close(gate[1]);
+  EXPECT_EQ(mproc::wait(std::span<const int>(&sentinel, 1), 30s).size(), 1u);
+  p.join();
+  ::close(gate[0]);
+}
+
+TEST_F(ProcessTest, ChildOutlivesTheThreadThatStartedIt) {
+  // PR_SET_PDEATHSIG would kill this child when the starting thread exits.
+  auto [parent_end, child_end] = mproc::Pipe();
+  std::optional<mproc::Process> p;
+  std::thread starter([&] {
+    p.emplace([&] {
+      int request = child_end.recv<int>();
+      child_end.send(request + 1);
+    });
+    p->start();
+  });
+  starter.join();
+  parent_end.send(41);
+  EXPECT_EQ(parent_end.recv<int>(), 42);
+  p->join();
+  EXPECT_EQ(p->exitcode(), 0);
+}
+
+TEST_F(ProcessTest, ChildrenDieWhenTheirParentIsKilled) {
+  mproc::testing::become_subreaper();
+  auto [parent_end, child_end] = mproc::Pipe();
+  mproc::Process middle([&] {
+    int gate[2];
+    if (::pipe(gate) != 0) mproc::exit(2);
+    std::vector<mproc::Process> grandchildren;
+    for (int i = 0; i < 3; ++i) {
+      grandchildren.emplace_back([&] { wait_on(gate[0]); });
+      grandchildren.back().daemon(false);
+      grandchildren.back().start();
+      child_end.send(grandchildren.back().pid());
+    }
+    ::pause();  // until killed
+  });
+  middle.start();
+  std::vector<pid_t> pids;
+  for (int i = 0; i < 3; ++i) pids.push_back(parent_end.recv<pid_t>());
+  middle.kill();
+  middle.join();
+  EXPECT_EQ(middle.exitcode(), -SIGKILL);
+  // Orphans are re-parented to us (the subreaper); each must die of SIGKILL promptly.
+  for (pid_t pid : pids) {
+    int status = 0;
+    pid_t reaped;
+    while ((reaped = ::waitpid(pid, &status, 0)) < 0 && errno == EINTR) {
+    }
+    ASSERT_EQ(reaped, pid);
+    EXPECT_TRUE(WIFSIGNALED(status));
+    EXPECT_EQ(WTERMSIG(status), SIGKILL);
+  }
+}
+
+TEST_F(ProcessTest, CpuCountHonoursAffinity) {
+  cpu_set_t set;
+  ASSERT_EQ(::sched_getaffinity(0, sizeof set, &set), 0);
+  EXPECT_EQ(mproc::cpu_count(), CPU_COUNT(&set));
+  auto [parent_end, child_end] = mproc::Pipe();
+  mproc::Process p([&] {
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu)
+      if (CPU_ISSET(cpu, &set)) {
+        CPU_SET(cpu, &one);
+        break;
+      }
+    ::sched_setaffinity(0, sizeof one, &one);
+    child_end.send(mproc::cpu_count());
+  });
+  p.start();
+  EXPECT_EQ(parent_end.recv<int>(), 1);
+  p.join();
+}
+
+TEST_F(ProcessTest, ManyStartsLeakNothing) {
+  for (int i = 0; i < 50; ++i) {
+    mproc::Process p([i] { mproc::exit(i % 7); });
+    p.start();
+    p.join();
+    EXPECT_EQ(p.exitcode(), i % 7);
+  }
+}
+
+TEST_F(ProcessTest, ManyConcurrentChildren) {
+  std::vector<mproc::Process> children;
+  for (int i = 0; i < 32; ++i) children.emplace_back([i] { mproc::exit(i); });
+  for (auto& child : children) child.start();
+  for (auto& child : children) child.join();
+  for (int i = 0; i < 32; ++i) EXPECT_EQ(children[i].exitcode(), i);
+}
+
+TEST_F(ProcessTest, ParentSignalHandlersAreResetInTheChild) {
+  static std::atomic<int> handled{0};
+  auto previous = std::signal(SIGUSR1, [](int) { handled = 1; });
+  int gate[2];
+  ASSERT_EQ(::pipe2(gate, O_CLOEXEC), 0);
+  mproc::Process p([&] { wait_on(gate[0]); });
+  p.start();
+  ASSERT_EQ(::kill(p.pid(), SIGUSR1), 0);  // default action: terminate
+  p.join();
+  EXPECT_EQ(p.exitcode(), -SIGUSR1);
+  std::signal(SIGUSR1, previous);
+  ::close(gate[0]);
+  ::close(gate[1]);
+}
+
+// At normal exit, daemonic children are terminated and the others joined (Python's
+// _exit_function). Runs in a helper: a fresh copy of this binary returning from "main".
+MPROC_TEST_HELPER(exit_policy) {
+  int gate[2];
+  if (::pipe(gate) != 0) return 2;
+  mproc::Process daemon({.daemon = true}, [&] { wait_on(gate[0]); });  // would wait forever
+  daemon.start();
+  mproc::Process worker([&] {
+    std::this_thread::sleep_for(100ms);
+    std::printf("worker finished\n");
+  });
+  worker.start();
+  std::printf("daemon %d\n", daemon.pid());
+  std::fflush(stdout);
+  return 0;  // std::exit: the exit handler must terminate `daemon` and join `worker`
+}
+
+TEST_F(ProcessTest, AtExitDaemonsAreTerminatedAndOthersJoined) {
+  auto result = mproc::testing::run_helper("exit_policy");
+  EXPECT_EQ(result.exitcode, 0);
+  EXPECT_NE(result.output.find("worker finished"), std::string::npos) << result.output;
+  auto at = result.output.find("daemon ");
+  ASSERT_NE(at, std::string::npos);
+  int daemon_pid = std::stoi(result.output.substr(at + 7));
+  EXPECT_FALSE(mproc::testing::process_running(daemon_pid));
+}
+
+}  // namespace
