@@ -82,8 +82,18 @@ std::string demangle(const char* mangled) {
 
 [[noreturn]] void throw_os_error(int negative_errno, const char* call) { throw OSError(-negative_errno, call); }
 
-// Reaps `child` if it has exited (waiting up to `deadline` when given). Caller holds
-// child.mutex. Returns true once the child is reaped.
+// Drops a reaped child from the registry so that its pidfd closes with its last handle.
+// Lock order: a child's mutex may be held while taking the globals' mutex, never the reverse.
+// Every caller holds its own reference to the child, so erasing the registry's reference
+// never destroys the (locked) child state here.
+void forget_child(const ChildState& child) {
+  auto& globals = state();
+  std::lock_guard lock(globals.mutex);
+  std::erase_if(globals.children, [&](const auto& entry) { return entry.get() == &child; });
+}
+
+// Reaps `child` if it has exited (`block` waits for it). Caller holds child.mutex.
+// Returns true once the child is reaped.
 bool reap_locked(ChildState& child, bool block) {
   if (child.phase != Phase::running) return child.phase == Phase::exited || child.phase == Phase::closed;
   int code = 0;
@@ -91,32 +101,28 @@ bool reap_locked(ChildState& child, bool block) {
   if (rc == 0) return false;
   if (rc < 0) {
     // ECHILD: someone else (a waitpid(-1) in user code, SIGCHLD ignored) reaped it; the
-    // status is lost. Report it as Python would report an unknown status: 255.
+    // status is lost. Report it as 255, an unknown failure.
     if (rc != -ECHILD) throw_os_error(rc, "waitid");
     code = 255;
   }
   child.exitcode = code;
   child.phase = Phase::exited;
+  forget_child(child);
   return true;
 }
 
-// Reaps every finished child of this process and forgets it (Python's _cleanup()).
+// Reaps every finished child of this process (Python's _cleanup()).
 void reap_finished_children() {
-  auto& globals = state();
   std::vector<std::shared_ptr<ChildState>> children;
   {
+    auto& globals = state();
     std::lock_guard lock(globals.mutex);
     children = globals.children;
   }
-  std::vector<ChildState*> reaped;
   for (auto& child : children) {
     std::lock_guard lock(child->mutex);
-    if (reap_locked(*child, false)) reaped.push_back(child.get());
+    reap_locked(*child, false);
   }
-  std::lock_guard lock(globals.mutex);
-  std::erase_if(globals.children, [&](const auto& child) {
-    return std::find(reaped.begin(), reaped.end(), child.get()) != reaped.end();
-  });
 }
 
 // Python's _exit_function: at normal exit, terminate daemonic children, then join all.
@@ -204,6 +210,11 @@ void register_exit_handler_once(ProcessGlobals& globals) {
 ChildState& checked(const std::shared_ptr<ChildState>& state) {
   if (!state) throw ProcessError("use of a moved-from Process");
   return *state;
+}
+
+// Python raises ValueError("process object is closed") from every query after close().
+void require_open(const ChildState& child) {
+  if (child.phase == Phase::closed) throw ProcessError("process object is closed");
 }
 
 void require_started(const ChildState& child, const char* what) {
@@ -310,11 +321,17 @@ bool Process::join_for(std::chrono::nanoseconds timeout) {
   return reap_locked(child, true);
 }
 
-bool Process::is_alive() const { return !exitcode().has_value() && pid() != 0; }
+bool Process::is_alive() const {
+  auto& child = checked(state_);
+  std::lock_guard lock(child.mutex);
+  require_open(child);
+  return child.phase == Phase::running && !reap_locked(child, false);
+}
 
 std::optional<int> Process::exitcode() const {
   auto& child = checked(state_);
   std::lock_guard lock(child.mutex);
+  require_open(child);
   if (child.phase == Phase::running) reap_locked(child, false);
   return child.exitcode;
 }
@@ -322,6 +339,7 @@ std::optional<int> Process::exitcode() const {
 pid_t Process::pid() const {
   auto& child = checked(state_);
   std::lock_guard lock(child.mutex);
+  require_open(child);
   return child.pid;
 }
 

@@ -22,13 +22,34 @@ namespace {
 
 class ProcessTest : public LeakCheckedTest {};
 
-// Blocks until the parent closes or writes `gate` (a pipe read end): a condition to wait
-// on, instead of a sleep.
-void wait_on(int fd) {
-  char byte;
-  while (::read(fd, &byte, 1) < 0 && errno == EINTR) {
+// A condition a child can block on, instead of a sleep: the child waits until the parent
+// opens the gate (closes the write end). Every child closes its inherited copy of the write
+// end first, or it would keep the gate shut for itself.
+class Gate {
+ public:
+  Gate() {
+    if (::pipe2(fds_, O_CLOEXEC) != 0) throw std::runtime_error("pipe2");
   }
-}
+  ~Gate() {
+    for (int fd : fds_)
+      if (fd >= 0) ::close(fd);
+  }
+  Gate(const Gate&) = delete;
+  Gate& operator=(const Gate&) = delete;
+  void wait_in_child() {
+    ::close(fds_[1]);
+    char byte;
+    while (::read(fds_[0], &byte, 1) < 0 && errno == EINTR) {
+    }
+  }
+  void open() {
+    ::close(fds_[1]);
+    fds_[1] = -1;
+  }
+
+ private:
+  int fds_[2];
+};
 
 TEST_F(ProcessTest, CurrentProcessInMain) {
   auto me = mproc::current_process();
@@ -125,10 +146,9 @@ TEST_F(ProcessTest, EscapingExceptionPrintsTypeAndMessageToStderr) {
 }
 
 TEST_F(ProcessTest, TerminateAndKillReportNegativeSignal) {
-  int gate[2];
-  ASSERT_EQ(::pipe2(gate, O_CLOEXEC), 0);
-  mproc::Process a([&] { wait_on(gate[0]); });
-  mproc::Process b([&] { wait_on(gate[0]); });
+  Gate gate;
+  mproc::Process a([&] { gate.wait_in_child(); });
+  mproc::Process b([&] { gate.wait_in_child(); });
   a.start();
   b.start();
   EXPECT_TRUE(a.is_alive());
@@ -140,14 +160,11 @@ TEST_F(ProcessTest, TerminateAndKillReportNegativeSignal) {
   EXPECT_EQ(b.exitcode(), -SIGKILL);
   a.terminate();  // no effect once exited
   b.kill();
-  ::close(gate[0]);
-  ::close(gate[1]);
 }
 
 TEST_F(ProcessTest, JoinWithTimeoutIsBoundedAndReturnsFalseWhileRunning) {
-  int gate[2];
-  ASSERT_EQ(::pipe2(gate, O_CLOEXEC), 0);
-  mproc::Process p([&] { wait_on(gate[0]); });
+  Gate gate;
+  mproc::Process p([&] { gate.wait_in_child(); });
   p.start();
   auto begin = std::chrono::steady_clock::now();
   EXPECT_FALSE(p.join(100ms));
@@ -155,24 +172,20 @@ TEST_F(ProcessTest, JoinWithTimeoutIsBoundedAndReturnsFalseWhileRunning) {
   EXPECT_GE(waited, 90ms);
   EXPECT_LT(waited, 5s);
   EXPECT_EQ(p.exitcode(), std::nullopt);
-  ::close(gate[1]);  // the child reads end of file and returns
+  gate.open();  // the child reads end of file and returns
   EXPECT_TRUE(p.join(30s));
   EXPECT_EQ(p.exitcode(), 0);
   EXPECT_TRUE(p.join(0ms));
-  ::close(gate[0]);
 }
 
 TEST_F(ProcessTest, JoinFromAnotherThreadWhileTerminating) {
-  int gate[2];
-  ASSERT_EQ(::pipe2(gate, O_CLOEXEC), 0);
-  mproc::Process p([&] { wait_on(gate[0]); });
+  Gate gate;
+  mproc::Process p([&] { gate.wait_in_child(); });
   p.start();
   std::thread joiner([&] { p.join(); });
   p.terminate();
   joiner.join();
   EXPECT_EQ(p.exitcode(), -SIGTERM);
-  ::close(gate[0]);
-  ::close(gate[1]);
 }
 
 TEST_F(ProcessTest, MisuseIsAClearError) {
@@ -187,20 +200,22 @@ TEST_F(ProcessTest, MisuseIsAClearError) {
   p.close();
   EXPECT_THROW(p.start(), mproc::ProcessError);
   EXPECT_THROW(p.join(), mproc::ProcessError);
+  EXPECT_THROW(p.exitcode(), mproc::ProcessError);
+  EXPECT_THROW(p.is_alive(), mproc::ProcessError);
+  EXPECT_THROW(p.pid(), mproc::ProcessError);
+  EXPECT_FALSE(p.name().empty());
   p.close();  // idempotent
   EXPECT_THROW(mproc::Process(std::function<void()>{}), std::invalid_argument);
 }
 
 TEST_F(ProcessTest, CloseWhileAliveIsRefused) {
-  int gate[2];
-  ASSERT_EQ(::pipe2(gate, O_CLOEXEC), 0);
-  mproc::Process p([&] { wait_on(gate[0]); });
+  Gate gate;
+  mproc::Process p([&] { gate.wait_in_child(); });
   p.start();
   EXPECT_THROW(p.close(), mproc::ProcessError);
-  ::close(gate[1]);
+  gate.open();
   p.join();
   p.close();
-  ::close(gate[0]);
 }
 
 TEST_F(ProcessTest, NamesFollowPythonDefaults) {
@@ -247,52 +262,46 @@ TEST_F(ProcessTest, DaemonFlagAndDaemonsMayNotHaveChildren) {
 }
 
 TEST_F(ProcessTest, ActiveChildrenListsRunningChildrenOnly) {
-  int gate[2];
-  ASSERT_EQ(::pipe2(gate, O_CLOEXEC), 0);
-  mproc::Process p([&] { wait_on(gate[0]); });
+  Gate gate;
+  mproc::Process p([&] { gate.wait_in_child(); });
   EXPECT_TRUE(mproc::active_children().empty());
   p.start();
   auto children = mproc::active_children();
   ASSERT_EQ(children.size(), 1u);
   EXPECT_TRUE(children[0] == p);
   EXPECT_EQ(children[0].pid(), p.pid());
-  ::close(gate[1]);
+  gate.open();
   p.join();
   EXPECT_TRUE(mproc::active_children().empty());
-  ::close(gate[0]);
 }
 
 TEST_F(ProcessTest, DroppedHandleKeepsRunningAndIsReapedLater) {
-  int gate[2];
-  ASSERT_EQ(::pipe2(gate, O_CLOEXEC), 0);
+  Gate gate;
   pid_t pid;
   {
-    mproc::Process p([&] { wait_on(gate[0]); });
+    mproc::Process p([&] { gate.wait_in_child(); });
     p.start();
     pid = p.pid();
   }
   ASSERT_EQ(mproc::active_children().size(), 1u);
   EXPECT_TRUE(mproc::testing::process_running(pid));
-  ::close(gate[1]);
+  gate.open();
   auto child = mproc::active_children().at(0);
   int ready = ::poll(std::array<pollfd, 1>{pollfd{child.sentinel(), POLLIN, 0}}.data(), 1, 30'000);
   EXPECT_EQ(ready, 1);
   EXPECT_TRUE(mproc::active_children().empty());  // reaps it
   EXPECT_EQ(child.exitcode(), 0);
-  ::close(gate[0]);
 }
 
 TEST_F(ProcessTest, SentinelBecomesReadableAtExit) {
-  int gate[2];
-  ASSERT_EQ(::pipe2(gate, O_CLOEXEC), 0);
-  mproc::Process p([&] { wait_on(gate[0]); });
+  Gate gate;
+  mproc::Process p([&] { gate.wait_in_child(); });
   p.start();
   int sentinel = p.sentinel();
   EXPECT_TRUE(mproc::wait(std::span<const int>(&sentinel, 1), 50ms).empty());
-  ::close(gate[1]);
+  gate.open();
   EXPECT_EQ(mproc::wait(std::span<const int>(&sentinel, 1), 30s).size(), 1u);
   p.join();
-  ::close(gate[0]);
 }
 
 TEST_F(ProcessTest, ChildOutlivesTheThreadThatStartedIt) {
@@ -317,11 +326,10 @@ TEST_F(ProcessTest, ChildrenDieWhenTheirParentIsKilled) {
   mproc::testing::become_subreaper();
   auto [parent_end, child_end] = mproc::Pipe();
   mproc::Process middle([&] {
-    int gate[2];
-    if (::pipe(gate) != 0) mproc::exit(2);
+    Gate gate;
     std::vector<mproc::Process> grandchildren;
     for (int i = 0; i < 3; ++i) {
-      grandchildren.emplace_back([&] { wait_on(gate[0]); });
+      grandchildren.emplace_back([&] { gate.wait_in_child(); });
       grandchildren.back().daemon(false);
       grandchildren.back().start();
       child_end.send(grandchildren.back().pid());
@@ -387,24 +395,20 @@ TEST_F(ProcessTest, ManyConcurrentChildren) {
 TEST_F(ProcessTest, ParentSignalHandlersAreResetInTheChild) {
   static std::atomic<int> handled{0};
   auto previous = std::signal(SIGUSR1, [](int) { handled = 1; });
-  int gate[2];
-  ASSERT_EQ(::pipe2(gate, O_CLOEXEC), 0);
-  mproc::Process p([&] { wait_on(gate[0]); });
+  Gate gate;
+  mproc::Process p([&] { gate.wait_in_child(); });
   p.start();
   ASSERT_EQ(::kill(p.pid(), SIGUSR1), 0);  // default action: terminate
   p.join();
   EXPECT_EQ(p.exitcode(), -SIGUSR1);
   std::signal(SIGUSR1, previous);
-  ::close(gate[0]);
-  ::close(gate[1]);
 }
 
 // At normal exit, daemonic children are terminated and the others joined (Python's
 // _exit_function). Runs in a helper: a fresh copy of this binary returning from "main".
 MPROC_TEST_HELPER(exit_policy) {
-  int gate[2];
-  if (::pipe(gate) != 0) return 2;
-  mproc::Process daemon({.daemon = true}, [&] { wait_on(gate[0]); });  // would wait forever
+  Gate gate;
+  mproc::Process daemon({.daemon = true}, [&] { gate.wait_in_child(); });  // would wait forever
   daemon.start();
   mproc::Process worker([&] {
     std::this_thread::sleep_for(100ms);

@@ -37,9 +37,11 @@ struct ChildState;
 }
 
 /// Options of a Process, the keyword arguments of Python's constructor.
+/// (Every member has a default member initializer so that designated initializers that
+/// name only some members compile cleanly under -Wextra.)
 struct ProcessOptions {
-  std::string name;                 ///< empty: Python's default "Process-N[:M...]"
-  std::optional<bool> daemon;       ///< nullopt: inherit the current process's flag
+  std::string name = {};             ///< empty: Python's default "Process-N[:M...]"
+  std::optional<bool> daemon = {};   ///< nullopt: inherit the current process's flag
 };
 
 /// A child process running a callable — Python's multiprocessing.Process (start method
@@ -103,7 +105,8 @@ class Process {
   void kill();
 
   /// Releases the handle's resources (the pidfd). Throws ProcessError if the child is
-  /// still running. Afterwards every member except close() and name() throws.
+  /// still running. Afterwards every member except close(), name() and daemon() throws
+  /// ProcessError, as Python raises ValueError("process object is closed").
   void close();
 
   friend bool operator==(const Process& a, const Process& b) noexcept { return a.state_ == b.state_; }
