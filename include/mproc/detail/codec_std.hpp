@@ -149,11 +149,17 @@ struct Codec<std::vector<T, A>> {
     const std::size_t count = read_count<Vector, T>(d);
     if constexpr (Codec<T>::raw) {
       return decode_raw(d, count);
+    } else if constexpr (shape_of<T>() == Shape::empty) {
+      // All elements are alike and take no bytes: charge the budget for all at once.
+      if (count > d.empty_budget() / sizeof(T)) throw_count_implausible(type_name<Vector>(), count, d.remaining());
+      d.charge_empty_element(count * sizeof(T));
+      return Vector(count, Codec<T>::decode(d));
     } else {
       Vector v;
-      // With min_size == 0 the count is only bounded by the empty-element budget, so
-      // reserve no more than the input could possibly fill; growth covers the rest.
-      v.reserve(Codec<T>::min_size > 0 ? count : std::min(count, d.remaining()));
+      // Reserve only what the input proves: `count` elements of at least min_size bytes each.
+      // When elements may take no bytes (user types: their size is unknown) the input proves
+      // nothing, so the vector grows as elements actually arrive.
+      if constexpr (Codec<T>::min_size > 0) v.reserve(count);
       decode_elements<T>(d, count, [&] { v.push_back(Codec<T>::decode(d)); });
       return v;
     }
@@ -163,11 +169,13 @@ struct Codec<std::vector<T, A>> {
   static Vector decode_raw(Decoder& d, std::size_t count) {
     const std::span<const std::byte> bytes = d.take(count * sizeof(T));
     if (reinterpret_cast<std::uintptr_t>(bytes.data()) % alignof(T) == 0) {
-      // The bytes are the object representations of `count` Ts (written by memcpy from a
-      // vector of them), suitably aligned: constructing from that range is one memmove into
-      // fresh storage. resize()+memcpy would first zero the whole buffer — 60% slower at 1 MiB.
-      // Payloads decoded in place from a frame buffer are aligned (the elements start at
-      // offset 40 of an operator-new block); only small read-ahead payloads may not be.
+      // The bytes are the object representations of `count` Ts (memcpy'd from a vector of
+      // them), suitably aligned: constructing from that range is one memmove into fresh
+      // storage, where resize()+memcpy would first zero the whole buffer (60% slower at 1 MiB).
+      // Strictly, no T objects live in the byte buffer; as zero-copy readers do, this relies on
+      // the library copying trivially copyable ranges with memmove — no typed load happens.
+      // Payloads decoded from a frame buffer are aligned (elements start at offset 40 of an
+      // operator-new block); small payloads decoded inside a read-ahead buffer may not be.
       const T* first = reinterpret_cast<const T*>(bytes.data());
       return Vector(first, first + count);
     }
@@ -178,7 +186,7 @@ struct Codec<std::vector<T, A>> {
     } else {
       v.reserve(count);
       Decoder elements(bytes);
-      for (std::size_t i = 0; i < count; ++i) v.push_back(BasicCodec<T, Shape::raw>::decode(elements));
+      for (std::size_t i = 0; i < count; ++i) v.push_back(Codec<T>::decode(elements));
     }
     return v;
   }

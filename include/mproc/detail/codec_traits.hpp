@@ -54,8 +54,9 @@ concept has_member_save_load = requires(const T& ct, T& t, OutputArchive& out, I
 };
 
 namespace adl {
-// Poison pills: unqualified lookup stops here, so only argument-dependent lookup (T's own
-// namespace) can supply serialize/save/load — never some unrelated function of mproc's.
+// Poison pills: unqualified lookup stops here, so serialize/save/load come only from
+// argument-dependent lookup: T's namespace, and mproc's (the archives' namespace) — which is
+// why mproc must never declare namespace-scope functions with these names.
 void serialize() = delete;
 void save() = delete;
 void load() = delete;

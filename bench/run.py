@@ -1,0 +1,448 @@
+#!/usr/bin/env python3
+"""Runs mproc's benchmarks, the machine's limits and Python's multiprocessing on the same
+workloads, and prints one comparison table.
+
+    python3 bench/run.py [BUILD_DIR] [--quick] [--repetitions N] [--python-runs N]
+    cmake --build build --target bench          # the same, after building the benchmarks
+
+BUILD_DIR (default ./build) is a configured and built mproc tree; the Google Benchmark
+binaries are in BUILD_DIR/bench (or --bin-dir). Results go to BUILD_DIR/bench/results.json
+and results.md (or --out-dir). Standard library only.
+
+To add a workload, add a Workload to WORKLOADS below: a Google Benchmark case for mproc,
+the Python script and case that do the same, and the limit case to read it against.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+HERE = Path(__file__).resolve().parent
+PYTHON_DIR = HERE / "python"
+
+TIME = "time"              # lower is better; compared as seconds per operation
+THROUGHPUT = "throughput"  # higher is better; compared as bytes per second
+
+
+@dataclass(frozen=True)
+class Case:
+    """A Google Benchmark case: its binary (in the bin dir) and its run name."""
+    binary: str
+    name: str
+
+
+@dataclass(frozen=True)
+class PyCase:
+    """A case of a script in bench/python: `python3 SCRIPT CASE --min-time S`."""
+    script: str
+    case: str
+
+
+@dataclass(frozen=True)
+class Target:
+    """A goal for the row: `against` is "limit" (mproc ÷ limit <= factor) or "python"
+    (mproc vs Python >= factor, that is mproc `factor` times better)."""
+    against: str
+    factor: float
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    metric: str                       # TIME or THROUGHPUT
+    mproc: Case
+    python: Optional[PyCase] = None
+    limit: Optional[Case] = None
+    target: Optional[Target] = None
+    note: str = ""
+
+
+# ---------------------------------------------------------------------------------------
+# The comparison. One entry per row of the table.
+WORKLOADS = [
+    Workload(
+        "Process start + join, no-op target",
+        TIME,
+        mproc=Case("bench_process", "BM_Process_StartJoin/real_time"),
+        python=PyCase("mp_process.py", "start_join"),
+        limit=Case("bench_limits", "BM_Limit_ForkExitWaitpid/real_time"),
+        target=Target("limit", 1.5),
+        note="limit: bare fork + _exit + waitpid"),
+    Workload(
+        "Pipe round trip of an int",
+        TIME,
+        mproc=Case("bench_connection", "BM_Pipe_RoundTripInt/real_time"),
+        python=PyCase("mp_connection.py", "roundtrip_int"),
+        limit=Case("bench_limits", "BM_Limit_PipeRoundTrip/real_time"),
+        target=Target("limit", 1.3),
+        note="limit: raw pipe(2) ping-pong of an int"),
+    Workload(
+        "Pipe 1 MiB send_bytes -> recv_bytes",
+        THROUGHPUT,
+        mproc=Case("bench_connection", "BM_Pipe_SendBytes/1048576/real_time"),
+        python=PyCase("mp_connection.py", "send_bytes"),
+        limit=Case("bench_limits", "BM_Limit_Memcpy/67108864"),
+        target=Target("python", 1.2),
+        note="limit: memcpy bandwidth (64 MiB buffers)"),
+    Workload(
+        "Pipe 1 MiB send(vector<byte>) -> recv<vector<byte>>",
+        THROUGHPUT,
+        mproc=Case("bench_connection", "BM_Pipe_SendVector/1048576/real_time"),
+        python=PyCase("mp_connection.py", "send_obj"),
+        limit=Case("bench_limits", "BM_Limit_Memcpy/67108864"),
+        note="Python: send(bytes) / recv(), pickled"),
+]
+# ---------------------------------------------------------------------------------------
+
+UNIT_NS = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}
+
+
+@dataclass
+class Measure:
+    """A median over repetitions or runs; `spread` is the coefficient of variation (gbench)
+    or (max - min) / median (Python runs), as a fraction."""
+    time_ns: Optional[float] = None
+    bytes_per_second: Optional[float] = None
+    spread: Optional[float] = None
+    error: Optional[str] = None
+    samples: list = field(default_factory=list)
+
+    def value(self, metric):
+        return self.time_ns if metric == TIME else self.bytes_per_second
+
+
+def log(message):
+    print(message, file=sys.stderr, flush=True)
+
+
+# --- machine --------------------------------------------------------------------------
+
+def machine_info(build_dir):
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        usable = os.cpu_count()
+    build_type = None
+    cache = build_dir / "CMakeCache.txt"
+    if cache.exists():
+        for line in cache.read_text(errors="replace").splitlines():
+            if line.startswith("CMAKE_BUILD_TYPE:"):
+                build_type = line.split("=", 1)[1] or None
+    return {
+        "cpu_model": model,
+        "cores_online": os.cpu_count(),
+        "cores_usable": usable,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "build_type": build_type,
+        "load_average_before": load_average(),
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+    }
+
+
+def first(values):
+    return f"{values[0]:.2f}" if values else "?"
+
+
+def load_average():
+    try:
+        return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
+    except OSError:
+        return None
+
+
+# --- Google Benchmark -----------------------------------------------------------------
+
+def run_gbench(binary_path, repetitions, min_time):
+    """Runs every case of one binary; returns {run_name: Measure}."""
+    with tempfile.TemporaryDirectory(prefix="mproc-bench-") as tmp:
+        out = Path(tmp) / "out.json"
+        command = [
+            str(binary_path),
+            "--benchmark_format=json",
+            f"--benchmark_repetitions={repetitions}",
+            "--benchmark_report_aggregates_only=true",
+            f"--benchmark_out={out}",
+            "--benchmark_out_format=json",
+        ]
+        if min_time is not None:
+            command.append(f"--benchmark_min_time={min_time}")
+        # The report is read from --benchmark_out, not from stdout: a forked child that
+        # flushes stdio could repeat bytes of the parent's unflushed stdout buffer there.
+        completed = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if completed.returncode != 0 or not out.exists():
+            raise RuntimeError(f"{binary_path.name} failed (exit {completed.returncode}):\n{completed.stderr}")
+        report = json.loads(out.read_text())
+    results = {}
+    for entry in report.get("benchmarks", []):
+        name = entry.get("run_name", entry["name"])
+        measure = results.setdefault(name, Measure())
+        if entry.get("error_occurred"):
+            measure.error = entry.get("error_message", "error")
+            continue
+        aggregate = entry.get("aggregate_name")
+        if aggregate == "median":
+            measure.time_ns = entry["real_time"] * UNIT_NS[entry.get("time_unit", "ns")]
+            measure.bytes_per_second = entry.get("bytes_per_second")
+        elif aggregate == "cv":
+            measure.spread = entry["real_time"]  # already a fraction in gbench's JSON
+        elif aggregate is None:
+            # Without repetitions gbench reports the single run only.
+            measure.time_ns = entry["real_time"] * UNIT_NS[entry.get("time_unit", "ns")]
+            measure.bytes_per_second = entry.get("bytes_per_second")
+    return results
+
+
+# --- Python ---------------------------------------------------------------------------
+
+def run_python(case, runs, min_time):
+    script = PYTHON_DIR / case.script
+    samples = []
+    for _ in range(runs):
+        completed = subprocess.run(
+            [sys.executable, str(script), case.case, "--min-time", str(min_time)],
+            capture_output=True, text=True)
+        if completed.returncode != 0:
+            return Measure(error=f"{case.script} {case.case} failed: {completed.stderr.strip()[-500:]}")
+        lines = [line for line in completed.stdout.splitlines() if line.startswith("{")]
+        samples.append(json.loads(lines[-1]))
+    times = [s["real_time_ns"] for s in samples]
+    rates = [s["bytes_per_second"] for s in samples if s.get("bytes_per_second")]
+    median_time = statistics.median(times)
+    return Measure(
+        time_ns=median_time,
+        bytes_per_second=statistics.median(rates) if rates else None,
+        spread=(max(times) - min(times)) / median_time if median_time else None,
+        samples=samples)
+
+
+# --- the table ------------------------------------------------------------------------
+
+def format_value(value, metric):
+    if value is None:
+        return "n/a"
+    if metric == THROUGHPUT:
+        return f"{value / 1e9:.2f} GB/s"
+    for unit, scale in (("s", 1e9), ("ms", 1e6), ("µs", 1e3)):
+        if value >= scale:
+            return f"{value / scale:.3g} {unit}" if value / scale < 100 else f"{value / scale:.0f} {unit}"
+    return f"{value:.3g} ns"
+
+
+def with_spread(text, measure):
+    if measure is None:
+        return "—"
+    if measure.error:
+        return f"error: {measure.error}"
+    if measure.spread is not None and measure.spread >= 0.10:
+        return f"{text} (±{measure.spread * 100:.0f}%)"
+    return text
+
+
+def cost(value, metric):
+    """Seconds per operation (TIME) or seconds per byte (THROUGHPUT): lower is better."""
+    if value is None or value == 0:
+        return None
+    return value if metric == TIME else 1.0 / value
+
+
+def evaluate(workload, mproc, python, limit):
+    m = cost(mproc.value(workload.metric), workload.metric) if mproc and not mproc.error else None
+    p = cost(python.value(workload.metric), workload.metric) if python and not python.error else None
+    l = cost(limit.value(workload.metric), workload.metric) if limit and not limit.error else None
+    vs_python = p / m if m and p else None  # > 1: mproc is better
+    over_limit = m / l if m and l else None  # 1.0: at the limit; 2.0: twice the limit's cost
+    met = None
+    if workload.target:
+        if workload.target.against == "limit" and over_limit is not None:
+            met = over_limit <= workload.target.factor
+        elif workload.target.against == "python" and vs_python is not None:
+            met = vs_python >= workload.target.factor
+    return vs_python, over_limit, met
+
+
+def describe_target(target):
+    if target is None:
+        return ""
+    if target.against == "limit":
+        return f"÷ limit ≤ {target.factor:g}"
+    return f"vs Python ≥ {target.factor:g}×"
+
+
+def build_table(rows):
+    header = ["Workload", "mproc", "Python", "mproc vs Python", "Machine limit", "mproc ÷ limit", "Target"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * 5 + [":---"]) + "|"]
+    for row in rows:
+        w = row["workload"]
+        target = describe_target(w.target)
+        if row["target_met"] is not None:
+            target += ": " + ("met" if row["target_met"] else "**missed**")
+        lines.append("| " + " | ".join([
+            w.name,
+            with_spread(format_value(row["mproc"].value(w.metric) if row["mproc"] else None, w.metric), row["mproc"]),
+            with_spread(format_value(row["python"].value(w.metric) if row["python"] else None, w.metric), row["python"]),
+            f"{row['vs_python']:.2f}×" if row["vs_python"] else "—",
+            with_spread(format_value(row["limit"].value(w.metric) if row["limit"] else None, w.metric), row["limit"]),
+            f"{row['over_limit']:.2f}" if row["over_limit"] else "—",
+            target,
+        ]) + " |")
+    return "\n".join(lines)
+
+
+def build_case_list(gbench):
+    lines = ["| Case | Median | CV |", "|---|---:|---:|"]
+    for binary in sorted(gbench):
+        for name, measure in gbench[binary].items():
+            if measure.error:
+                value = f"error: {measure.error}"
+            elif measure.bytes_per_second:
+                value = f"{format_value(measure.time_ns, TIME)}, {format_value(measure.bytes_per_second, THROUGHPUT)}"
+            else:
+                value = format_value(measure.time_ns, TIME)
+            spread = f"{measure.spread * 100:.1f}%" if measure.spread is not None else ""
+            lines.append(f"| {binary}: {name} | {value} | {spread} |")
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("build_dir", nargs="?", default="build", help="the CMake build directory (default ./build)")
+    parser.add_argument("--bin-dir", help="where the benchmark binaries are (default BUILD_DIR/bench)")
+    parser.add_argument("--out-dir", help="where results.json/md go (default BUILD_DIR/bench)")
+    parser.add_argument("--quick", action="store_true", help="3 repetitions and runs, shorter timing loops")
+    parser.add_argument("--repetitions", type=int, help="Google Benchmark repetitions (default 5; 3 with --quick)")
+    parser.add_argument("--python-runs", type=int, help="runs of each Python case (default 5; 3 with --quick)")
+    parser.add_argument("--min-time", type=float,
+                        help="seconds per timing loop, C++ and Python (default: gbench's 0.5; 0.2 with --quick)")
+    args = parser.parse_args()
+
+    build_dir = Path(args.build_dir).resolve()
+    bin_dir = Path(args.bin_dir).resolve() if args.bin_dir else build_dir / "bench"
+    out_dir = Path(args.out_dir).resolve() if args.out_dir else build_dir / "bench"
+    repetitions = args.repetitions or (3 if args.quick else 5)
+    python_runs = args.python_runs or (3 if args.quick else 5)
+    min_time = args.min_time if args.min_time is not None else (0.2 if args.quick else None)
+    python_min_time = min_time if min_time is not None else 0.5
+
+    binaries = sorted({c.binary for w in WORKLOADS for c in (w.mproc, w.limit) if c})
+    missing = [b for b in binaries if not (bin_dir / b).exists()]
+    if missing:
+        sys.exit(f"run.py: missing {', '.join(missing)} in {bin_dir}; build them first "
+                 f"(cmake --build {args.build_dir} --target {' '.join(missing)})")
+
+    started = time.monotonic()
+    machine = machine_info(build_dir)
+    load = machine["load_average_before"]
+    if load and load[0] > 0.5:
+        log(f"warning: load average {load[0]:.2f}: other work on this machine will disturb the figures")
+    if machine["build_type"] not in ("Release", "RelWithDebInfo"):
+        log(f"warning: the build type is {machine['build_type'] or 'unset'}; use Release or RelWithDebInfo")
+
+    gbench = {}
+    for binary in binaries:
+        log(f"[bench] {binary}: {repetitions} repetitions ...")
+        gbench[binary] = run_gbench(bin_dir / binary, repetitions, min_time)
+
+    python = {}
+    for case in dict.fromkeys(w.python for w in WORKLOADS if w.python):
+        log(f"[bench] python {case.script} {case.case}: {python_runs} runs ...")
+        python[case] = run_python(case, python_runs, python_min_time)
+
+    def lookup(case):
+        if case is None:
+            return None
+        found = gbench.get(case.binary, {}).get(case.name)
+        return found if found else Measure(error=f"no case {case.name} in {case.binary}")
+
+    rows = []
+    for workload in WORKLOADS:
+        mproc, limit = lookup(workload.mproc), lookup(workload.limit)
+        py = python.get(workload.python) if workload.python else None
+        vs_python, over_limit, met = evaluate(workload, mproc, py, limit)
+        rows.append({"workload": workload, "mproc": mproc, "python": py, "limit": limit,
+                     "vs_python": vs_python, "over_limit": over_limit, "target_met": met})
+
+    machine["load_average_after"] = load_average()
+    elapsed = time.monotonic() - started
+    heading = (f"CPU: {machine['cpu_model']}, {machine['cores_usable']} cores usable "
+               f"({machine['cores_online']} online); Linux {machine['kernel']}; Python {machine['python']}; "
+               f"build {machine['build_type'] or 'unknown'}")
+    settings = (f"{repetitions} gbench repetitions (median), {python_runs} Python runs (median), "
+                f"load average {first(machine['load_average_before'])} before, {first(machine['load_average_after'])} after, "
+                f"{elapsed:.0f} s in all")
+    table = build_table(rows)
+    legend = ("mproc vs Python: how many times better mproc is (time ratio Python/mproc, or throughput "
+              "ratio mproc/Python); > 1 means mproc is better. mproc ÷ limit: mproc's cost per operation "
+              "(or per byte) over the machine limit's; 1.00 is at the limit. (±N%): spread over "
+              "repetitions (CV) or runs, shown when 10% or more. GB/s = 10^9 bytes/s.")
+    notes = "\n".join(f"- {w.name}: {w.note}" for w in WORKLOADS if w.note)
+
+    print(heading, flush=True)
+    print(settings)
+    print()
+    print(table)
+    print()
+    print(legend, flush=True)
+
+    markdown = "\n\n".join([
+        "# mproc benchmarks", heading, settings, table, legend, notes,
+        "## Every case (Google Benchmark medians)", build_case_list(gbench)]) + "\n"
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "results.md").write_text(markdown)
+
+    def measure_json(m):
+        if m is None:
+            return None
+        return {"time_ns": m.time_ns, "bytes_per_second": m.bytes_per_second, "spread": m.spread,
+                "error": m.error, **({"runs": m.samples} if m.samples else {})}
+
+    result = {
+        "machine": machine,
+        "settings": {"repetitions": repetitions, "python_runs": python_runs, "min_time": min_time,
+                     "python_min_time": python_min_time, "elapsed_s": elapsed},
+        "workloads": [{
+            "name": r["workload"].name,
+            "metric": r["workload"].metric,
+            "mproc_case": f"{r['workload'].mproc.binary}:{r['workload'].mproc.name}",
+            "python_case": (f"{r['workload'].python.script}:{r['workload'].python.case}"
+                            if r["workload"].python else None),
+            "limit_case": (f"{r['workload'].limit.binary}:{r['workload'].limit.name}"
+                           if r["workload"].limit else None),
+            "mproc": measure_json(r["mproc"]),
+            "python": measure_json(r["python"]),
+            "limit": measure_json(r["limit"]),
+            "mproc_vs_python": r["vs_python"],
+            "mproc_over_limit": r["over_limit"],
+            "target": describe_target(r["workload"].target) or None,
+            "target_met": r["target_met"],
+        } for r in rows],
+        "gbench": {b: {n: measure_json(m) for n, m in cases.items()} for b, cases in gbench.items()},
+    }
+    (out_dir / "results.json").write_text(json.dumps(result, indent=2) + "\n")
+    log(f"[bench] wrote {out_dir / 'results.md'} and {out_dir / 'results.json'}")
+
+    failed = [r["workload"].name for r in rows if r["mproc"] is None or r["mproc"].error]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Sets up a Debian/Ubuntu machine for mproc and builds it: installs the missing packages,
+# configures ./build (RelWithDebInfo), builds with every core and runs the demo.
+# Idempotent: run it again at any time; it installs nothing that is there and rebuilds
+# only what changed.
+#
+# Environment: BUILD_DIR (default: build), CMAKE_ARGS (extra arguments for cmake's configure,
+# e.g. CMAKE_ARGS=-DBUILD_SHARED_LIBS=ON).
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+BUILD_DIR=${BUILD_DIR:-build}
+jobs=$(nproc 2>/dev/null || echo 2)
+
+step() { printf '==> %s\n' "$*"; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# --- 1. packages -------------------------------------------------------------------------
+required=(build-essential g++ cmake libgtest-dev libgmock-dev libbenchmark-dev libcereal-dev python3)
+optional=(ninja-build)   # faster builds; Makefiles otherwise
+
+is_installed() {
+  [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null)" = installed ]
+}
+
+if command -v dpkg-query >/dev/null 2>&1; then
+  missing=() missing_optional=()
+  for p in "${required[@]}"; do is_installed "$p" || missing+=("$p"); done
+  for p in "${optional[@]}"; do is_installed "$p" || missing_optional+=("$p"); done
+
+  if [ ${#missing[@]} -eq 0 ] && [ ${#missing_optional[@]} -eq 0 ]; then
+    step "packages: all present"
+  else
+    sudo=()
+    if [ "$(id -u)" -ne 0 ]; then
+      if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+        sudo=(sudo -n)
+      elif [ ${#missing[@]} -eq 0 ]; then
+        sudo=(none)   # only optional packages missing and no way to install them: go on
+      else
+        printf 'error: missing packages, and no root or password-less sudo to install them.\n' >&2
+        printf 'Install them, then run this script again:\n' >&2
+        printf '  sudo apt-get install -y %s\n' "${missing[*]}" >&2
+        exit 1
+      fi
+    fi
+    if [ "${sudo[*]}" = none ]; then
+      step "packages: optional ${missing_optional[*]} missing (not root); using what is there"
+    else
+      to_install=("${missing[@]}" "${missing_optional[@]}")
+      step "packages: installing ${to_install[*]}"
+      export DEBIAN_FRONTEND=noninteractive
+      "${sudo[@]}" apt-get update -qq
+      "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${to_install[@]}" >/dev/null
+    fi
+  fi
+else
+  step "packages: no dpkg-query (not Debian?); assuming ${required[*]} are installed"
+fi
+command -v cmake >/dev/null || die "cmake not found"
+command -v c++ >/dev/null || command -v g++ >/dev/null || die "no C++ compiler found"
+
+# --- 2. configure ------------------------------------------------------------------------
+# shellcheck disable=SC2206  # CMAKE_ARGS is a list of words on purpose
+extra=(${CMAKE_ARGS:-})
+if [ -f "$BUILD_DIR/CMakeCache.txt" ]; then
+  step "configure: $BUILD_DIR (already configured; refreshing)"
+  cmake -S . -B "$BUILD_DIR" "${extra[@]}" >/dev/null
+else
+  generator=()
+  if command -v ninja >/dev/null 2>&1; then generator=(-G Ninja); fi
+  step "configure: $BUILD_DIR (RelWithDebInfo${generator[*]:+, Ninja})"
+  cmake -S . -B "$BUILD_DIR" "${generator[@]}" -DCMAKE_BUILD_TYPE=RelWithDebInfo "${extra[@]}" >/dev/null
+fi
+
+# --- 3. build ----------------------------------------------------------------------------
+step "build: $jobs jobs"
+start=$SECONDS
+cmake --build "$BUILD_DIR" -j "$jobs"
+step "build: done in $((SECONDS - start)) s"
+
+# --- 4. demo -----------------------------------------------------------------------------
+step "demo: ./$BUILD_DIR/examples/demo"
+"./$BUILD_DIR/examples/demo"
+step "ready. Run the tests with: scripts/test.sh"
