@@ -10,7 +10,7 @@
 //   mproc::dumps(std::vector<Opaque>{});               // same, naming Opaque rather than the vector
 //   int x = 0; mproc::dumps(&x);                       // "pointers cannot cross a process boundary ..."
 //   mproc::dumps(std::string_view("x"));               // "views (std::string_view, std::span, ...) cannot cross ..."
-//   mproc::loads<int[3]>(bytes);                       // "decode a std::array, not a C array ..."
+//   mproc::loads<int[3]>(bytes);                       // "function returning an array": use std::array
 //
 // static_asserts below check the Serializable concept itself for these cases.
 #include <gtest/gtest.h>

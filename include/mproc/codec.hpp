@@ -57,14 +57,14 @@ void encode(Encoder& encoder, const T& value) {
 }
 
 /// Decodes one T from the decoder's current position.
-/// Requires: Serializable<T>. Types with serialize/load hooks (and std::array of non-raw
+/// Requires: Serializable<T>, not a C array (decode a std::array; C arrays decode only as
+/// members of user types). Types with serialize/load hooks (and std::array of non-raw
 /// elements) must be default-constructible — the hook loads into a default-constructed object;
 /// every other type is constructed from its decoded parts (trivially copyable types need no
 /// constructor, std::pair/tuple/optional/variant need their members movable).
 /// Throws: SerializationError on malformed or truncated input (position is then unspecified).
 template <class T>
 T decode(Decoder& decoder) {
-  static_assert(!std::is_array_v<T>, "mproc: decode a std::array, not a C array (C arrays decode only as members)");
   if constexpr (Serializable<T>) {
     return detail::Codec<std::remove_cv_t<T>>::decode(decoder);
   } else {
