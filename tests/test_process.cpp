@@ -283,10 +283,12 @@ TEST_F(ProcessTest, DroppedHandleKeepsRunningAndIsReapedLater) {
     p.start();
     pid = p.pid();
   }
-  ASSERT_EQ(mproc::active_children().size(), 1u);
+  auto children = mproc::active_children();
+  ASSERT_EQ(children.size(), 1u);
+  auto child = children[0];
+  EXPECT_EQ(child.pid(), pid);
   EXPECT_TRUE(mproc::testing::process_running(pid));
   gate.open();
-  auto child = mproc::active_children().at(0);
   int ready = ::poll(std::array<pollfd, 1>{pollfd{child.sentinel(), POLLIN, 0}}.data(), 1, 30'000);
   EXPECT_EQ(ready, 1);
   EXPECT_TRUE(mproc::active_children().empty());  // reaps it
@@ -326,15 +328,17 @@ TEST_F(ProcessTest, ChildrenDieWhenTheirParentIsKilled) {
   mproc::testing::become_subreaper();
   auto [parent_end, child_end] = mproc::Pipe();
   mproc::Process middle([&] {
-    Gate gate;
     std::vector<mproc::Process> grandchildren;
     for (int i = 0; i < 3; ++i) {
-      grandchildren.emplace_back([&] { gate.wait_in_child(); });
-      grandchildren.back().daemon(false);
+      // Nothing but a signal ends these: they must not notice middle's death by any other
+      // means (such as end of file on a pipe middle held) before the lifeline kills them.
+      grandchildren.emplace_back([] {
+        for (;;) ::pause();
+      });
       grandchildren.back().start();
       child_end.send(grandchildren.back().pid());
     }
-    ::pause();  // until killed
+    for (;;) ::pause();  // until killed
   });
   middle.start();
   std::vector<pid_t> pids;
