@@ -34,11 +34,18 @@ TIME = "time"              # lower is better; compared as seconds per operation
 THROUGHPUT = "throughput"  # higher is better; compared as bytes per second
 
 
+# Where a case runs: None lets the scheduler place both processes (on this 2-CPU machine,
+# usually one per CPU); ONE_CPU pins the benchmark and its children to the first usable CPU.
+ONE_CPU = "one CPU"
+
+
 @dataclass(frozen=True)
 class Case:
-    """A Google Benchmark case: its binary (in the bin dir) and its run name."""
+    """A Google Benchmark case: its binary (in the bin dir), its full name as gbench
+    reports it (with /real_time when UseRealTime), and where it runs."""
     binary: str
     name: str
+    cpus: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -46,6 +53,7 @@ class PyCase:
     """A case of a script in bench/python: `python3 SCRIPT CASE --min-time S`."""
     script: str
     case: str
+    cpus: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -68,7 +76,8 @@ class Workload:
 
 
 # ---------------------------------------------------------------------------------------
-# The comparison. One entry per row of the table.
+# The comparison. One entry per row of the table; the mproc, Python and limit cases of a row
+# run with the same CPU placement.
 WORKLOADS = [
     Workload(
         "Process start + join, no-op target",
@@ -79,13 +88,23 @@ WORKLOADS = [
         target=Target("limit", 1.5),
         note="limit: bare fork + _exit + waitpid"),
     Workload(
-        "Pipe round trip of an int",
+        "Pipe round trip of an int, one CPU",
+        TIME,
+        mproc=Case("bench_connection", "BM_Pipe_RoundTripInt/real_time", ONE_CPU),
+        python=PyCase("mp_connection.py", "roundtrip_int", ONE_CPU),
+        limit=Case("bench_limits", "BM_Limit_PipeRoundTrip/real_time", ONE_CPU),
+        target=Target("limit", 1.3),
+        note="limit: raw pipe(2) ping-pong of an int; both processes pinned to one CPU, so the "
+             "figures are the software path (syscalls, context switches, codec) without the "
+             "cross-CPU wake-up"),
+    Workload(
+        "Pipe round trip of an int, two CPUs",
         TIME,
         mproc=Case("bench_connection", "BM_Pipe_RoundTripInt/real_time"),
         python=PyCase("mp_connection.py", "roundtrip_int"),
         limit=Case("bench_limits", "BM_Limit_PipeRoundTrip/real_time"),
-        target=Target("limit", 1.3),
-        note="limit: raw pipe(2) ping-pong of an int"),
+        note="as above, processes placed by the scheduler: each hop wakes the other CPU, "
+             "which on an idle VM costs more than the whole software path"),
     Workload(
         "Pipe 1 MiB send_bytes -> recv_bytes",
         THROUGHPUT,
@@ -101,6 +120,18 @@ WORKLOADS = [
         python=PyCase("mp_connection.py", "send_obj"),
         limit=Case("bench_limits", "BM_Limit_Memcpy/67108864"),
         note="Python: send(bytes) / recv(), pickled"),
+]
+
+# Cases that are not rows but explain them; listed with every case in results.md/json.
+DIAGNOSTICS = [
+    Case("bench_limits", "BM_Limit_UnixSocketRoundTrip/real_time", ONE_CPU),
+    Case("bench_limits", "BM_Limit_FutexRoundTrip/real_time", ONE_CPU),
+    Case("bench_connection", "BM_Pipe_RoundTripBytes4/real_time", ONE_CPU),
+    Case("bench_limits", "BM_Limit_UnixSocketRoundTrip/real_time"),
+    Case("bench_limits", "BM_Limit_FutexRoundTrip/real_time"),
+    Case("bench_limits", "BM_Limit_UnixSocketStream/1048576/real_time"),
+    Case("bench_limits", "BM_Limit_Memcpy/1048576"),
+    Case("bench_connection", "BM_Pipe_SendBytesRecvInto/1048576/real_time"),
 ]
 # ---------------------------------------------------------------------------------------
 
@@ -171,8 +202,25 @@ def load_average():
 
 # --- Google Benchmark -----------------------------------------------------------------
 
-def run_gbench(binary_path, repetitions, min_time):
-    """Runs every case of one binary; returns {run_name: Measure}."""
+def affinity_for(cpus):
+    """The CPU set for a placement, or None to leave the scheduler free."""
+    if cpus is None:
+        return None
+    usable = sorted(os.sched_getaffinity(0))
+    if cpus == ONE_CPU:
+        return {usable[0]}
+    return {int(c) for c in cpus.split(",")}
+
+
+def run_pinned(command, cpus, **kwargs):
+    """subprocess.run with the child (and so its own children) bound to `cpus`."""
+    cpu_set = affinity_for(cpus)
+    setup = (lambda: os.sched_setaffinity(0, cpu_set)) if cpu_set else None
+    return subprocess.run(command, preexec_fn=setup, **kwargs)
+
+
+def run_gbench(binary_path, names, cpus, repetitions, min_time):
+    """Runs the named cases of one binary; returns {name: Measure}."""
     with tempfile.TemporaryDirectory(prefix="mproc-bench-") as tmp:
         out = Path(tmp) / "out.json"
         command = [
@@ -182,12 +230,13 @@ def run_gbench(binary_path, repetitions, min_time):
             "--benchmark_report_aggregates_only=true",
             f"--benchmark_out={out}",
             "--benchmark_out_format=json",
+            "--benchmark_filter=^(" + "|".join(sorted(names)) + ")$",
         ]
         if min_time is not None:
             command.append(f"--benchmark_min_time={min_time}")
         # The report is read from --benchmark_out, not from stdout: a forked child that
         # flushes stdio could repeat bytes of the parent's unflushed stdout buffer there.
-        completed = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        completed = run_pinned(command, cpus, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         if completed.returncode != 0 or not out.exists():
             raise RuntimeError(f"{binary_path.name} failed (exit {completed.returncode}):\n{completed.stderr}")
         report = json.loads(out.read_text())
@@ -217,9 +266,8 @@ def run_python(case, runs, min_time):
     script = PYTHON_DIR / case.script
     samples = []
     for _ in range(runs):
-        completed = subprocess.run(
-            [sys.executable, str(script), case.case, "--min-time", str(min_time)],
-            capture_output=True, text=True)
+        completed = run_pinned([sys.executable, str(script), case.case, "--min-time", str(min_time)],
+                               case.cpus, capture_output=True, text=True)
         if completed.returncode != 0:
             return Measure(error=f"{case.script} {case.case} failed: {completed.stderr.strip()[-500:]}")
         lines = [line for line in completed.stdout.splitlines() if line.startswith("{")]
@@ -308,17 +356,16 @@ def build_table(rows):
 
 
 def build_case_list(gbench):
-    lines = ["| Case | Median | CV |", "|---|---:|---:|"]
-    for binary in sorted(gbench):
-        for name, measure in gbench[binary].items():
-            if measure.error:
-                value = f"error: {measure.error}"
-            elif measure.bytes_per_second:
-                value = f"{format_value(measure.time_ns, TIME)}, {format_value(measure.bytes_per_second, THROUGHPUT)}"
-            else:
-                value = format_value(measure.time_ns, TIME)
-            spread = f"{measure.spread * 100:.1f}%" if measure.spread is not None else ""
-            lines.append(f"| {binary}: {name} | {value} | {spread} |")
+    lines = ["| Case | CPUs | Median | CV |", "|---|---|---:|---:|"]
+    for case, measure in sorted(gbench.items(), key=lambda item: (item[0].binary, item[0].name, item[0].cpus or "")):
+        if measure.error:
+            value = f"error: {measure.error}"
+        elif measure.bytes_per_second:
+            value = f"{format_value(measure.time_ns, TIME)}, {format_value(measure.bytes_per_second, THROUGHPUT)}"
+        else:
+            value = format_value(measure.time_ns, TIME)
+        spread = f"{measure.spread * 100:.1f}%" if measure.spread is not None else ""
+        lines.append(f"| {case.binary}: {case.name} | {case.cpus or 'any'} | {value} | {spread} |")
     return "\n".join(lines)
 
 
@@ -342,7 +389,8 @@ def main():
     min_time = args.min_time if args.min_time is not None else (0.2 if args.quick else None)
     python_min_time = min_time if min_time is not None else 0.5
 
-    binaries = sorted({c.binary for w in WORKLOADS for c in (w.mproc, w.limit) if c})
+    cases = list(dict.fromkeys([c for w in WORKLOADS for c in (w.mproc, w.limit) if c] + DIAGNOSTICS))
+    binaries = sorted({c.binary for c in cases})
     missing = [b for b in binaries if not (bin_dir / b).exists()]
     if missing:
         sys.exit(f"run.py: missing {', '.join(missing)} in {bin_dir}; build them first "
@@ -356,21 +404,28 @@ def main():
     if machine["build_type"] not in ("Release", "RelWithDebInfo"):
         log(f"warning: the build type is {machine['build_type'] or 'unset'}; use Release or RelWithDebInfo")
 
-    gbench = {}
-    for binary in binaries:
-        log(f"[bench] {binary}: {repetitions} repetitions ...")
-        gbench[binary] = run_gbench(bin_dir / binary, repetitions, min_time)
+    # One run of a binary per placement, with the cases that need it.
+    groups = {}
+    for case in cases:
+        groups.setdefault((case.binary, case.cpus), []).append(case.name)
+    gbench = {}  # Case -> Measure
+    for (binary, cpus), names in sorted(groups.items(), key=lambda g: (g[0][0], g[0][1] or "")):
+        where = f" on {cpus}" if cpus else ""
+        log(f"[bench] {binary}{where}: {len(names)} cases, {repetitions} repetitions ...")
+        measures = run_gbench(bin_dir / binary, names, cpus, repetitions, min_time)
+        for name in names:
+            gbench[Case(binary, name, cpus)] = measures.get(name) or Measure(error=f"{binary} did not report {name}")
 
     python = {}
     for case in dict.fromkeys(w.python for w in WORKLOADS if w.python):
-        log(f"[bench] python {case.script} {case.case}: {python_runs} runs ...")
+        where = f" on {case.cpus}" if case.cpus else ""
+        log(f"[bench] python {case.script} {case.case}{where}: {python_runs} runs ...")
         python[case] = run_python(case, python_runs, python_min_time)
 
     def lookup(case):
         if case is None:
             return None
-        found = gbench.get(case.binary, {}).get(case.name)
-        return found if found else Measure(error=f"no case {case.name} in {case.binary}")
+        return gbench[case]
 
     rows = []
     for workload in WORKLOADS:
@@ -435,7 +490,7 @@ def main():
             "target": describe_target(r["workload"].target) or None,
             "target_met": r["target_met"],
         } for r in rows],
-        "gbench": {b: {n: measure_json(m) for n, m in cases.items()} for b, cases in gbench.items()},
+        "gbench": [{"binary": c.binary, "name": c.name, "cpus": c.cpus, **measure_json(m)} for c, m in gbench.items()],
     }
     (out_dir / "results.json").write_text(json.dumps(result, indent=2) + "\n")
     log(f"[bench] wrote {out_dir / 'results.md'} and {out_dir / 'results.json'}")

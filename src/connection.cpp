@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -27,18 +28,16 @@ void release_if_huge(std::vector<std::byte>& buffer) {
 
 }  // namespace
 
-Connection::Connection(int fd, bool readable, bool writable) : fd_(fd), readable_(readable), writable_(writable) {
-  if (fd < 0) throw std::invalid_argument("mproc::Connection: invalid descriptor");
-}
-
 Connection::Connection(Connection&& other) noexcept { *this = std::move(other); }
 
 Connection& Connection::operator=(Connection&& other) noexcept {
   if (this == &other) return *this;
   close();
-  fd_ = std::exchange(other.fd_, -1);
-  readable_ = std::exchange(other.readable_, false);
-  writable_ = std::exchange(other.writable_, false);
+  in_fd_ = std::exchange(other.in_fd_, -1);
+  out_fd_ = std::exchange(other.out_fd_, -1);
+  bulk_fd_ = std::exchange(other.bulk_fd_, -1);
+  readable_ = other.readable_;
+  writable_ = other.writable_;
   broken_ = std::exchange(other.broken_, false);
   max_message_size_ = other.max_message_size_;
   send_buffer_ = std::move(other.send_buffer_);
@@ -53,57 +52,65 @@ Connection& Connection::operator=(Connection&& other) noexcept {
 Connection::~Connection() { close(); }
 
 void Connection::close() noexcept {
-  if (fd_ >= 0) sys::close_fd(std::exchange(fd_, -1));
+  for (int* fd : {&in_fd_, &out_fd_, &bulk_fd_})
+    if (*fd >= 0) sys::close_fd(std::exchange(*fd, -1));
   buffered_begin_ = buffered_end_ = 0;
 }
 
 int Connection::fileno() const {
-  if (fd_ < 0) throw OSError(EBADF, "connection is closed");
-  return fd_;
+  if (closed()) throw OSError(EBADF, "connection is closed");
+  return readable_ ? in_fd_ : out_fd_;
 }
 
 void Connection::check_readable() const {
-  if (fd_ < 0) throw OSError(EBADF, "connection is closed");
+  if (closed()) throw OSError(EBADF, "connection is closed");
   if (!readable_) throw OSError(EBADF, "connection is write-only");
   if (broken_) throw SerializationError("connection is unusable: an earlier frame was corrupt");
 }
 
 void Connection::check_writable() const {
-  if (fd_ < 0) throw OSError(EBADF, "connection is closed");
+  if (closed()) throw OSError(EBADF, "connection is closed");
   if (!writable_) throw OSError(EBADF, "connection is read-only");
 }
 
-void Connection::send_frame(std::vector<std::byte>& frame) {
+void Connection::transmit(std::span<const std::byte> header, std::span<const std::byte> payload) {
   check_writable();
-  iovec part{frame.data(), frame.size()};
-  int rc = sys::send_all(fd_, &part, 1);
+  auto part = [](std::span<const std::byte> bytes) { return iovec{const_cast<std::byte*>(bytes.data()), bytes.size()}; };
+  if (payload.size() < kBulkThreshold) {
+    // Header and payload in one write: the reader finds the whole frame in one read.
+    iovec parts[2] = {part(header), part(payload)};
+    if (int rc = sys::write_all_nosigpipe(out_fd_, parts, payload.empty() ? 1 : 2); rc < 0) throw_os_error(rc, "write");
+    return;
+  }
+  iovec header_part = part(header);
+  if (int rc = sys::write_all_nosigpipe(out_fd_, &header_part, 1); rc < 0) throw_os_error(rc, "write");
+  iovec payload_part = part(payload);
+  if (int rc = sys::send_all(bulk_fd_, &payload_part, 1); rc < 0) throw_os_error(rc, "send");
+}
+
+void Connection::send_frame(std::vector<std::byte>& frame) {
+  std::span<const std::byte> whole(frame);
+  try {
+    transmit(whole.first(wire::kHeaderSize), whole.subspan(wire::kHeaderSize));
+  } catch (...) {
+    release_if_huge(frame);
+    throw;
+  }
   release_if_huge(frame);
-  if (rc < 0) throw_os_error(rc, "send");
 }
 
 void Connection::send_bytes(std::span<const std::byte> bytes) {
-  check_writable();
   std::byte header[wire::kHeaderSize];
   wire::write_header(header, wire::FrameKind::bytes, 0, bytes);
-  // Header and payload in one sendmsg: no copy of the payload in user space.
-  iovec parts[2] = {{header, sizeof header}, {const_cast<std::byte*>(bytes.data()), bytes.size()}};
-  if (int rc = sys::send_all(fd_, parts, bytes.empty() ? 1 : 2); rc < 0) throw_os_error(rc, "send");
+  transmit(header, bytes);  // the caller's buffer is written as it is: no copy
 }
 
 void Connection::read_exactly(std::byte* out, std::size_t n, bool frame_start) {
   std::size_t done = 0;
   while (done < n) {
     if (buffered_begin_ == buffered_end_) {
-      // Large remainders go straight to their destination; small ones through read-ahead.
-      if (n - done >= kReadAheadBytes) {
-        ssize_t got = sys::read_full(fd_, out + done, n - done);
-        if (got < 0) throw_os_error(static_cast<int>(got), "read");
-        done += static_cast<std::size_t>(got);
-        if (done < n) break;
-        return;
-      }
       if (read_buffer_.size() < kReadAheadBytes) read_buffer_.resize(kReadAheadBytes);
-      ssize_t got = sys::read_some(fd_, read_buffer_.data(), read_buffer_.size());
+      ssize_t got = sys::read_some(in_fd_, read_buffer_.data(), read_buffer_.size());
       if (got < 0) throw_os_error(static_cast<int>(got), "read");
       if (got == 0) break;
       buffered_begin_ = 0;
@@ -121,6 +128,16 @@ void Connection::read_exactly(std::byte* out, std::size_t n, bool frame_start) {
                            std::to_string(n) + " bytes");
 }
 
+void Connection::read_bulk(std::byte* out, std::size_t n) {
+  ssize_t got = sys::read_full(bulk_fd_, out, n);
+  if (got < 0) throw_os_error(static_cast<int>(got), "read");
+  if (static_cast<std::size_t>(got) < n) {
+    broken_ = true;
+    throw SerializationError("truncated frame: the peer closed the connection after " + std::to_string(got) + " of " +
+                             std::to_string(n) + " payload bytes");
+  }
+}
+
 wire::FrameHeader Connection::receive_frame(std::size_t payload_limit) {
   check_readable();
   std::byte header_bytes[wire::kHeaderSize];
@@ -136,12 +153,16 @@ wire::FrameHeader Connection::receive_frame(std::size_t payload_limit) {
       throw OSError(EMSGSIZE, "message of " + std::to_string(length) + " bytes exceeds the limit of " +
                                   std::to_string(payload_limit));
     }
-    if (buffered_end_ - buffered_begin_ >= length) {
+    if (length >= kBulkThreshold) {
+      release_if_huge(receive_payload_storage_);
+      receive_payload_storage_.resize(length);
+      read_bulk(receive_payload_storage_.data(), length);
+      receive_payload_ = receive_payload_storage_.data();
+    } else if (buffered_end_ - buffered_begin_ >= length) {
       // The whole payload is in the read-ahead buffer: decode it in place.
       receive_payload_ = read_buffer_.data() + buffered_begin_;
       buffered_begin_ += length;
     } else {
-      release_if_huge(receive_payload_storage_);
       receive_payload_storage_.resize(length);
       read_exactly(receive_payload_storage_.data(), length, false);
       receive_payload_ = receive_payload_storage_.data();
@@ -186,27 +207,49 @@ bool Connection::poll() { return poll_for(std::chrono::nanoseconds::zero()); }
 bool Connection::poll_for(std::chrono::nanoseconds timeout) {
   check_readable();
   if (has_buffered_data()) return true;
-  int revents = sys::poll_fd(fd_, POLLIN, sys::deadline_after(std::optional(timeout)));
+  int revents = sys::poll_fd(in_fd_, POLLIN, sys::deadline_after(std::optional(timeout)));
   if (revents < 0) throw_os_error(revents, "poll");
   return revents != 0;
 }
 
-std::pair<Connection, Connection> Pipe(bool duplex) {
+namespace {
+// Owns descriptors until they are handed to Connections, so a failure half-way leaks none.
+struct FdPair {
+  sys::UniqueFd first, second;
+};
+
+FdPair make_pipe() {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) throw OSError(errno, "pipe2");
+  return {sys::UniqueFd(fds[0]), sys::UniqueFd(fds[1])};
+}
+
+FdPair make_bulk_socket_pair() {
   int fds[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) throw OSError(errno, "socketpair");
-  // Larger socket buffers let big messages stream with fewer context switches; the kernel
+  // Larger socket buffers let big payloads stream with fewer context switches; the kernel
   // caps them at net.core.{w,r}mem_max, which is fine.
   int bytes = 4 * 1024 * 1024;
   for (int fd : fds) {
     ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bytes, sizeof bytes);
     ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof bytes);
   }
+  return {sys::UniqueFd(fds[0]), sys::UniqueFd(fds[1])};
+}
+}  // namespace
+
+std::pair<Connection, Connection> Pipe(bool duplex) {
+  FdPair bulk = make_bulk_socket_pair();
+  FdPair first_to_second = make_pipe();
   if (!duplex) {
-    // A one-way pipe is a socket pair with one direction shut, so both kinds share the code.
-    ::shutdown(fds[0], SHUT_WR);
-    ::shutdown(fds[1], SHUT_RD);
+    ::shutdown(bulk.first.get(), SHUT_WR);
+    ::shutdown(bulk.second.get(), SHUT_RD);
+    return {Connection(first_to_second.first.release(), -1, bulk.first.release()),
+            Connection(-1, first_to_second.second.release(), bulk.second.release())};
   }
-  return {Connection(fds[0], true, duplex), Connection(fds[1], duplex, true)};
+  FdPair second_to_first = make_pipe();
+  return {Connection(second_to_first.first.release(), first_to_second.second.release(), bulk.first.release()),
+          Connection(first_to_second.first.release(), second_to_first.second.release(), bulk.second.release())};
 }
 
 std::vector<int> wait(std::span<const int> fds, std::optional<std::chrono::nanoseconds> timeout) {

@@ -3,6 +3,7 @@
 #include <mproc/mproc.hpp>
 
 #include <chrono>
+#include <csignal>
 #include <cstring>
 #include <map>
 #include <numeric>
@@ -109,13 +110,20 @@ TEST_F(ConnectionTest, PeerProcessExitGivesEOFError) {
 }
 
 TEST_F(ConnectionTest, SendToClosedPeerIsEPIPENotSIGPIPE) {
-  auto [a, b] = mproc::Pipe();
-  b.close();
-  try {
-    a.send(std::vector<int>(1000, 1));
-    FAIL() << "send to a closed peer succeeded";
-  } catch (const mproc::OSError& error) {
-    EXPECT_EQ(error.errno_value(), EPIPE);
+  // Small and bulk payloads take different channels; both must report EPIPE, and the
+  // SIGPIPE the pipe raised must not stay pending (it would kill us once unblocked).
+  for (std::size_t size : {std::size_t{1000}, std::size_t{1} << 20}) {
+    auto [a, b] = mproc::Pipe();
+    b.close();
+    try {
+      a.send(std::vector<char>(size, 'x'));
+      FAIL() << "send to a closed peer succeeded";
+    } catch (const mproc::OSError& error) {
+      EXPECT_EQ(error.errno_value(), EPIPE);
+    }
+    sigset_t pending;
+    sigpending(&pending);
+    EXPECT_FALSE(sigismember(&pending, SIGPIPE));
   }
 }
 
@@ -192,7 +200,7 @@ TEST_F(ConnectionTest, KindAndTypeMismatchesAreSerializationErrors) {
 }
 
 TEST_F(ConnectionTest, GarbageOnTheStreamIsASerializationErrorAndBreaksTheConnection) {
-  auto [a, b] = mproc::Pipe();
+  auto [b, a] = mproc::Pipe(false);  // a raw write needs the write end
   const char junk[] = "this is not a frame header, just some bytes....";
   ASSERT_EQ(::write(a.fileno(), junk, sizeof junk), static_cast<ssize_t>(sizeof junk));
   EXPECT_THROW(b.recv<int>(), mproc::SerializationError);
@@ -205,18 +213,29 @@ TEST_F(ConnectionTest, TruncatedFrameIsASerializationError) {
   mproc::wire::encode_frame(std::vector<int>(100, 7), frame);
   for (std::size_t cut : {std::size_t{1}, mproc::wire::kHeaderSize - 1, mproc::wire::kHeaderSize,
                           frame.size() - 1}) {
-    auto [a, b] = mproc::Pipe();
+    auto [b, a] = mproc::Pipe(false);  // a raw write needs the write end
     ASSERT_EQ(::write(a.fileno(), frame.data(), cut), static_cast<ssize_t>(cut));
     a.close();
     EXPECT_THROW(b.recv<std::vector<int>>(), mproc::SerializationError) << "cut at " << cut;
   }
 }
 
+TEST_F(ConnectionTest, PeerDyingBetweenHeaderAndBulkPayloadIsATruncatedFrame) {
+  std::vector<std::byte> frame;
+  mproc::wire::encode_frame(std::vector<char>(mproc::Connection::kBulkThreshold * 2, 'x'), frame);
+  auto [b, a] = mproc::Pipe(false);
+  // Only the header arrives (on the pipe); the payload, due on the bulk socket, never does.
+  ASSERT_EQ(::write(a.fileno(), frame.data(), mproc::wire::kHeaderSize),
+            static_cast<ssize_t>(mproc::wire::kHeaderSize));
+  a.close();
+  EXPECT_THROW(b.recv<std::vector<char>>(), mproc::SerializationError);
+}
+
 TEST_F(ConnectionTest, CorruptedPayloadIsDetected) {
   std::vector<std::byte> frame;
   mproc::wire::encode_frame(std::string(1000, 'x'), frame);
   frame[mproc::wire::kHeaderSize + 500] ^= std::byte{0x20};
-  auto [a, b] = mproc::Pipe();
+  auto [b, a] = mproc::Pipe(false);  // a raw write needs the write end
   ASSERT_EQ(::write(a.fileno(), frame.data(), frame.size()), static_cast<ssize_t>(frame.size()));
   EXPECT_THROW(b.recv<std::string>(), mproc::SerializationError);
 }
@@ -287,7 +306,7 @@ TEST_F(ConnectionTest, OneGibibyteMessageArrivesWhole) {
 }
 
 TEST_F(ConnectionTest, WaitReturnsTheReadyConnections) {
-  auto [a1, b1] = mproc::Pipe();
+  auto [b1, a1] = mproc::Pipe(false);  // a raw write needs the write end
   auto [a2, b2] = mproc::Pipe();
   auto [a3, b3] = mproc::Pipe();
   std::vector<mproc::Connection*> readers = {&b1, &b2, &b3};

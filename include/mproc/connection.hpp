@@ -30,12 +30,11 @@
 
 namespace mproc {
 
-/// One end of a Pipe. Move-only; closes its descriptor on destruction.
+/// One end of a Pipe. Move-only; closes its descriptors on destruction.
 class Connection {
  public:
+  /// A closed connection; Pipe() makes open ones.
   Connection() noexcept = default;
-  /// Adopts `fd` (a connected AF_UNIX stream socket) with the given directions.
-  Connection(int fd, bool readable, bool writable);
   Connection(Connection&& other) noexcept;
   Connection& operator=(Connection&& other) noexcept;
   Connection(const Connection&) = delete;
@@ -80,12 +79,14 @@ class Connection {
     return poll_for(std::chrono::duration_cast<std::chrono::nanoseconds>(timeout));
   }
 
-  /// Closes the descriptor; the peer then sees end of file. Idempotent.
+  /// Closes the descriptors; the peer then sees end of file. Idempotent.
   void close() noexcept;
-  bool closed() const noexcept { return fd_ < 0; }
+  bool closed() const noexcept { return bulk_fd_ < 0; }
   bool readable() const noexcept { return readable_; }
   bool writable() const noexcept { return writable_; }
-  /// The descriptor, for poll()/mproc::wait. Throws OSError if closed.
+  /// The descriptor that becomes readable when a message (or end of file) arrives — the
+  /// one to give poll(2); for a send-only end, the descriptor messages are written to.
+  /// Throws OSError if closed.
   int fileno() const;
   /// True if received bytes are buffered here, so that a poll on fileno() could miss them.
   bool has_buffered_data() const noexcept { return buffered_end_ > buffered_begin_; }
@@ -93,16 +94,31 @@ class Connection {
   /// Largest message accepted by recv (default 4 GiB); a bigger frame is a SerializationError.
   void max_message_size(std::uint64_t bytes) noexcept { max_message_size_ = bytes; }
 
+  /// Payloads of at least this many bytes travel over the bulk channel (see below).
+  static constexpr std::size_t kBulkThreshold = 64 * 1024;
+
  private:
+  friend std::pair<Connection, Connection> Pipe(bool duplex);
+  Connection(int in_fd, int out_fd, int bulk_fd) noexcept
+      : in_fd_(in_fd), out_fd_(out_fd), bulk_fd_(bulk_fd), readable_(in_fd >= 0), writable_(out_fd >= 0) {}
+
   void send_frame(std::vector<std::byte>& frame);
+  void transmit(std::span<const std::byte> header, std::span<const std::byte> payload);
   // Reads and validates the next frame; its payload is then at receive_payload_.
   wire::FrameHeader receive_frame(std::size_t payload_limit = SIZE_MAX);
   void read_exactly(std::byte* out, std::size_t n, bool frame_start);
+  void read_bulk(std::byte* out, std::size_t n);
   bool poll_for(std::chrono::nanoseconds timeout);
   void check_readable() const;
   void check_writable() const;
 
-  int fd_ = -1;
+  // Two channels. Every frame header, and every payload under kBulkThreshold, goes through
+  // a pipe: the cheapest round trip the kernel offers for small messages. Larger payloads
+  // follow their header on a socket pair, which moves big buffers faster than a pipe. The
+  // reader decides where a payload is from its header's length, so order is never in doubt.
+  int in_fd_ = -1;    // pipe read end (readable ends)
+  int out_fd_ = -1;   // pipe write end (writable ends)
+  int bulk_fd_ = -1;  // AF_UNIX stream socket shared by both directions; -1 once closed
   bool readable_ = false;
   bool writable_ = false;
   bool broken_ = false;  // a corrupt frame desynchronised the stream

@@ -1,6 +1,8 @@
 #include "sys/fd.hpp"
 
 #include <cerrno>
+#include <csignal>
+#include <pthread.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -48,28 +50,64 @@ int poll_fd(int fd, short events, const Deadline& deadline) noexcept {
   return ready > 0 ? entry.revents : ready;
 }
 
-int send_all(int fd, struct iovec* iov, std::size_t count) noexcept {
+namespace {
+// Drops the first `done` bytes from the front of an iovec array.
+void advance(struct iovec*& iov, std::size_t& count, std::size_t done) noexcept {
+  while (count > 0 && done >= iov->iov_len) {
+    done -= iov->iov_len;
+    ++iov;
+    --count;
+  }
+  if (count > 0) {
+    iov->iov_base = static_cast<char*>(iov->iov_base) + done;
+    iov->iov_len -= done;
+  }
+}
+
+// Calls write_once(iov, count) until everything is written; write_once returns what
+// writev/sendmsg return.
+template <class WriteOnce>
+int write_all_with(struct iovec* iov, std::size_t count, WriteOnce write_once) noexcept {
   while (count > 0) {
-    msghdr message{};
-    message.msg_iov = iov;
-    message.msg_iovlen = count;
-    ssize_t sent = ::sendmsg(fd, &message, MSG_NOSIGNAL);
-    if (sent < 0) {
+    ssize_t written = write_once(iov, count);
+    if (written < 0) {
       if (errno == EINTR) continue;
       return -errno;
     }
-    auto left = static_cast<std::size_t>(sent);
-    while (count > 0 && left >= iov->iov_len) {
-      left -= iov->iov_len;
-      ++iov;
-      --count;
-    }
-    if (count > 0) {
-      iov->iov_base = static_cast<char*>(iov->iov_base) + left;
-      iov->iov_len -= left;
-    }
+    advance(iov, count, static_cast<std::size_t>(written));
   }
   return 0;
+}
+}  // namespace
+
+int send_all(int fd, struct iovec* iov, std::size_t count) noexcept {
+  return write_all_with(iov, count, [fd](struct iovec* parts, std::size_t n) {
+    msghdr message{};
+    message.msg_iov = parts;
+    message.msg_iovlen = n;
+    return ::sendmsg(fd, &message, MSG_NOSIGNAL);
+  });
+}
+
+int write_all_nosigpipe(int fd, struct iovec* iov, std::size_t count) noexcept {
+  // Only sockets know MSG_NOSIGNAL. For a pipe, block SIGPIPE on this thread around the
+  // write (a thread-directed signal stays pending while blocked), then take back the one
+  // our failed write raised. If the caller had SIGPIPE blocked already, a pending SIGPIPE
+  // may be its own: leave it alone.
+  sigset_t sigpipe_only, previous;
+  sigemptyset(&sigpipe_only);
+  sigaddset(&sigpipe_only, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &sigpipe_only, &previous);
+  int rc = write_all_with(iov, count, [fd](struct iovec* parts, std::size_t n) {
+    return ::writev(fd, parts, static_cast<int>(n));
+  });
+  if (rc == -EPIPE && !sigismember(&previous, SIGPIPE)) {
+    const timespec no_wait{0, 0};
+    while (::sigtimedwait(&sigpipe_only, nullptr, &no_wait) < 0 && errno == EINTR) {
+    }
+  }
+  pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+  return rc;
 }
 
 ssize_t read_some(int fd, void* buffer, std::size_t n) noexcept {

@@ -69,6 +69,12 @@ int poll_fds(PollEntry* entries, std::size_t count, const Deadline& deadline) no
 /// SIGPIPE), retrying short writes and EINTR. Returns 0 or -errno.
 int send_all(int fd, struct iovec* iov, std::size_t count) noexcept;
 
+/// Writes all of iov[0..count) to a pipe, retrying short writes and EINTR. SIGPIPE is
+/// blocked on the calling thread meanwhile and, when the write fails with EPIPE (no reader
+/// left), the SIGPIPE it raised is consumed, so a vanished reader is an error, never a
+/// signal. Returns 0 or -errno.
+int write_all_nosigpipe(int fd, struct iovec* iov, std::size_t count) noexcept;
+
 /// Reads up to n bytes, retrying EINTR. Returns the count (0 at end of file) or -errno.
 ssize_t read_some(int fd, void* buffer, std::size_t n) noexcept;
 
