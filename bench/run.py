@@ -266,7 +266,7 @@ def run_python(case, runs, min_time):
     script = PYTHON_DIR / case.script
     samples = []
     for _ in range(runs):
-        completed = run_pinned([sys.executable, str(script), case.case, "--min-time", str(min_time)],
+        completed = run_pinned([sys.executable, "-B", str(script), case.case, "--min-time", str(min_time)],
                                case.cpus, capture_output=True, text=True)
         if completed.returncode != 0:
             return Measure(error=f"{case.script} {case.case} failed: {completed.stderr.strip()[-500:]}")
@@ -412,7 +412,11 @@ def main():
     for (binary, cpus), names in sorted(groups.items(), key=lambda g: (g[0][0], g[0][1] or "")):
         where = f" on {cpus}" if cpus else ""
         log(f"[bench] {binary}{where}: {len(names)} cases, {repetitions} repetitions ...")
-        measures = run_gbench(bin_dir / binary, names, cpus, repetitions, min_time)
+        try:
+            measures = run_gbench(bin_dir / binary, names, cpus, repetitions, min_time)
+        except RuntimeError as error:  # report the other rows anyway
+            log(f"[bench] {error}")
+            measures = {name: Measure(error=f"{binary} failed") for name in names}
         for name in names:
             gbench[Case(binary, name, cpus)] = measures.get(name) or Measure(error=f"{binary} did not report {name}")
 
@@ -423,9 +427,7 @@ def main():
         python[case] = run_python(case, python_runs, python_min_time)
 
     def lookup(case):
-        if case is None:
-            return None
-        return gbench[case]
+        return gbench[case] if case else None
 
     rows = []
     for workload in WORKLOADS:

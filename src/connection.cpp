@@ -138,7 +138,7 @@ void Connection::read_bulk(std::byte* out, std::size_t n) {
   }
 }
 
-wire::FrameHeader Connection::receive_frame(std::size_t payload_limit) {
+wire::FrameHeader Connection::receive_frame(std::size_t payload_limit, std::byte* bulk_destination) {
   check_readable();
   std::byte header_bytes[wire::kHeaderSize];
   read_exactly(header_bytes, sizeof header_bytes, true);
@@ -153,7 +153,12 @@ wire::FrameHeader Connection::receive_frame(std::size_t payload_limit) {
       throw OSError(EMSGSIZE, "message of " + std::to_string(length) + " bytes exceeds the limit of " +
                                   std::to_string(payload_limit));
     }
-    if (length >= kBulkThreshold) {
+    if (bulk_destination && header.kind != wire::FrameKind::bytes)
+      throw SerializationError("expected a message sent with send_bytes(), got a value sent with send()");
+    if (length >= kBulkThreshold && bulk_destination) {
+      read_bulk(bulk_destination, length);  // straight into the caller's buffer: no copy
+      receive_payload_ = bulk_destination;
+    } else if (length >= kBulkThreshold) {
       release_if_huge(receive_payload_storage_);
       receive_payload_storage_.resize(length);
       read_bulk(receive_payload_storage_.data(), length);
@@ -195,10 +200,10 @@ std::vector<std::byte> Connection::recv_bytes(std::optional<std::size_t> maxleng
 }
 
 std::size_t Connection::recv_bytes_into(std::span<std::byte> buffer) {
-  wire::FrameHeader header = receive_frame(buffer.size());
+  wire::FrameHeader header = receive_frame(buffer.size(), buffer.data());
   expect_bytes_frame(header);
   auto length = static_cast<std::size_t>(header.length);
-  if (length > 0) std::memcpy(buffer.data(), receive_payload_, length);
+  if (length > 0 && receive_payload_ != buffer.data()) std::memcpy(buffer.data(), receive_payload_, length);
   return length;
 }
 

@@ -36,6 +36,7 @@ struct ChildState {
   Phase phase = Phase::created;
   pid_t pid = 0;
   sys::UniqueFd pidfd;
+  sys::UniqueFd lifeline;  // write end of the child's lifeline; closed once it is reaped
   std::optional<int> exitcode;
 };
 
@@ -56,7 +57,6 @@ struct ProcessGlobals {
   std::optional<pid_t> parent_pid;
   std::vector<int> identity;
   int created_children = 0;
-  sys::Lifeline lifeline;              // for our children; created on first start()
   int armed_parent_lifeline = -1;      // our own lifeline to our parent, when we are a child
   bool exit_handler_registered = false;
   std::vector<std::shared_ptr<ChildState>> children;  // started and not yet reaped
@@ -78,6 +78,13 @@ std::string demangle(const char* mangled) {
   std::unique_ptr<char, decltype(&std::free)> readable(abi::__cxa_demangle(mangled, nullptr, nullptr, &status),
                                                        &std::free);
   return status == 0 && readable ? readable.get() : mangled;
+}
+
+void flush_standard_streams() {
+  std::cout.flush();
+  std::cerr.flush();
+  std::fflush(stdout);
+  std::fflush(stderr);
 }
 
 [[noreturn]] void throw_os_error(int negative_errno, const char* call) { throw OSError(-negative_errno, call); }
@@ -107,6 +114,7 @@ bool reap_locked(ChildState& child, bool block) {
   }
   child.exitcode = code;
   child.phase = Phase::exited;
+  child.lifeline.reset();
   forget_child(child);
   return true;
 }
@@ -156,12 +164,18 @@ void register_exit_handler_once(ProcessGlobals& globals) {
 // Runs in the child right after fork(), with every signal blocked. Only the forking
 // thread exists here; anything another parent thread had locked stays locked, so this
 // builds fresh globals instead of touching the parent's.
+struct ChildStart {
+  ChildState* child;
+  sys::Lifeline lifeline;
+};
+
 [[noreturn]] void child_main(void* argument) {
-  auto& child = *static_cast<ChildState*>(argument);
+  auto& start = *static_cast<ChildStart*>(argument);
+  auto& child = *start.child;
   ProcessGlobals& parent = state();
   const sigset_t* previous_mask = sys::forked_child_saved_mask();
 
-  int armed = sys::lifeline_arm_in_child(parent.lifeline);
+  int armed = sys::lifeline_arm_in_child(start.lifeline);
   if (armed < 0) {
     std::fprintf(stderr, "mproc: cannot watch the parent process (errno %d); exiting\n", -armed);
     ::_exit(1);
@@ -201,9 +215,9 @@ void register_exit_handler_once(ProcessGlobals& globals) {
   running_process_target = false;
   // Our own children: terminate daemons, join the rest, as the main process does at exit.
   join_children_at_exit();
-  std::cout.flush();
-  std::cerr.flush();
-  std::fflush(nullptr);
+  // Only the standard streams: other FILE buffers may hold the parent's unflushed data,
+  // which must not be written twice (Python's child flushes sys.stdout/stderr only).
+  flush_standard_streams();
   ::_exit(code);
 }
 
@@ -255,37 +269,48 @@ void Process::start() {
     if (globals.daemon) throw ProcessError("daemonic processes are not allowed to have children");
     child.phase = Phase::running;  // claims the start; a concurrent start() now fails
   }
-  {
-    std::lock_guard lock(globals.mutex);
-    if (globals.lifeline.write_end < 0) {
-      if (int rc = sys::lifeline_create(globals.lifeline); rc < 0) {
-        std::lock_guard child_lock(child.mutex);
-        child.phase = Phase::created;
-        throw_os_error(rc, "pipe2 (lifeline)");
-      }
-    }
-    register_exit_handler_once(globals);
-  }
-
-  pid_t pid = sys::fork_child(child_main, &child);
-  if (pid < 0) {
+  auto undo_claim = [&] {
     std::lock_guard lock(child.mutex);
     child.phase = Phase::created;
+  };
+  ChildStart start{&child, {}};
+  if (int rc = sys::lifeline_create(start.lifeline); rc < 0) {
+    undo_claim();
+    throw_os_error(rc, "pipe2 (lifeline)");
+  }
+  sys::UniqueFd lifeline_read(start.lifeline.read_end), lifeline_write(start.lifeline.write_end);
+  {
+    std::lock_guard lock(globals.mutex);
+    register_exit_handler_once(globals);
+  }
+  // Text buffered in stdout/stderr would otherwise be printed again by the child, which
+  // inherits the buffers (Python flushes both before fork too).
+  flush_standard_streams();
+
+  pid_t pid = sys::fork_child(child_main, &start);
+  if (pid < 0) {
+    undo_claim();
     throw_os_error(pid, "fork");
   }
+  lifeline_read.reset();  // the child's alone now: it owns the O_ASYNC notification
   // Nobody else may reap our child (unless the user reaps with waitpid(-1) or ignores
   // SIGCHLD), so the pid cannot be recycled before pidfd_open.
   int pidfd = sys::pidfd_open(pid);
   {
     std::lock_guard lock(child.mutex);
     child.pid = pid;
-    if (pidfd >= 0) child.pidfd.reset(pidfd);
+    child.lifeline = std::move(lifeline_write);
+    if (pidfd >= 0) {
+      child.pidfd.reset(pidfd);
+    } else {
+      int ignored_exitcode = 0;
+      sys::reap(pid, true, &ignored_exitcode);  // it can only be gone already; collect it
+      child.exitcode = 255;
+      child.phase = Phase::exited;
+      child.lifeline.reset();
+    }
   }
-  if (pidfd < 0) {
-    int ignored_exitcode = 0;
-    sys::reap(pid, true, &ignored_exitcode);  // it can only be gone already; collect it
-    throw_os_error(pidfd, "pidfd_open");
-  }
+  if (pidfd < 0) throw_os_error(pidfd, "pidfd_open");
   std::lock_guard lock(globals.mutex);
   globals.children.push_back(state_);
 }

@@ -408,6 +408,22 @@ TEST_F(ProcessTest, ParentSignalHandlersAreResetInTheChild) {
   std::signal(SIGUSR1, previous);
 }
 
+// Text the parent buffered before start() is printed once, not once more by the child.
+MPROC_TEST_HELPER(buffered_stdout) {
+  std::printf("before ");  // stdout is a pipe here: fully buffered, not flushed yet
+  mproc::Process child([] { std::printf("child "); });
+  child.start();
+  child.join();
+  std::printf("after\n");
+  return child.exitcode() == 0 ? 0 : 3;
+}
+
+TEST_F(ProcessTest, BufferedOutputIsNotDuplicatedByTheChild) {
+  auto result = mproc::testing::run_helper("buffered_stdout");
+  EXPECT_EQ(result.exitcode, 0);
+  EXPECT_EQ(result.output, "before child after\n");
+}
+
 // At normal exit, daemonic children are terminated and the others joined (Python's
 // _exit_function). Runs in a helper: a fresh copy of this binary returning from "main".
 MPROC_TEST_HELPER(exit_policy) {

@@ -104,8 +104,9 @@ class Connection {
 
   void send_frame(std::vector<std::byte>& frame);
   void transmit(std::span<const std::byte> header, std::span<const std::byte> payload);
-  // Reads and validates the next frame; its payload is then at receive_payload_.
-  wire::FrameHeader receive_frame(std::size_t payload_limit = SIZE_MAX);
+  // Reads and validates the next frame; its payload is then at receive_payload_. A bulk
+  // payload goes to `bulk_destination` when given (it must hold payload_limit bytes).
+  wire::FrameHeader receive_frame(std::size_t payload_limit = SIZE_MAX, std::byte* bulk_destination = nullptr);
   void read_exactly(std::byte* out, std::size_t n, bool frame_start);
   void read_bulk(std::byte* out, std::size_t n);
   bool poll_for(std::chrono::nanoseconds timeout);

@@ -2,7 +2,6 @@
 
 #include <cerrno>
 #include <csignal>
-#include <cstdio>
 #include <fcntl.h>
 #include <poll.h>
 #include <unistd.h>
@@ -17,26 +16,15 @@ int lifeline_create(Lifeline& lifeline) noexcept {
   return 0;
 }
 
-int lifeline_arm_in_child(const Lifeline& parents) noexcept {
-  ::close(parents.write_end);
-  // Re-opening the pipe through /proc gives this child its own open file description, so
-  // the F_SETOWN below names this child only.
-  char path[64];
-  std::snprintf(path, sizeof path, "/proc/self/fd/%d", parents.read_end);
-  int armed = ::open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-  if (armed < 0) return -errno;
-  ::close(parents.read_end);
-  if (::fcntl(armed, F_SETOWN, ::getpid()) != 0 || ::fcntl(armed, F_SETSIG, SIGKILL) != 0) {
-    int error = errno;
-    ::close(armed);
-    return -error;
-  }
+int lifeline_arm_in_child(const Lifeline& lifeline) noexcept {
+  ::close(lifeline.write_end);
+  int armed = lifeline.read_end;
+  // The O_ASYNC owner lives in the open file description, which only this child uses
+  // (the parent closes its copy of the read end right after fork).
   int flags = ::fcntl(armed, F_GETFL);
-  if (flags < 0 || ::fcntl(armed, F_SETFL, flags | O_ASYNC) != 0) {
-    int error = errno;
-    ::close(armed);
-    return -error;
-  }
+  if (flags < 0 || ::fcntl(armed, F_SETOWN, ::getpid()) != 0 || ::fcntl(armed, F_SETSIG, SIGKILL) != 0 ||
+      ::fcntl(armed, F_SETFL, flags | O_ASYNC | O_NONBLOCK) != 0)
+    return -errno;
   // The parent may have died between fork() and arming, when no signal would come: the
   // write end is then already gone and the pipe reports hang-up. Die exactly as the armed
   // lifeline would have made us die, so observers see one outcome either way.

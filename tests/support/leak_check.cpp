@@ -1,7 +1,5 @@
 #include "support/leak_check.hpp"
 
-#include <mproc/process.hpp>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
@@ -45,18 +43,7 @@ bool has_zombie_child() {
   return info.si_pid != 0;
 }
 
-void LeakCheckedTest::SetUp() {
-  // mproc creates one lifeline pipe per process on its first start() and keeps it for the
-  // life of the process (see src/sys/lifeline.hpp): create it before the first snapshot.
-  static bool warmed_up = [] {
-    mproc::Process warm_up([] {});
-    warm_up.start();
-    warm_up.join();
-    return true;
-  }();
-  (void)warmed_up;
-  fds_before_ = open_fds();
-}
+void LeakCheckedTest::SetUp() { fds_before_ = open_fds(); }
 
 void LeakCheckedTest::TearDown() {
   EXPECT_EQ(open_fds(), fds_before_) << "descriptor leak";
