@@ -5,4 +5,5 @@
 #include "mproc/connection.hpp"
 #include "mproc/error.hpp"
 #include "mproc/frame.hpp"
+#include "mproc/pool.hpp"
 #include "mproc/process.hpp"

@@ -1,0 +1,136 @@
+// mproc/detail/task.hpp — what a pool task is on the wire: which function to run, its
+// encoded arguments, and how its result or its exception comes back.
+//
+// A task names two pieces of code: the user's function and an "invoker", a template
+// instantiated for the function's signature that decodes the arguments, calls the
+// function and encodes the result. Both are plain code addresses, valid in a forked worker.
+// Start methods that exec (forkserver, spawn, MPI ranks) will map them to offsets within
+// their module checked against its build id; code_ref()/resolve() are the only two places
+// that will change.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <span>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "mproc/codec.hpp"
+
+namespace mproc::detail {
+
+/// A code address on the wire.
+using CodeRef = std::uint64_t;
+
+template <class Fn>
+CodeRef code_ref(Fn* function) noexcept {
+  return static_cast<CodeRef>(reinterpret_cast<std::uintptr_t>(function));
+}
+template <class Fn>
+Fn* resolve(CodeRef ref) noexcept {
+  return reinterpret_cast<Fn*>(static_cast<std::uintptr_t>(ref));
+}
+
+/// Decodes arguments from `args`, runs the function at `function`, appends the encoded
+/// result to `result`. Throws whatever the function throws, or SerializationError.
+using Invoker = void (*)(CodeRef function, std::span<const std::byte> args, std::vector<std::byte>& result);
+
+// ---- plain functions -------------------------------------------------------------------
+
+template <class F>
+concept PlainFunction = requires(F f) {
+  { +f };
+} && std::is_pointer_v<decltype(+std::declval<F>())> && std::is_function_v<std::remove_pointer_t<decltype(+std::declval<F>())>>;
+
+/// Rejects, with a readable message, a callable that cannot be named in another process.
+template <class F>
+constexpr void require_plain_function() {
+  static_assert(PlainFunction<F>,
+                "mproc: a pool task must be a plain function: a free function, a static member function or a "
+                "lambda without captures. A capturing lambda or a function object cannot be named in a worker "
+                "process; pass what it captures as arguments instead.");
+}
+
+template <class F>
+using FunctionPointer = decltype(+std::declval<F>());
+
+template <class Fp>
+struct Signature;
+template <class R, class... P>
+struct Signature<R (*)(P...)> {
+  using result = R;
+  using arguments = std::tuple<std::decay_t<P>...>;
+};
+template <class R, class... P>
+struct Signature<R (*)(P...) noexcept> : Signature<R (*)(P...)> {};
+
+template <class F>
+using ResultOf = typename Signature<FunctionPointer<F>>::result;
+template <class F>
+using ArgumentsOf = typename Signature<FunctionPointer<F>>::arguments;
+
+// ---- invokers ----------------------------------------------------------------------------
+
+/// One call: arguments are a tuple of the function's (decayed) parameter types.
+template <class Fp>
+void invoke_call(CodeRef function, std::span<const std::byte> args, std::vector<std::byte>& result) {
+  using Sig = Signature<Fp>;
+  auto arguments = loads<typename Sig::arguments>(args);
+  auto* fn = resolve<std::remove_pointer_t<Fp>>(function);
+  if constexpr (std::is_void_v<typename Sig::result>) {
+    std::apply(fn, std::move(arguments));
+  } else {
+    dumps(std::apply(fn, std::move(arguments)), result);
+  }
+}
+
+/// A chunk of map items: arguments are a vector of single arguments (map) or of argument
+/// tuples (starmap); the result is the vector of results, or their count for void.
+template <class Fp, bool Star>
+void invoke_chunk(CodeRef function, std::span<const std::byte> args, std::vector<std::byte>& result) {
+  using Sig = Signature<Fp>;
+  using Item = std::conditional_t<Star, typename Sig::arguments, std::tuple_element_t<0, typename Sig::arguments>>;
+  auto items = loads<std::vector<Item>>(args);
+  auto* fn = resolve<std::remove_pointer_t<Fp>>(function);
+  auto call = [&](Item& item) -> decltype(auto) {
+    if constexpr (Star) {
+      return std::apply(fn, std::move(item));
+    } else {
+      return fn(std::move(item));
+    }
+  };
+  if constexpr (std::is_void_v<typename Sig::result>) {
+    for (auto& item : items) call(item);
+    dumps(static_cast<std::uint64_t>(items.size()), result);
+  } else {
+    std::vector<typename Sig::result> results;
+    results.reserve(items.size());
+    for (auto& item : items) results.push_back(call(item));
+    dumps(results, result);
+  }
+}
+
+// ---- exceptions across the boundary -----------------------------------------------------
+
+/// An exception as it travels back from a worker: the standard types are re-created as the
+/// same type in the caller; others become RemoteError with the type name and message.
+struct RemoteFailure {
+  std::string type_name;
+  std::string message;
+  std::int32_t pid = 0;
+  template <class Archive>
+  void serialize(Archive& archive) {
+    archive(type_name, message, pid);
+  }
+};
+
+/// Describes the exception being handled (call inside a catch block).
+RemoteFailure describe_current_exception(std::int32_t pid);
+/// Re-creates the exception: the same standard type when there is one, else RemoteError.
+std::exception_ptr rebuild_exception(const RemoteFailure& failure);
+
+}  // namespace mproc::detail

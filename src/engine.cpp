@@ -1,0 +1,552 @@
+#include "mproc/detail/engine.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <climits>
+#include <condition_variable>
+#include <csignal>
+#include <cstdio>
+#include <deque>
+#include <mutex>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <thread>
+#include <unistd.h>
+
+#include "mproc/connection.hpp"
+#include "mproc/error.hpp"
+#include "mproc/process.hpp"
+#include "sys/fd.hpp"
+
+namespace mproc::detail {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// A task on its way to a worker, and its outcome on the way back. id 0 in a result is the
+// worker's "ready" message, sent once its initializer has run.
+struct WireTask {
+  std::uint64_t id = 0;
+  CodeRef invoker = 0;
+  CodeRef function = 0;
+  std::vector<std::byte> args;
+  template <class Archive>
+  void serialize(Archive& archive) {
+    archive(id, invoker, function, args);
+  }
+};
+
+struct WireResult {
+  std::uint64_t id = 0;
+  bool ok = true;
+  std::vector<std::byte> payload;
+  RemoteFailure failure;
+  template <class Archive>
+  void serialize(Archive& archive) {
+    archive(id, ok, payload, failure);
+  }
+};
+
+// A worker exits with this status when its initializer threw (BSD's EX_SOFTWARE).
+constexpr int kInitializerFailedExit = 70;
+// Small tasks are queued ahead on a busy worker (so a burst costs few wake-ups) up to this
+// many bytes of arguments: well under a pipe's 64 KiB, so that writing them never blocks
+// the engine's thread. Larger tasks only go to an idle worker, which is reading.
+constexpr std::size_t kPrefetchBytes = 32 * 1024;
+constexpr std::size_t kMaxPrefetchTasks = 64;
+// Prefetch aims at this much queued work per worker: enough to hide a wake-up, not so much
+// that one worker hoards tasks another could start.
+constexpr double kPrefetchTargetNs = 200'000;
+
+struct Task {
+  std::uint64_t id = 0;
+  TaskSpec spec;
+  bool timed_out = false;  // its worker was killed for running past the timeout
+};
+
+struct Worker {
+  Process process{ProcessOptions{}, [] {}};  // replaced by the started worker
+  Connection tasks;    // engine → worker
+  Connection results;  // worker → engine
+  std::deque<std::unique_ptr<Task>> in_flight;  // front: running (or about to)
+  Clock::time_point front_started{};
+  std::size_t queued_bytes = 0;
+  long remaining = LONG_MAX;  // tasks it may still be given (maxtasksperchild)
+  bool ready = false;         // its initializer has run
+  bool killed = false;        // we sent SIGKILL (timeout or terminate)
+};
+
+// Set in a worker process: a task that calls back into a pool gets a clear error.
+std::atomic<bool> inside_worker{false};
+
+void complete(Task& task, std::span<const std::byte> payload, std::exception_ptr error) noexcept {
+  try {
+    task.spec.done(payload, std::move(error));
+  } catch (...) {
+    // Completions catch their own decoding errors; nothing may escape into the engine.
+  }
+}
+
+}  // namespace
+
+class EngineCore {
+ public:
+  explicit EngineCore(EngineOptions options) : options_(std::move(options)), owner_(::getpid()) {
+    int fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (fd < 0) throw OSError(errno, "eventfd");
+    wake_.reset(fd);
+    // Workers are forked by one thread only: this one now, the engine's thread later.
+    for (int i = 0; i < options_.processes; ++i) spawn_worker();
+    thread_ = std::thread([this] { run(); });
+  }
+
+  ~EngineCore() {
+    // In a forked copy of this process the thread does not exist: nothing to stop.
+    if (::getpid() == owner_ && thread_.joinable()) {
+      {
+        std::lock_guard lock(mutex_);
+        closed_ = true;
+      }
+      wake();
+      thread_.join();
+    }
+  }
+
+  void check_caller() const {
+    if (::getpid() != owner_)
+      throw Error(inside_worker ? "a pool cannot be used from one of its own tasks (it would deadlock)"
+                                : "a pool can only be used by the process that created it");
+  }
+
+  void submit(std::vector<TaskSpec> specs) {
+    check_caller();
+    bool was_empty;
+    {
+      std::lock_guard lock(mutex_);
+      if (broken_) throw BrokenExecutor(broken_reason_);
+      if (closed_ || terminating_) throw Error("the pool is closed");
+      was_empty = incoming_.empty();
+      for (auto& spec : specs) {
+        auto task = std::make_unique<Task>();
+        task->id = next_id_++;
+        task->spec = std::move(spec);
+        if (!task->spec.timeout) task->spec.timeout = options_.task_timeout;
+        incoming_.push_back(std::move(task));
+      }
+    }
+    // The engine drains the whole queue each time it wakes: a non-empty queue means a wake
+    // is already on its way.
+    if (was_empty) wake();
+  }
+
+  void close() {
+    check_caller();
+    {
+      std::lock_guard lock(mutex_);
+      closed_ = true;
+    }
+    wake();
+  }
+
+  void terminate() {
+    check_caller();
+    {
+      std::lock_guard lock(mutex_);
+      terminating_ = true;
+      closed_ = true;
+    }
+    wake();
+  }
+
+  void join() {
+    check_caller();
+    {
+      std::lock_guard lock(mutex_);
+      if (!closed_) throw Error("join() requires close() or terminate() first");
+    }
+    std::unique_lock lock(mutex_);
+    finished_cv_.wait(lock, [&] { return finished_; });
+  }
+
+  int processes() const noexcept { return options_.processes; }
+
+  std::vector<int> worker_pids() const {
+    std::lock_guard lock(mutex_);
+    return pids_;
+  }
+
+ private:
+  void wake() {
+    std::uint64_t one = 1;
+    [[maybe_unused]] ssize_t ignored = ::write(wake_.get(), &one, sizeof one);
+  }
+
+  // ---- workers -----------------------------------------------------------------------
+
+  void spawn_worker() {
+    auto [task_reader, task_writer] = Pipe(false);
+    auto [result_reader, result_writer] = Pipe(false);
+    ++spawned_;
+    Process process({.name = options_.worker_name_prefix + "-" + std::to_string(spawned_), .daemon = true},
+                    [this, &task_reader, &task_writer, &result_reader, &result_writer] {
+                      // The parent's ends, and the other workers' connections, are not ours.
+                      task_writer.close();
+                      result_reader.close();
+                      for (auto& other : workers_) {
+                        other->tasks.close();
+                        other->results.close();
+                      }
+                      wake_.reset();
+                      worker_main(task_reader, result_writer);
+                    });
+    process.start();
+    auto worker = std::make_unique<Worker>();
+    worker->process = std::move(process);
+    worker->tasks = std::move(task_writer);
+    worker->results = std::move(result_reader);
+    if (options_.max_tasks_per_child) worker->remaining = *options_.max_tasks_per_child;
+    workers_.push_back(std::move(worker));
+    publish_pids();
+  }
+
+  void publish_pids() {
+    std::vector<int> pids;
+    for (auto& worker : workers_) pids.push_back(worker->process.pid());
+    std::lock_guard lock(mutex_);
+    pids_ = std::move(pids);
+  }
+
+  [[noreturn]] void worker_main(Connection& tasks, Connection& results) {
+    // Ctrl-C reaches the whole process group: the parent handles it and shuts the pool
+    // down; a worker dying of it mid-task would only turn it into a lost task.
+    std::signal(SIGINT, SIG_IGN);
+    inside_worker = true;
+    if (options_.initializer) {
+      try {
+        options_.initializer();
+      } catch (const std::exception& error) {
+        std::fprintf(stderr, "mproc: pool initializer failed: %s\n", error.what());
+        mproc::exit(kInitializerFailedExit);
+      } catch (const SystemExit&) {
+        throw;
+      } catch (...) {
+        std::fprintf(stderr, "mproc: pool initializer failed\n");
+        mproc::exit(kInitializerFailedExit);
+      }
+    }
+    results.send(WireResult{});  // ready
+    const long limit = options_.max_tasks_per_child ? long{*options_.max_tasks_per_child} : LONG_MAX;
+    long done = 0;
+    const auto pid = static_cast<std::int32_t>(::getpid());
+    for (;;) {
+      std::vector<WireTask> batch;
+      try {
+        batch = tasks.recv<std::vector<WireTask>>();
+      } catch (const EOFError&) {
+        mproc::exit(0);
+      }
+      if (batch.empty()) mproc::exit(0);  // orderly stop
+      for (auto& task : batch) {
+        WireResult result;
+        result.id = task.id;
+        try {
+          resolve<std::remove_pointer_t<Invoker>>(task.invoker)(task.function, task.args, result.payload);
+        } catch (const SystemExit&) {
+          throw;  // mproc::exit() in a task ends the worker, as sys.exit does in Python
+        } catch (...) {
+          result.ok = false;
+          result.payload.clear();
+          result.failure = describe_current_exception(pid);
+        }
+        results.send(result);
+        if (++done >= limit) mproc::exit(0);
+      }
+    }
+  }
+
+  // ---- the engine's thread ----------------------------------------------------------
+
+  void run() {
+    for (;;) {
+      bool closing, terminating;
+      {
+        std::lock_guard lock(mutex_);
+        while (!incoming_.empty()) {
+          pending_.push_back(std::move(incoming_.front()));
+          incoming_.pop_front();
+        }
+        closing = closed_;
+        terminating = terminating_;
+      }
+      if (terminating) {
+        shut_down_now();
+        break;
+      }
+      if (broken_flag_) fail_pending_broken();
+      dispatch();
+      if (closing && pending_.empty() && all_idle()) {
+        shut_down_gracefully();
+        break;
+      }
+      wait_for_events();
+    }
+    std::lock_guard lock(mutex_);
+    finished_ = true;
+    finished_cv_.notify_all();
+  }
+
+  bool all_idle() const {
+    return std::all_of(workers_.begin(), workers_.end(), [](const auto& w) { return w->in_flight.empty(); });
+  }
+
+  std::size_t prefetch_depth() const {
+    if (average_service_ns_ <= 0) return 4;
+    return std::clamp<std::size_t>(static_cast<std::size_t>(kPrefetchTargetNs / average_service_ns_), 1,
+                                   kMaxPrefetchTasks);
+  }
+
+  void dispatch() {
+    if (pending_.empty()) return;
+    std::size_t depth = prefetch_depth();
+    // Idle workers first, so that queued-ahead work never waits while a worker sleeps.
+    std::vector<Worker*> order;
+    for (auto& worker : workers_) order.push_back(worker.get());
+    std::stable_sort(order.begin(), order.end(),
+                     [](Worker* a, Worker* b) { return a->in_flight.size() < b->in_flight.size(); });
+    for (Worker* worker : order) {
+      if (pending_.empty()) break;
+      if (worker->killed) continue;
+      std::vector<WireTask> batch;
+      while (!pending_.empty() && worker->remaining > 0 && worker->in_flight.size() < depth) {
+        Task& next = *pending_.front();
+        std::size_t size = next.spec.args.size();
+        bool idle = worker->in_flight.empty();
+        if (!idle && (size > kPrefetchBytes || worker->queued_bytes + size > kPrefetchBytes)) break;
+        batch.push_back(WireTask{next.id, code_ref(next.spec.invoker), next.spec.function, next.spec.args});
+        if (idle) worker->front_started = Clock::now();
+        worker->queued_bytes += size;
+        --worker->remaining;
+        worker->in_flight.push_back(std::move(pending_.front()));
+        pending_.pop_front();
+      }
+      if (batch.empty()) continue;
+      try {
+        worker->tasks.send(batch);
+      } catch (const Error&) {
+        // The worker is gone; its death (seen on its sentinel) requeues these tasks.
+      }
+    }
+  }
+
+  void wait_for_events() {
+    // Results already read ahead are invisible to poll(2).
+    for (auto& worker : workers_)
+      if (worker->results.has_buffered_data()) drain_results(*worker);
+    std::vector<sys::PollEntry> entries;
+    entries.push_back({wake_.get(), POLLIN, 0});
+    for (auto& worker : workers_) {
+      entries.push_back({worker->results.fileno(), POLLIN, 0});
+      entries.push_back({worker->process.sentinel(), POLLIN, 0});
+    }
+    sys::Deadline deadline = nearest_deadline();
+    int ready = sys::poll_fds(entries.data(), entries.size(), deadline);
+    if (ready < 0) throw OSError(-ready, "poll");
+    if (entries[0].revents) {
+      std::uint64_t count;
+      [[maybe_unused]] ssize_t ignored = ::read(wake_.get(), &count, sizeof count);
+    }
+    // Results before deaths: a worker that finished a task and then died keeps the result.
+    std::vector<Worker*> dead;
+    for (std::size_t i = 0; i < workers_.size(); ++i) {
+      if (entries[1 + 2 * i].revents) drain_results(*workers_[i]);
+      if (entries[2 + 2 * i].revents) dead.push_back(workers_[i].get());
+    }
+    for (Worker* worker : dead) handle_exit(*worker);
+    enforce_timeouts();
+  }
+
+  sys::Deadline nearest_deadline() const {
+    sys::Deadline nearest;
+    for (auto& worker : workers_) {
+      if (worker->in_flight.empty() || worker->killed) continue;
+      const auto& timeout = worker->in_flight.front()->spec.timeout;
+      if (!timeout) continue;
+      auto deadline = worker->front_started + std::chrono::duration_cast<Clock::duration>(*timeout);
+      if (!nearest || deadline < *nearest) nearest = deadline;
+    }
+    return nearest;
+  }
+
+  void enforce_timeouts() {
+    auto now = Clock::now();
+    for (auto& worker : workers_) {
+      if (worker->in_flight.empty() || worker->killed) continue;
+      Task& front = *worker->in_flight.front();
+      if (!front.spec.timeout) continue;
+      if (now - worker->front_started < *front.spec.timeout) continue;
+      // A thread cannot be stopped; a process can. Its death requeues what it had queued.
+      front.timed_out = true;
+      worker->killed = true;
+      worker->process.kill();
+    }
+  }
+
+  void drain_results(Worker& worker) {
+    try {
+      do {
+        auto result = worker.results.recv<WireResult>();
+        if (result.id == 0) {
+          worker.ready = true;
+          continue;
+        }
+        if (worker.in_flight.empty() || worker.in_flight.front()->id != result.id) {
+          // Protocol violation: results come back in dispatch order. Treat as a crash.
+          worker.killed = true;
+          worker.process.kill();
+          return;
+        }
+        std::unique_ptr<Task> task = std::move(worker.in_flight.front());
+        worker.in_flight.pop_front();
+        worker.queued_bytes -= std::min(worker.queued_bytes, task->spec.args.size());
+        auto now = Clock::now();
+        record_service_time(now - worker.front_started);
+        worker.front_started = now;
+        if (result.ok)
+          complete(*task, result.payload, nullptr);
+        else
+          complete(*task, {}, rebuild_exception(result.failure));
+      } while (worker.results.has_buffered_data());
+    } catch (const Error&) {
+      // End of file or a torn frame: the worker died mid-write; its sentinel reports it.
+    }
+  }
+
+  void record_service_time(Clock::duration elapsed) {
+    double ns = static_cast<double>(std::chrono::duration_cast<std::chrono::nanoseconds>(elapsed).count());
+    average_service_ns_ = average_service_ns_ <= 0 ? ns : 0.9 * average_service_ns_ + 0.1 * ns;
+  }
+
+  void handle_exit(Worker& worker) {
+    worker.process.join();
+    int exitcode = worker.process.exitcode().value_or(-1);
+    pid_t pid = worker.process.pid();
+    bool initializer_failed = options_.initializer && !worker.ready;
+    std::deque<std::unique_ptr<Task>> unfinished = std::move(worker.in_flight);
+    if (!unfinished.empty() && !initializer_failed) {
+      // The front task was running: it is lost with the worker. The rest never started.
+      std::unique_ptr<Task> lost = std::move(unfinished.front());
+      unfinished.pop_front();
+      std::exception_ptr error =
+          lost->timed_out
+              ? std::make_exception_ptr(TimeoutError("task timed out; worker " + std::to_string(pid) + " was killed"))
+              : std::make_exception_ptr(WorkerLostError(pid, exitcode, "the worker died while running the task"));
+      complete(*lost, {}, error);
+    }
+    while (!unfinished.empty()) {
+      pending_.push_front(std::move(unfinished.back()));
+      unfinished.pop_back();
+    }
+    std::erase_if(workers_, [&](const auto& w) { return w.get() == &worker; });
+    if (initializer_failed) {
+      std::lock_guard lock(mutex_);
+      broken_ = true;
+      broken_flag_ = true;
+      broken_reason_ = "the pool's initializer failed in worker " + std::to_string(pid) + " (exit code " +
+                       std::to_string(exitcode) + ")";
+    }
+    bool stopping;
+    {
+      std::lock_guard lock(mutex_);
+      stopping = terminating_ || broken_ || (closed_ && pending_.empty() && incoming_.empty());
+    }
+    if (!stopping) spawn_worker();
+    publish_pids();
+  }
+
+  void fail_pending_broken() {
+    std::string reason;
+    {
+      std::lock_guard lock(mutex_);
+      reason = broken_reason_;
+    }
+    auto error = std::make_exception_ptr(BrokenExecutor(reason));
+    for (auto& task : pending_) complete(*task, {}, error);
+    pending_.clear();
+  }
+
+  void shut_down_gracefully() {
+    for (auto& worker : workers_) {
+      try {
+        worker->tasks.send(std::vector<WireTask>{});  // orderly stop
+      } catch (const Error&) {
+      }
+    }
+    for (auto& worker : workers_) worker->process.join();
+    workers_.clear();
+    publish_pids();
+  }
+
+  void shut_down_now() {
+    for (auto& worker : workers_) worker->process.kill();
+    auto cancelled = std::make_exception_ptr(CancelledError("the pool was terminated before the task finished"));
+    for (auto& worker : workers_) {
+      worker->process.join();
+      for (auto& task : worker->in_flight) complete(*task, {}, cancelled);
+    }
+    for (auto& task : pending_) complete(*task, {}, cancelled);
+    pending_.clear();
+    workers_.clear();
+    publish_pids();
+  }
+
+  const EngineOptions options_;
+  const pid_t owner_;
+  sys::UniqueFd wake_;
+  std::thread thread_;
+
+  mutable std::mutex mutex_;  // guards everything below up to the engine-thread-only state
+  std::condition_variable finished_cv_;
+  std::deque<std::unique_ptr<Task>> incoming_;
+  std::uint64_t next_id_ = 1;
+  bool closed_ = false;
+  bool terminating_ = false;
+  bool broken_ = false;
+  bool finished_ = false;
+  std::string broken_reason_;
+  std::vector<int> pids_;
+
+  // Engine thread only (and the constructor, before the thread starts).
+  std::deque<std::unique_ptr<Task>> pending_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  int spawned_ = 0;
+  double average_service_ns_ = 0;
+  bool broken_flag_ = false;
+};
+
+Engine::Engine(EngineOptions options) {
+  if (options.processes <= 0) throw std::invalid_argument("mproc: the number of processes must be at least 1");
+  if (options.max_tasks_per_child && *options.max_tasks_per_child <= 0)
+    throw std::invalid_argument("mproc: maxtasksperchild must be at least 1");
+  if (options.task_timeout && options.task_timeout->count() <= 0)
+    throw std::invalid_argument("mproc: the task timeout must be positive");
+  core_ = std::make_shared<EngineCore>(std::move(options));
+}
+
+Engine::~Engine() = default;
+
+void Engine::submit(TaskSpec task) {
+  std::vector<TaskSpec> one;
+  one.push_back(std::move(task));
+  core_->submit(std::move(one));
+}
+void Engine::submit(std::vector<TaskSpec> tasks) { core_->submit(std::move(tasks)); }
+void Engine::close() { core_->close(); }
+void Engine::terminate() { core_->terminate(); }
+void Engine::join() { core_->join(); }
+int Engine::processes() const noexcept { return core_->processes(); }
+std::vector<int> Engine::worker_pids() const { return core_->worker_pids(); }
+void Engine::check_caller() const { core_->check_caller(); }
+
+}  // namespace mproc::detail

@@ -1,0 +1,25 @@
+#include "mproc/pool.hpp"
+
+namespace mproc {
+
+namespace {
+detail::EngineOptions engine_options(PoolOptions options) {
+  if (options.processes && *options.processes <= 0)
+    throw std::invalid_argument("mproc::Pool: processes must be at least 1");
+  detail::EngineOptions engine;
+  engine.processes = options.processes.value_or(cpu_count());
+  engine.initializer = std::move(options.initializer);
+  engine.max_tasks_per_child = options.maxtasksperchild;
+  engine.task_timeout = options.task_timeout;
+  return engine;
+}
+}  // namespace
+
+Pool::Pool(PoolOptions options) : engine_(engine_options(std::move(options))) {}
+
+Pool::~Pool() {
+  // The engine's destructor closes the pool and waits for the accepted tasks (or, after
+  // terminate(), for the killed workers).
+}
+
+}  // namespace mproc

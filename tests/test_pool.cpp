@@ -1,0 +1,331 @@
+// Pool: CPython's _TestPool / _TestPoolWorkerErrors / _TestPoolWorkerLifetime /
+// TestInitializers behaviours, plus mproc's promises: a dead worker fails only its task,
+// per-task timeouts, terminate fails pending work, lazy imap, no leaks.
+#include <mproc/mproc.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <numeric>
+#include <ranges>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <unistd.h>
+#include <vector>
+
+#include "support/leak_check.hpp"
+
+using namespace std::chrono_literals;
+using mproc::testing::LeakCheckedTest;
+
+namespace {
+
+int square(int x) { return x * x; }
+int add(int a, int b) { return a + b; }
+std::string greet(const std::string& name) { return "hello " + name; }
+void nothing(int) {}
+int my_pid(int) { return static_cast<int>(::getpid()); }
+int sleep_ms(int ms) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+  return ms;
+}
+int raise_value_error(int x) {
+  if (x == 5) throw std::invalid_argument("bad item 5");
+  return x;
+}
+struct CustomError : std::exception {
+  const char* what() const noexcept override { return "custom failure"; }
+};
+int raise_custom(int) { throw CustomError(); }
+int crash_with(int how) {
+  switch (how) {
+    case 0: ::raise(SIGSEGV); break;
+    case 1: std::signal(SIGABRT, SIG_DFL); std::abort();
+    case 2: ::_exit(7);
+    case 3: ::raise(SIGKILL); break;
+  }
+  return how;
+}
+int forever(int) {
+  for (;;) ::pause();
+}
+
+class PoolTest : public LeakCheckedTest {};
+class PoolSizes : public LeakCheckedTest, public ::testing::WithParamInterface<int> {};
+
+TEST_P(PoolSizes, ApplyMapStarmapImap) {
+  mproc::Pool pool(GetParam());
+  EXPECT_EQ(pool.processes(), GetParam());
+  EXPECT_EQ(pool.apply(square, 7), 49);
+  EXPECT_EQ(pool.apply(add, 2, 3), 5);
+  EXPECT_EQ(pool.apply(greet, "world"), "hello world");
+  pool.apply(nothing, 1);
+  std::vector<int> input(100);
+  std::iota(input.begin(), input.end(), 0);
+  std::vector<int> expected;
+  for (int x : input) expected.push_back(x * x);
+  EXPECT_EQ(pool.map(square, input), expected);
+  EXPECT_EQ(pool.map(square, input, 1), expected);
+  EXPECT_EQ(pool.map(square, input, 7), expected);
+  EXPECT_TRUE(pool.map(square, std::vector<int>{}).empty());
+  std::vector<std::tuple<int, int>> pairs = {{1, 2}, {3, 4}, {5, 6}};
+  EXPECT_EQ(pool.starmap(add, pairs), (std::vector<int>{3, 7, 11}));
+  std::vector<int> lazy;
+  for (int value : pool.imap(square, input)) lazy.push_back(value);
+  EXPECT_EQ(lazy, expected);
+  std::vector<int> chunked;
+  for (int value : pool.imap(square, input, 10)) chunked.push_back(value);
+  EXPECT_EQ(chunked, expected);
+  std::multiset<int> unordered;
+  for (int value : pool.imap_unordered(square, input, 3)) unordered.insert(value);
+  EXPECT_EQ(unordered, std::multiset<int>(expected.begin(), expected.end()));
+}
+
+INSTANTIATE_TEST_SUITE_P(Workers, PoolSizes, ::testing::Values(1, 2, 4));
+
+TEST_F(PoolTest, AsyncResultSemantics) {
+  mproc::Pool pool(2);
+  auto slow = pool.apply_async(sleep_ms, 300);
+  EXPECT_FALSE(slow.ready());
+  EXPECT_THROW(slow.successful(), mproc::InvalidStateError);
+  EXPECT_THROW(slow.get(10ms), mproc::TimeoutError);
+  EXPECT_FALSE(slow.wait(10ms));
+  EXPECT_EQ(slow.get(), 300);
+  EXPECT_TRUE(slow.ready());
+  EXPECT_TRUE(slow.successful());
+  EXPECT_EQ(slow.get(), 300);  // again
+  auto failing = pool.apply_async(raise_value_error, 5);
+  failing.wait();
+  EXPECT_FALSE(failing.successful());
+  EXPECT_THROW(failing.get(), std::invalid_argument);
+  auto mapped = pool.map_async(square, std::vector<int>{1, 2, 3});
+  EXPECT_EQ(mapped.get(), (std::vector<int>{1, 4, 9}));
+}
+
+TEST_F(PoolTest, CallbacksRunOnceOffTheCallersThread) {
+  mproc::Pool pool(2);
+  std::atomic<int> value{0}, errors{0};
+  std::atomic<bool> other_thread{false};
+  auto caller = std::this_thread::get_id();
+  auto ok = pool.apply_async(mproc::Callbacks{.callback =
+                                                  [&](const int& result) {
+                                                    value = result;
+                                                    other_thread = std::this_thread::get_id() != caller;
+                                                  },
+                                              .error_callback = [&](std::exception_ptr) { ++errors; }},
+                             square, 9);
+  ok.wait();
+  EXPECT_EQ(value, 81);  // the callback ran before the result became ready
+  EXPECT_TRUE(other_thread);
+  auto bad = pool.apply_async(mproc::Callbacks{.callback = [&](const int&) { value = -1; },
+                                               .error_callback = [&](std::exception_ptr) { ++errors; }},
+                              raise_value_error, 5);
+  bad.wait();
+  EXPECT_EQ(errors, 1);
+  EXPECT_EQ(value, 81);
+}
+
+TEST_F(PoolTest, ExceptionsKeepTheirType) {
+  mproc::Pool pool(2);
+  EXPECT_THROW(pool.apply(raise_value_error, 5), std::invalid_argument);
+  try {
+    pool.apply(raise_custom, 0);
+    FAIL();
+  } catch (const mproc::RemoteError& error) {
+    EXPECT_NE(error.type_name().find("CustomError"), std::string::npos);
+    EXPECT_EQ(error.message(), "custom failure");
+    EXPECT_GT(error.pid(), 0);
+  }
+  std::vector<int> input(20);
+  std::iota(input.begin(), input.end(), 0);
+  EXPECT_THROW(pool.map(raise_value_error, input), std::invalid_argument);
+  EXPECT_EQ(pool.apply(square, 3), 9);  // still works
+  // imap raises at the failing position and goes on.
+  auto results = pool.imap(raise_value_error, input);
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(results.next(), i);
+  EXPECT_THROW(results.next(), std::invalid_argument);
+  EXPECT_EQ(results.next(), 6);
+}
+
+TEST_F(PoolTest, BadArguments) {
+  EXPECT_THROW(mproc::Pool(0), std::invalid_argument);
+  EXPECT_THROW(mproc::Pool(-1), std::invalid_argument);
+  EXPECT_THROW(mproc::Pool({.processes = 1, .maxtasksperchild = 0}), std::invalid_argument);
+  mproc::Pool pool(1);
+  EXPECT_THROW(pool.map(square, std::vector<int>{1}, 0), std::invalid_argument);
+  EXPECT_THROW(pool.imap(square, std::vector<int>{1}, 0), std::invalid_argument);
+}
+
+TEST_F(PoolTest, ClosedPoolAndJoinRules) {
+  mproc::Pool pool(2);
+  EXPECT_THROW(pool.join(), mproc::Error);  // join before close
+  auto pending = pool.apply_async(sleep_ms, 50);
+  pool.close();
+  EXPECT_THROW(pool.apply(square, 1), mproc::Error);
+  EXPECT_THROW(pool.map(square, std::vector<int>{1}), mproc::Error);
+  pool.join();
+  EXPECT_EQ(pending.get(), 50);  // accepted work completes
+}
+
+TEST_F(PoolTest, DeadWorkerFailsOnlyItsTask) {
+  for (int how = 0; how < 4; ++how) {
+    mproc::Pool pool(2);
+    std::vector<mproc::AsyncResult<int>> others;
+    for (int i = 0; i < 20; ++i) others.push_back(pool.apply_async(square, i));
+    auto doomed = pool.apply_async(crash_with, how);
+    for (int i = 0; i < 20; ++i) others.push_back(pool.apply_async(square, i));
+    try {
+      doomed.get();
+      FAIL() << "crash " << how << " went unnoticed";
+    } catch (const mproc::WorkerLostError& error) {
+      const int expected_exitcode[] = {-SIGSEGV, -SIGABRT, 7, -SIGKILL};
+      EXPECT_EQ(error.exitcode(), expected_exitcode[how]);
+    }
+    for (int i = 0; i < 40; ++i) EXPECT_EQ(others[i].get(), (i % 20) * (i % 20));
+    EXPECT_EQ(pool.apply(square, 12), 144);  // replaced worker serves
+    EXPECT_EQ(pool.worker_pids().size(), 2u);
+  }
+}
+
+TEST_F(PoolTest, WorkerKilledFromOutside) {
+  mproc::Pool pool(2);
+  auto stuck = pool.apply_async(forever, 0);
+  int pid = 0;
+  ASSERT_TRUE(mproc::testing::eventually([&] {
+    // The worker running `forever` is the one whose pid the task reports nothing for: kill
+    // every worker; only the running task may fail.
+    auto pids = pool.worker_pids();
+    if (pids.size() != 2) return false;
+    pid = pids[0];
+    return true;
+  }));
+  for (int worker : pool.worker_pids()) ::kill(worker, SIGKILL);
+  EXPECT_THROW(stuck.get(), mproc::WorkerLostError);
+  EXPECT_EQ(pool.apply(square, 4), 16);
+  (void)pid;
+}
+
+TEST_F(PoolTest, TaskTimeoutKillsTheWorker) {
+  mproc::Pool pool({.processes = 2, .task_timeout = 200ms});
+  auto begin = std::chrono::steady_clock::now();
+  auto stuck = pool.apply_async(forever, 0);
+  auto fine = pool.apply_async(square, 5);
+  EXPECT_THROW(stuck.get(), mproc::TimeoutError);
+  EXPECT_GE(std::chrono::steady_clock::now() - begin, 150ms);
+  EXPECT_EQ(fine.get(), 25);
+  EXPECT_EQ(pool.apply(square, 6), 36);
+}
+
+TEST_F(PoolTest, TerminateFailsPendingWorkPromptly) {
+  mproc::Pool pool(2);
+  std::vector<mproc::AsyncResult<int>> results;
+  for (int i = 0; i < 10000; ++i) results.push_back(pool.apply_async(sleep_ms, 1000));
+  auto begin = std::chrono::steady_clock::now();
+  pool.terminate();
+  pool.join();
+  EXPECT_LT(std::chrono::steady_clock::now() - begin, 5s);
+  for (auto& result : results) EXPECT_THROW(result.get(), mproc::CancelledError);
+}
+
+TEST_F(PoolTest, MaxTasksPerChildReplacesWorkers) {
+  mproc::Pool pool({.processes = 1, .maxtasksperchild = 2});
+  std::set<int> pids;
+  for (int i = 0; i < 6; ++i) pids.insert(pool.apply(my_pid, i));
+  EXPECT_EQ(pids.size(), 3u);
+  std::vector<int> input(50);
+  std::iota(input.begin(), input.end(), 0);
+  auto squares = pool.map(square, input, 1);
+  for (int i = 0; i < 50; ++i) EXPECT_EQ(squares[i], i * i);
+}
+
+int initialized_value = 0;
+int read_initialized(int) { return initialized_value; }
+
+TEST_F(PoolTest, InitializerRunsInEachWorker) {
+  mproc::Pool pool({.processes = 2, .initializer = [] { initialized_value = 42; }});
+  EXPECT_EQ(pool.apply(read_initialized, 0), 42);
+  EXPECT_EQ(pool.map(read_initialized, std::vector<int>(10, 0), 1), std::vector<int>(10, 42));
+}
+
+TEST_F(PoolTest, FailingInitializerBreaksThePool) {
+  mproc::Pool pool({.processes = 1, .initializer = [] { throw std::runtime_error("no database"); }});
+  auto result = pool.apply_async(square, 2);
+  EXPECT_THROW(result.get(), mproc::BrokenExecutor);
+  EXPECT_THROW(pool.apply(square, 2), mproc::BrokenExecutor);
+}
+
+long long consumed_items = 0;
+TEST_F(PoolTest, ImapReadsAnEndlessInputLazily) {
+  mproc::Pool pool(2);
+  auto endless = std::views::iota(0) | std::views::transform([](int x) {
+                   ++consumed_items;
+                   return x;
+                 });
+  consumed_items = 0;
+  auto results = pool.imap(square, endless);
+  for (int i = 0; i < 1000; ++i) ASSERT_EQ(results.next(), i * i);
+  // Bounded read-ahead: far fewer than "everything" have been read.
+  EXPECT_LT(consumed_items, 1000 + 100);
+}
+
+TEST_F(PoolTest, ImapRethrowsAnInputError) {
+  mproc::Pool pool(2);
+  auto failing = std::views::iota(0, 100) | std::views::transform([](int x) {
+                   if (x == 10) throw std::length_error("input broke");
+                   return x;
+                 });
+  auto results = pool.imap(square, failing);
+  EXPECT_THROW(
+      {
+        while (results.next()) {
+        }
+      },
+      std::length_error);
+  EXPECT_EQ(pool.apply(square, 3), 9);
+}
+
+TEST_F(PoolTest, ImapNextTimeout) {
+  mproc::Pool pool(1);
+  auto results = pool.imap(sleep_ms, std::vector<int>{500});
+  EXPECT_THROW(results.next(20ms), mproc::TimeoutError);
+  EXPECT_EQ(results.next(), 500);
+  EXPECT_EQ(results.next(), std::nullopt);
+}
+
+mproc::Pool* nested_pool = nullptr;
+
+int nested_apply(int) {
+  // Reaches the pool object copied into this worker: must be a clear error, not a hang.
+  try {
+    nested_pool->apply(square, 2);
+  } catch (const mproc::Error&) {
+    return -1;
+  }
+  return 1;
+}
+
+TEST_F(PoolTest, CallingThePoolFromItsOwnTaskIsAnError) {
+  mproc::Pool pool(1);
+  nested_pool = &pool;
+  EXPECT_EQ(pool.apply(nested_apply, 0), -1);
+}
+
+TEST_F(PoolTest, DestructorWaitsForAcceptedWork) {
+  std::vector<mproc::AsyncResult<int>> results;
+  {
+    mproc::Pool pool(2);
+    for (int i = 0; i < 10; ++i) results.push_back(pool.apply_async(sleep_ms, 20));
+  }
+  for (auto& result : results) EXPECT_EQ(result.get(), 20);
+}
+
+TEST_F(PoolTest, ManyTinyTasks) {
+  mproc::Pool pool(2);
+  std::vector<mproc::AsyncResult<int>> results;
+  for (int i = 0; i < 20000; ++i) results.push_back(pool.apply_async(square, i % 1000));
+  for (int i = 0; i < 20000; ++i) ASSERT_EQ(results[i].get(), (i % 1000) * (i % 1000));
+}
+
+}  // namespace
