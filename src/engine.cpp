@@ -536,17 +536,39 @@ Engine::Engine(EngineOptions options) {
 
 Engine::~Engine() = default;
 
+// In a worker the engine object is a copy made by fork, possibly half-constructed (the
+// first workers are forked by the constructor), so the worker flag is checked before the
+// object is touched.
+void Engine::check_caller() const {
+  if (inside_worker) throw Error("a pool cannot be used from one of its own tasks (it would deadlock)");
+  core_->check_caller();
+}
+
 void Engine::submit(TaskSpec task) {
   std::vector<TaskSpec> one;
   one.push_back(std::move(task));
-  core_->submit(std::move(one));
+  submit(std::move(one));
 }
-void Engine::submit(std::vector<TaskSpec> tasks) { core_->submit(std::move(tasks)); }
-void Engine::close() { core_->close(); }
-void Engine::terminate() { core_->terminate(); }
-void Engine::join() { core_->join(); }
-int Engine::processes() const noexcept { return core_->processes(); }
-std::vector<int> Engine::worker_pids() const { return core_->worker_pids(); }
-void Engine::check_caller() const { core_->check_caller(); }
+void Engine::submit(std::vector<TaskSpec> tasks) {
+  check_caller();
+  core_->submit(std::move(tasks));
+}
+void Engine::close() {
+  check_caller();
+  core_->close();
+}
+void Engine::terminate() {
+  check_caller();
+  core_->terminate();
+}
+void Engine::join() {
+  check_caller();
+  core_->join();
+}
+int Engine::processes() const noexcept { return inside_worker ? 0 : core_->processes(); }
+std::vector<int> Engine::worker_pids() const {
+  check_caller();
+  return core_->worker_pids();
+}
 
 }  // namespace mproc::detail

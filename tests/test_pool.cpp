@@ -307,9 +307,13 @@ int nested_apply(int) {
 }
 
 TEST_F(PoolTest, CallingThePoolFromItsOwnTaskIsAnError) {
-  mproc::Pool pool(1);
+  // maxtasksperchild = 1: the worker that runs nested_apply is forked after nested_pool is
+  // set, so it sees a complete copy of the pool.
+  mproc::Pool pool({.processes = 1, .maxtasksperchild = 1});
   nested_pool = &pool;
+  EXPECT_EQ(pool.apply(square, 1), 1);
   EXPECT_EQ(pool.apply(nested_apply, 0), -1);
+  nested_pool = nullptr;
 }
 
 TEST_F(PoolTest, DestructorWaitsForAcceptedWork) {
