@@ -32,6 +32,13 @@ PYTHON_DIR = HERE / "python"
 
 TIME = "time"              # lower is better; compared as seconds per operation
 THROUGHPUT = "throughput"  # higher is better; compared as bytes per second
+RATE = "rate"              # higher is better; items (tasks) per second (gbench SetItemsProcessed)
+SPEEDUP = "speedup"        # higher is better; the counter "speedup" (serial time / parallel time)
+MEMORY = "memory"          # lower is better; the counter "private_bytes" (bytes of RAM)
+
+HIGHER_IS_BETTER = {THROUGHPUT, RATE, SPEEDUP}
+# The metrics read from a user counter of the gbench case (and the same key of the Python JSON).
+COUNTER_OF = {SPEEDUP: "speedup", MEMORY: "private_bytes"}
 
 
 # Where a case runs: None lets the scheduler place both processes (on this 2-CPU machine,
@@ -58,8 +65,10 @@ class PyCase:
 
 @dataclass(frozen=True)
 class Target:
-    """A goal for the row: `against` is "limit" (mproc ÷ limit <= factor) or "python"
-    (mproc vs Python >= factor, that is mproc `factor` times better)."""
+    """A goal for the row: `against` is "limit" (mproc ÷ limit <= factor), "python"
+    (mproc vs Python >= factor, that is mproc `factor` times better) or "absolute" (mproc's own
+    figure, in the metric's unit: ns for TIME, items/s for RATE, bytes for MEMORY..., at most
+    `factor` where lower is better, at least `factor` where higher is)."""
     against: str
     factor: float
 
@@ -67,7 +76,7 @@ class Target:
 @dataclass(frozen=True)
 class Workload:
     name: str
-    metric: str                       # TIME or THROUGHPUT
+    metric: str                       # TIME, THROUGHPUT, RATE, SPEEDUP or MEMORY
     mproc: Case
     python: Optional[PyCase] = None
     limit: Optional[Case] = None
@@ -120,6 +129,61 @@ WORKLOADS = [
         python=PyCase("mp_connection.py", "send_obj"),
         limit=Case("bench_limits", "BM_Limit_Memcpy/67108864"),
         note="Python: send(bytes) / recv(), pickled"),
+    # mproc::Pool against multiprocessing.Pool, 2 workers each (bench_pool.cpp, python/mp_pool.py).
+    Workload(
+        "Pool apply round trip, one CPU",
+        TIME,
+        mproc=Case("bench_pool", "BM_Pool_Apply/real_time", ONE_CPU),
+        python=PyCase("mp_pool.py", "apply", ONE_CPU),
+        limit=Case("bench_limits", "BM_Limit_PipeRoundTrip/real_time", ONE_CPU),
+        target=Target("absolute", 15_000),
+        note="pool.apply(inc, i): caller -> engine thread -> worker -> engine thread -> caller; "
+             "limit: one raw pipe ping-pong (an apply is at least two)"),
+    Workload(
+        "Pool apply round trip, two CPUs",
+        TIME,
+        mproc=Case("bench_pool", "BM_Pool_Apply/real_time"),
+        python=PyCase("mp_pool.py", "apply"),
+        limit=Case("bench_limits", "BM_Limit_PipeRoundTrip/real_time"),
+        target=Target("absolute", 15_000),
+        note="as above, placed by the scheduler: every hop may wake the other CPU"),
+    Workload(
+        "Pool apply_async burst of 100,000 tiny tasks",
+        RATE,
+        mproc=Case("bench_pool", "BM_Pool_ApplyAsyncBurst/real_time"),
+        python=PyCase("mp_pool.py", "apply_async"),
+        target=Target("absolute", 500_000),
+        note="submit 100,000 apply_async(inc, i), then get() each; tasks/s"),
+    Workload(
+        "Pool imap chunksize 1, 100,000 tiny tasks",
+        RATE,
+        mproc=Case("bench_pool", "BM_Pool_IMapChunk1/real_time"),
+        python=PyCase("mp_pool.py", "imap"),
+        target=Target("absolute", 300_000),
+        note="for r in imap(inc, range(100000), chunksize=1); tasks/s"),
+    Workload(
+        "Pool map of 1,000,000 tiny tasks, default chunksize",
+        RATE,
+        mproc=Case("bench_pool", "BM_Pool_MapDefault/real_time"),
+        python=PyCase("mp_pool.py", "map"),
+        target=Target("absolute", 20_000_000),
+        note="map(inc, a list of 1,000,000 ints), chunksize by Python's rule (125,000 here); tasks/s"),
+    Workload(
+        "Pool map of 16 CPU-bound tasks: speed-up over serial",
+        SPEEDUP,
+        mproc=Case("bench_pool", "BM_Pool_CpuMapSpeedup/1/real_time"),
+        python=PyCase("mp_pool.py", "cpu_map"),
+        target=Target("absolute", 1.9),
+        note="16 tasks of ~30 ms of pure computation (C++: xorshift chain; Python: an LCG loop), "
+             "each language's pool time against the same calls run serially in its own process"),
+    Workload(
+        "Pool worker private memory, idle",
+        MEMORY,
+        mproc=Case("bench_pool", "BM_Pool_WorkerMemory/iterations:20/real_time"),
+        python=PyCase("mp_pool.py", "memory"),
+        target=Target("absolute", 2 * 1024 * 1024),
+        note="Private_Clean + Private_Dirty of /proc/<pid>/smaps_rollup, the larger of the two "
+             "workers, after 2,000 tiny tasks and 100 ms idle (Pss in results.json)"),
 ]
 
 # Cases that are not rows but explain them; listed with every case in results.md/json.
@@ -132,6 +196,7 @@ DIAGNOSTICS = [
     Case("bench_limits", "BM_Limit_UnixSocketStream/1048576/real_time"),
     Case("bench_limits", "BM_Limit_Memcpy/1048576"),
     Case("bench_connection", "BM_Pipe_SendBytesRecvInto/1048576/real_time"),
+    Case("bench_pool", "BM_Pool_CpuMapSpeedup/0/real_time"),
 ]
 # ---------------------------------------------------------------------------------------
 
@@ -144,12 +209,26 @@ class Measure:
     or (max - min) / median (Python runs), as a fraction."""
     time_ns: Optional[float] = None
     bytes_per_second: Optional[float] = None
+    items_per_second: Optional[float] = None
+    counters: dict = field(default_factory=dict)
+    counter_spreads: dict = field(default_factory=dict)
     spread: Optional[float] = None
     error: Optional[str] = None
     samples: list = field(default_factory=list)
 
     def value(self, metric):
-        return self.time_ns if metric == TIME else self.bytes_per_second
+        if metric == TIME:
+            return self.time_ns
+        if metric == THROUGHPUT:
+            return self.bytes_per_second
+        if metric == RATE:
+            return self.items_per_second
+        return self.counters.get(COUNTER_OF[metric])
+
+    def spread_of(self, metric):
+        if metric in COUNTER_OF:
+            return self.counter_spreads.get(COUNTER_OF[metric], self.spread)
+        return self.spread
 
 
 def log(message):
@@ -241,6 +320,14 @@ def run_gbench(binary_path, names, cpus, repetitions, min_time):
             raise RuntimeError(f"{binary_path.name} failed (exit {completed.returncode}):\n{completed.stderr}")
         report = json.loads(out.read_text())
     results = {}
+    standard = {"name", "run_name", "run_type", "repetitions", "repetition_index", "threads", "iterations",
+                "real_time", "cpu_time", "time_unit", "family_index", "per_family_instance_index",
+                "aggregate_name", "aggregate_unit", "bytes_per_second", "items_per_second",
+                "error_occurred", "error_message", "label"}
+
+    def user_counters(entry):
+        return {k: v for k, v in entry.items() if k not in standard and isinstance(v, (int, float))}
+
     for entry in report.get("benchmarks", []):
         name = entry.get("run_name", entry["name"])
         measure = results.setdefault(name, Measure())
@@ -248,15 +335,15 @@ def run_gbench(binary_path, names, cpus, repetitions, min_time):
             measure.error = entry.get("error_message", "error")
             continue
         aggregate = entry.get("aggregate_name")
-        if aggregate == "median":
-            measure.time_ns = entry["real_time"] * UNIT_NS[entry.get("time_unit", "ns")]
-            measure.bytes_per_second = entry.get("bytes_per_second")
-        elif aggregate == "cv":
-            measure.spread = entry["real_time"]  # already a fraction in gbench's JSON
-        elif aggregate is None:
+        if aggregate == "median" or aggregate is None:
             # Without repetitions gbench reports the single run only.
             measure.time_ns = entry["real_time"] * UNIT_NS[entry.get("time_unit", "ns")]
             measure.bytes_per_second = entry.get("bytes_per_second")
+            measure.items_per_second = entry.get("items_per_second")
+            measure.counters = user_counters(entry)
+        elif aggregate == "cv":
+            measure.spread = entry["real_time"]  # already a fraction in gbench's JSON
+            measure.counter_spreads = user_counters(entry)
     return results
 
 
@@ -274,10 +361,20 @@ def run_python(case, runs, min_time):
         samples.append(json.loads(lines[-1]))
     times = [s["real_time_ns"] for s in samples]
     rates = [s["bytes_per_second"] for s in samples if s.get("bytes_per_second")]
+    items = [s["items_per_second"] for s in samples if s.get("items_per_second")]
     median_time = statistics.median(times)
+    counters, counter_spreads = {}, {}
+    for key in COUNTER_OF.values():
+        values = [s[key] for s in samples if isinstance(s.get(key), (int, float))]
+        if values:
+            counters[key] = statistics.median(values)
+            counter_spreads[key] = (max(values) - min(values)) / counters[key] if counters[key] else None
     return Measure(
         time_ns=median_time,
         bytes_per_second=statistics.median(rates) if rates else None,
+        items_per_second=statistics.median(items) if items else None,
+        counters=counters,
+        counter_spreads=counter_spreads,
         spread=(max(times) - min(times)) / median_time if median_time else None,
         samples=samples)
 
@@ -289,27 +386,41 @@ def format_value(value, metric):
         return "n/a"
     if metric == THROUGHPUT:
         return f"{value / 1e9:.2f} GB/s"
+    if metric == RATE:
+        for unit, scale in (("M", 1e6), ("k", 1e3)):
+            if value >= scale:
+                return f"{value / scale:.3g} {unit} tasks/s"
+        return f"{value:.3g} tasks/s"
+    if metric == SPEEDUP:
+        return f"{value:.2f}×"
+    if metric == MEMORY:
+        for unit, scale in (("MiB", 1 << 20), ("KiB", 1 << 10)):
+            if value >= scale:
+                return f"{value / scale:.3g} {unit}"
+        return f"{value:.0f} B"
     for unit, scale in (("s", 1e9), ("ms", 1e6), ("µs", 1e3)):
         if value >= scale:
             return f"{value / scale:.3g} {unit}" if value / scale < 100 else f"{value / scale:.0f} {unit}"
     return f"{value:.3g} ns"
 
 
-def with_spread(text, measure):
+def with_spread(text, measure, metric):
     if measure is None:
         return "—"
     if measure.error:
         return f"error: {measure.error}"
-    if measure.spread is not None and measure.spread >= 0.10:
-        return f"{text} (±{measure.spread * 100:.0f}%)"
+    spread = measure.spread_of(metric)
+    if spread is not None and spread >= 0.10:
+        return f"{text} (±{spread * 100:.0f}%)"
     return text
 
 
 def cost(value, metric):
-    """Seconds per operation (TIME) or seconds per byte (THROUGHPUT): lower is better."""
+    """Seconds per operation (TIME), seconds per byte (THROUGHPUT), per item (RATE), the
+    inverse of a speed-up, bytes of memory: lower is better."""
     if value is None or value == 0:
         return None
-    return value if metric == TIME else 1.0 / value
+    return 1.0 / value if metric in HIGHER_IS_BETTER else value
 
 
 def evaluate(workload, mproc, python, limit):
@@ -324,12 +435,16 @@ def evaluate(workload, mproc, python, limit):
             met = over_limit <= workload.target.factor
         elif workload.target.against == "python" and vs_python is not None:
             met = vs_python >= workload.target.factor
+        elif workload.target.against == "absolute" and m is not None:
+            met = m <= cost(workload.target.factor, workload.metric)
     return vs_python, over_limit, met
 
 
-def describe_target(target):
+def describe_target(target, metric=TIME):
     if target is None:
         return ""
+    if target.against == "absolute":
+        return ("≥ " if metric in HIGHER_IS_BETTER else "≤ ") + format_value(target.factor, metric)
     if target.against == "limit":
         return f"÷ limit ≤ {target.factor:g}"
     return f"vs Python ≥ {target.factor:g}×"
@@ -340,15 +455,15 @@ def build_table(rows):
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * 5 + [":---"]) + "|"]
     for row in rows:
         w = row["workload"]
-        target = describe_target(w.target)
+        target = describe_target(w.target, w.metric)
         if row["target_met"] is not None:
             target += ": " + ("met" if row["target_met"] else "**missed**")
         lines.append("| " + " | ".join([
             w.name,
-            with_spread(format_value(row["mproc"].value(w.metric) if row["mproc"] else None, w.metric), row["mproc"]),
-            with_spread(format_value(row["python"].value(w.metric) if row["python"] else None, w.metric), row["python"]),
+            with_spread(format_value(row["mproc"].value(w.metric) if row["mproc"] else None, w.metric), row["mproc"], w.metric),
+            with_spread(format_value(row["python"].value(w.metric) if row["python"] else None, w.metric), row["python"], w.metric),
             f"{row['vs_python']:.2f}×" if row["vs_python"] else "—",
-            with_spread(format_value(row["limit"].value(w.metric) if row["limit"] else None, w.metric), row["limit"]),
+            with_spread(format_value(row["limit"].value(w.metric) if row["limit"] else None, w.metric), row["limit"], w.metric),
             f"{row['over_limit']:.2f}" if row["over_limit"] else "—",
             target,
         ]) + " |")
@@ -362,8 +477,12 @@ def build_case_list(gbench):
             value = f"error: {measure.error}"
         elif measure.bytes_per_second:
             value = f"{format_value(measure.time_ns, TIME)}, {format_value(measure.bytes_per_second, THROUGHPUT)}"
+        elif measure.items_per_second:
+            value = f"{format_value(measure.time_ns, TIME)}, {format_value(measure.items_per_second, RATE)}"
         else:
             value = format_value(measure.time_ns, TIME)
+        if measure.counters:
+            value += ", " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(measure.counters.items()))
         spread = f"{measure.spread * 100:.1f}%" if measure.spread is not None else ""
         lines.append(f"| {case.binary}: {case.name} | {case.cpus or 'any'} | {value} | {spread} |")
     return "\n".join(lines)
@@ -448,7 +567,9 @@ def main():
     table = build_table(rows)
     legend = ("mproc vs Python: how many times better mproc is (time ratio Python/mproc, or throughput "
               "ratio mproc/Python); > 1 means mproc is better. mproc ÷ limit: mproc's cost per operation "
-              "(or per byte) over the machine limit's; 1.00 is at the limit. (±N%): spread over "
+              "(or per byte) over the machine limit's; 1.00 is at the limit. tasks/s: tasks completed per "
+              "second; speed-up: serial time ÷ pool time in the same language; memory: bytes private "
+              "to a worker (MiB = 2^20 bytes), lower is better. (±N%): spread over "
               "repetitions (CV) or runs, shown when 10% or more. GB/s = 10^9 bytes/s.")
     notes = "\n".join(f"- {w.name}: {w.note}" for w in WORKLOADS if w.note)
 
@@ -469,7 +590,8 @@ def main():
     def measure_json(m):
         if m is None:
             return None
-        return {"time_ns": m.time_ns, "bytes_per_second": m.bytes_per_second, "spread": m.spread,
+        return {"time_ns": m.time_ns, "bytes_per_second": m.bytes_per_second,
+                "items_per_second": m.items_per_second, "counters": m.counters or None, "spread": m.spread,
                 "error": m.error, **({"runs": m.samples} if m.samples else {})}
 
     result = {
@@ -489,7 +611,7 @@ def main():
             "limit": measure_json(r["limit"]),
             "mproc_vs_python": r["vs_python"],
             "mproc_over_limit": r["over_limit"],
-            "target": describe_target(r["workload"].target) or None,
+            "target": describe_target(r["workload"].target, r["workload"].metric) or None,
             "target_met": r["target_met"],
         } for r in rows],
         "gbench": [{"binary": c.binary, "name": c.name, "cpus": c.cpus, **measure_json(m)} for c, m in gbench.items()],

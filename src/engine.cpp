@@ -10,7 +10,9 @@
 #include <deque>
 #include <mutex>
 #include <poll.h>
+#include <new>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <thread>
 #include <unistd.h>
 
@@ -66,7 +68,29 @@ struct Task {
   bool timed_out = false;  // its worker was killed for running past the timeout
 };
 
+// One word of memory shared with a worker: the id of the task it has started. When the
+// worker dies, this tells a task that was running (lost with it) from one that was only
+// queued for it (requeued) — also when the death raced with the dispatch.
+class StartedTaskWord {
+ public:
+  StartedTaskWord() {
+    void* page = ::mmap(nullptr, sizeof(std::atomic<std::uint64_t>), PROT_READ | PROT_WRITE,
+                        MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (page == MAP_FAILED) throw OSError(errno, "mmap");
+    word_ = new (page) std::atomic<std::uint64_t>(0);
+  }
+  ~StartedTaskWord() { ::munmap(word_, sizeof *word_); }
+  StartedTaskWord(const StartedTaskWord&) = delete;
+  StartedTaskWord& operator=(const StartedTaskWord&) = delete;
+  std::atomic<std::uint64_t>& word() const noexcept { return *word_; }
+
+ private:
+  std::atomic<std::uint64_t>* word_;
+};
+static_assert(std::atomic<std::uint64_t>::is_always_lock_free, "a process-shared word must be lock-free");
+
 struct Worker {
+  std::unique_ptr<StartedTaskWord> started;
   Process process{ProcessOptions{}, [] {}};  // replaced by the started worker
   Connection tasks;    // engine → worker
   Connection results;  // worker → engine
@@ -188,9 +212,11 @@ class EngineCore {
   void spawn_worker() {
     auto [task_reader, task_writer] = Pipe(false);
     auto [result_reader, result_writer] = Pipe(false);
+    auto started = std::make_unique<StartedTaskWord>();
+    std::atomic<std::uint64_t>& started_word = started->word();
     ++spawned_;
     Process process({.name = options_.worker_name_prefix + "-" + std::to_string(spawned_), .daemon = true},
-                    [this, &task_reader, &task_writer, &result_reader, &result_writer] {
+                    [this, &task_reader, &task_writer, &result_reader, &result_writer, &started_word] {
                       // The parent's ends, and the other workers' connections, are not ours.
                       task_writer.close();
                       result_reader.close();
@@ -199,10 +225,11 @@ class EngineCore {
                         other->results.close();
                       }
                       wake_.reset();
-                      worker_main(task_reader, result_writer);
+                      worker_main(task_reader, result_writer, started_word);
                     });
     process.start();
     auto worker = std::make_unique<Worker>();
+    worker->started = std::move(started);
     worker->process = std::move(process);
     worker->tasks = std::move(task_writer);
     worker->results = std::move(result_reader);
@@ -218,7 +245,7 @@ class EngineCore {
     pids_ = std::move(pids);
   }
 
-  [[noreturn]] void worker_main(Connection& tasks, Connection& results) {
+  [[noreturn]] void worker_main(Connection& tasks, Connection& results, std::atomic<std::uint64_t>& started) {
     // Ctrl-C reaches the whole process group: the parent handles it and shuts the pool
     // down; a worker dying of it mid-task would only turn it into a lost task.
     std::signal(SIGINT, SIG_IGN);
@@ -251,6 +278,8 @@ class EngineCore {
       for (auto& task : batch) {
         WireResult result;
         result.id = task.id;
+        // Relaxed is enough: the engine reads it only after this process is dead.
+        started.store(task.id, std::memory_order_relaxed);
         try {
           resolve<std::remove_pointer_t<Invoker>>(task.invoker)(task.function, task.args, result.payload);
         } catch (const SystemExit&) {
@@ -434,7 +463,9 @@ class EngineCore {
     pid_t pid = worker.process.pid();
     bool initializer_failed = options_.initializer && !worker.ready;
     std::deque<std::unique_ptr<Task>> unfinished = std::move(worker.in_flight);
-    if (!unfinished.empty() && !initializer_failed) {
+    bool front_was_running =
+        !unfinished.empty() && worker.started->word().load(std::memory_order_relaxed) == unfinished.front()->id;
+    if (front_was_running) {
       // The front task was running: it is lost with the worker. The rest never started.
       std::unique_ptr<Task> lost = std::move(unfinished.front());
       unfinished.pop_front();

@@ -12,6 +12,8 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <fcntl.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <vector>
 
@@ -189,22 +191,27 @@ TEST_F(PoolTest, DeadWorkerFailsOnlyItsTask) {
   }
 }
 
+// Tells the test it is running (through a pipe the workers inherited), then never returns.
+int announce_then_block(int fd) {
+  char byte = 1;
+  if (::write(fd, &byte, 1) != 1) return -1;
+  for (;;) ::pause();
+}
+
 TEST_F(PoolTest, WorkerKilledFromOutside) {
-  mproc::Pool pool(2);
-  auto stuck = pool.apply_async(forever, 0);
-  int pid = 0;
-  ASSERT_TRUE(mproc::testing::eventually([&] {
-    // The worker running `forever` is the one whose pid the task reports nothing for: kill
-    // every worker; only the running task may fail.
-    auto pids = pool.worker_pids();
-    if (pids.size() != 2) return false;
-    pid = pids[0];
-    return true;
-  }));
-  for (int worker : pool.worker_pids()) ::kill(worker, SIGKILL);
-  EXPECT_THROW(stuck.get(), mproc::WorkerLostError);
-  EXPECT_EQ(pool.apply(square, 4), 16);
-  (void)pid;
+  int started[2];
+  ASSERT_EQ(::pipe2(started, O_CLOEXEC), 0);
+  {
+    mproc::Pool pool(2);  // created after the pipe: the workers inherit its write end
+    auto stuck = pool.apply_async(announce_then_block, started[1]);
+    char byte;
+    ASSERT_EQ(::read(started[0], &byte, 1), 1);  // the task is running now
+    for (int worker : pool.worker_pids()) ::kill(worker, SIGKILL);
+    EXPECT_THROW(stuck.get(), mproc::WorkerLostError);
+    EXPECT_EQ(pool.apply(square, 4), 16);  // even if dispatched to an already-dead worker
+  }
+  ::close(started[0]);
+  ::close(started[1]);
 }
 
 TEST_F(PoolTest, TaskTimeoutKillsTheWorker) {
@@ -284,6 +291,67 @@ TEST_F(PoolTest, ImapRethrowsAnInputError) {
       },
       std::length_error);
   EXPECT_EQ(pool.apply(square, 3), 9);
+}
+
+// CPython's test_imap_handle_iterable_exception: the input's error comes after the
+// results of the items before it (those of its own chunk are lost with it).
+auto throwing_input(int total, int fail_at) {
+  return std::views::iota(0, total) | std::views::transform([fail_at](int x) {
+           if (x == fail_at) throw std::length_error("input broke");
+           return x;
+         });
+}
+
+TEST_F(PoolTest, ImapRaisesTheInputErrorInPosition) {
+  mproc::Pool pool(2);
+  auto first = pool.imap(square, throwing_input(10, 3), 1);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(first.next(), i * i);
+  EXPECT_THROW(first.next(), std::length_error);
+  auto second = pool.imap(square, throwing_input(20, 7), 2);
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(second.next(), i * i);
+  EXPECT_THROW(second.next(), std::length_error);
+  std::multiset<int> seen;
+  auto unordered = pool.imap_unordered(square, throwing_input(10, 5), 1);
+  EXPECT_THROW(
+      {
+        while (auto value = unordered.next()) seen.insert(*value);
+      },
+      std::length_error);
+  EXPECT_EQ(seen, (std::multiset<int>{0, 1, 4, 9, 16}));
+  EXPECT_THROW(pool.map(square, throwing_input(10, 0), 1), std::length_error);
+  EXPECT_EQ(pool.apply(square, 3), 9);
+}
+
+TEST_F(PoolTest, CloseAndJoinAfterAFailedMap) {
+  // CPython's test_map_no_failfast: an error in map must not make join() hang.
+  mproc::Pool pool(2);
+  std::vector<int> input(200);
+  std::iota(input.begin(), input.end(), 0);
+  EXPECT_THROW(pool.map(raise_value_error, input, 1), std::invalid_argument);
+  pool.close();
+  pool.join();
+}
+
+TEST_F(PoolTest, ParentKilledTakesTheWorkersWithIt) {
+  mproc::testing::become_subreaper();
+  auto [parent_end, child_end] = mproc::Pipe();
+  mproc::Process owner([&] {
+    mproc::Pool pool(3);
+    for (int pid : pool.worker_pids()) child_end.send(pid);
+    for (;;) ::pause();
+  });
+  owner.start();
+  std::vector<int> workers;
+  for (int i = 0; i < 3; ++i) workers.push_back(parent_end.recv<int>());
+  owner.kill();
+  owner.join();
+  // Re-parented to us: each must end (by the lifeline's SIGKILL, or by seeing its task
+  // pipe close first, whichever comes first) — a survivor would hang here until ctest's
+  // timeout.
+  for (int pid : workers) {
+    int status = 0;
+    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  }
 }
 
 TEST_F(PoolTest, ImapNextTimeout) {

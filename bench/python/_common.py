@@ -3,7 +3,8 @@
 Each script measures one case per invocation and prints one JSON object on stdout:
 
     {"case": ..., "iterations": N, "seconds": S, "real_time_ns": S / N * 1e9,
-     "bytes_per_second": ... or null, "python": "3.11.7", "start_method": "fork"}
+     "bytes_per_second": ... or null, "items_per_second": ... or null, "python": "3.11.7",
+     "start_method": "fork", ...case-specific figures (e.g. "speedup", "private_bytes")}
 
 Standard library only. The timing mirrors Google Benchmark's UseRealTime(): wall-clock
 time of a loop run for at least --min-time seconds, after an untimed warm-up.
@@ -52,13 +53,14 @@ def parse_args(cases, description):
     return parser.parse_args()
 
 
-def report(case, iterations, seconds, bytes_per_iteration=None, **extra):
+def report(case, iterations, seconds, bytes_per_iteration=None, items_per_iteration=None, **extra):
     result = {
         "case": case,
         "iterations": iterations,
         "seconds": seconds,
         "real_time_ns": seconds / iterations * 1e9 if iterations else None,
         "bytes_per_second": (bytes_per_iteration * iterations / seconds) if bytes_per_iteration and seconds > 0 else None,
+        "items_per_second": (items_per_iteration * iterations / seconds) if items_per_iteration and seconds > 0 else None,
         "python": platform.python_version(),
         "start_method": START_METHOD,
     }

@@ -154,10 +154,23 @@ class Pool {
   /// f applied to every item, results in input order. chunksize: nullopt uses Python's
   /// rule (about four chunks per worker). Throws std::invalid_argument for chunksize 0, and
   /// the first failing chunk's exception.
+  /// Serialized chunks are submitted as results come back, a bounded number at a time, so
+  /// a huge input never sits in memory twice.
   template <class F, std::ranges::input_range Range>
   auto map(F f, Range&& items, std::optional<std::size_t> chunksize = std::nullopt)
       -> detail::MapResult<detail::ResultOf<F>> {
-    return map_async(f, std::forward<Range>(items), chunksize).get();
+    using R = detail::ResultOf<F>;
+    if constexpr (std::is_void_v<R> || !std::ranges::sized_range<Range>) {
+      return map_async(f, std::forward<Range>(items), chunksize).get();
+    } else {
+      if (chunksize && *chunksize == 0) throw std::invalid_argument("mproc: chunksize must be at least 1");
+      std::size_t total = static_cast<std::size_t>(std::ranges::size(items));
+      std::vector<R> results;
+      results.reserve(total);
+      auto lazy = imap(f, std::forward<Range>(items), chunksize.value_or(default_chunksize(total)));
+      while (auto value = lazy.next()) results.push_back(std::move(*value));
+      return results;
+    }
   }
 
   template <class F, std::ranges::input_range Range>
@@ -399,8 +412,16 @@ class IMapIterator {
         if (state_->in_flight >= max_in_flight_) return;
       }
       std::vector<std::byte> args;
-      if (!next_chunk_(args)) {  // may throw: the caller's range failed; rethrown to it
+      try {
+        if (!next_chunk_(args)) {
+          input_done_ = true;
+          return;
+        }
+      } catch (...) {
+        // The caller's range failed. As in Python, the error is raised where that item's
+        // result would have been: after every result before it.
         input_done_ = true;
+        input_error_ = std::current_exception();
         return;
       }
       std::size_t index = submitted_++;
@@ -445,7 +466,10 @@ class IMapIterator {
     for (;;) {
       if (position_ < current_.size()) return std::move(current_[position_++]);
       top_up();
-      if (input_done_ && consumed_ == submitted_) return std::nullopt;
+      if (input_done_ && consumed_ == submitted_) {
+        if (input_error_) std::rethrow_exception(std::exchange(input_error_, nullptr));
+        return std::nullopt;
+      }
       std::unique_lock lock(state_->mutex);
       auto available = [&] {
         if (ordered_) return state_->finished.count(consumed_) > 0;
@@ -487,6 +511,7 @@ class IMapIterator {
   std::size_t max_in_flight_;
   std::shared_ptr<detail::IMapState<R>> state_;
   bool input_done_ = false;
+  std::exception_ptr input_error_;
   std::size_t submitted_ = 0;
   std::size_t consumed_ = 0;
   std::vector<R> current_;

@@ -1,0 +1,258 @@
+// mproc::Pool benchmarks. Compare with bench/python/mp_pool.py (multiprocessing.Pool(2),
+// start method "fork") and, for the round trip, bench/limits.cpp's pipe ping-pong.
+//
+// Every case uses a pool of 2 workers created before the timed loop (one pool per benchmark
+// run) and warmed up with a few tasks, so that the loop measures the steady state: no
+// process start-up, and the engine's adaptive prefetch already fitted to the task. Work
+// happens in other processes: real time is the measure.
+//
+//   BM_Pool_Apply               pool.apply(inc, i): one tiny task, submitted and waited for
+//   BM_Pool_ApplyAsyncBurst     100,000 apply_async(inc, i), then every result (items/s)
+//   BM_Pool_IMapChunk1          imap(inc, 0..100,000, chunksize 1), consumed in order (items/s)
+//   BM_Pool_MapDefault          map(inc, 1,000,000 ints), the default chunksize (items/s)
+//   BM_Pool_CpuMapSpeedup/1     map(burn, 16 tasks of ~30 ms); counter `speedup` = the same
+//                               16 calls run serially in this process ÷ the pool's time
+//                               (/0: the same on a fresh pool, a diagnostic)
+//   BM_Pool_WorkerMemory        counters `private_bytes` (Private_Clean + Private_Dirty of
+//                               /proc/<pid>/smaps_rollup) and `pss_bytes` of an idle worker
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <fstream>
+#include <numeric>
+#include <optional>
+#include <ranges>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <unistd.h>
+
+#include <mproc/mproc.hpp>
+#include <mproc/pool.hpp>
+
+namespace {
+
+constexpr int kWorkers = 2;
+
+int inc(int x) { return x + 1; }
+
+// Pure computation: a xorshift chain, one dependent step after another (no closed form, no
+// vectorisation, no memory traffic).
+std::uint64_t burn(std::uint64_t steps) {
+  std::uint64_t x = 0x9E3779B97F4A7C15ull ^ steps;
+  for (std::uint64_t i = 0; i < steps; ++i) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+  }
+  return x;
+}
+
+template <class Body>
+void guarded(benchmark::State& state, Body body) {
+  try {
+    body();
+  } catch (const std::exception& error) {
+    state.SkipWithError(error.what());
+  }
+}
+
+// Gives every worker a few tasks, so the engine's service-time estimate and the workers'
+// allocators are warm before the timed loop.
+void warm_up(mproc::Pool& pool, int tasks = 2000) {
+  std::vector<mproc::AsyncResult<int>> results;
+  results.reserve(static_cast<std::size_t>(tasks));
+  for (int i = 0; i < tasks; ++i) results.push_back(pool.apply_async(inc, i));
+  for (auto& result : results) benchmark::DoNotOptimize(result.get());
+}
+
+// --- latency -----------------------------------------------------------------------------
+
+// Python: `pool.apply(inc, (i,))`.
+void BM_Pool_Apply(benchmark::State& state) {
+  guarded(state, [&] {
+    mproc::Pool pool(kWorkers);
+    warm_up(pool);
+    int value = 0;
+    for (auto _ : state) {
+      if (pool.apply(inc, value) != value + 1) {
+        state.SkipWithError("wrong result");
+        break;
+      }
+      ++value;
+    }
+  });
+}
+BENCHMARK(BM_Pool_Apply)->UseRealTime();
+
+// --- throughput of tiny tasks ---------------------------------------------------------------
+
+constexpr int kBurst = 100'000;
+
+// Python: `[pool.apply_async(inc, (i,)) for i in range(N)]`, then `.get()` on each.
+void BM_Pool_ApplyAsyncBurst(benchmark::State& state) {
+  guarded(state, [&] {
+    mproc::Pool pool(kWorkers);
+    warm_up(pool);
+    std::vector<mproc::AsyncResult<int>> results;
+    results.reserve(kBurst);
+    for (auto _ : state) {
+      results.clear();
+      for (int i = 0; i < kBurst; ++i) results.push_back(pool.apply_async(inc, i));
+      long long sum = 0;
+      for (auto& result : results) sum += result.get();
+      benchmark::DoNotOptimize(sum);
+    }
+    state.SetItemsProcessed(state.iterations() * kBurst);
+  });
+}
+BENCHMARK(BM_Pool_ApplyAsyncBurst)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+// Python: `for r in pool.imap(inc, range(N), chunksize=1)`.
+void BM_Pool_IMapChunk1(benchmark::State& state) {
+  guarded(state, [&] {
+    mproc::Pool pool(kWorkers);
+    warm_up(pool);
+    for (auto _ : state) {
+      long long sum = 0;
+      for (int r : pool.imap(inc, std::views::iota(0, kBurst), 1)) sum += r;
+      benchmark::DoNotOptimize(sum);
+    }
+    state.SetItemsProcessed(state.iterations() * kBurst);
+  });
+}
+BENCHMARK(BM_Pool_IMapChunk1)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+constexpr int kMapItems = 1'000'000;
+
+// Python: `pool.map(inc, items)`, items a list of 1,000,000 ints built before the loop.
+void BM_Pool_MapDefault(benchmark::State& state) {
+  guarded(state, [&] {
+    mproc::Pool pool(kWorkers);
+    warm_up(pool);
+    std::vector<int> items(kMapItems);
+    std::iota(items.begin(), items.end(), 0);
+    for (auto _ : state) {
+      std::vector<int> results = pool.map(inc, items);
+      if (results.size() != items.size() || results.back() != kMapItems) {
+        state.SkipWithError("wrong results");
+        break;
+      }
+      benchmark::DoNotOptimize(results.data());
+    }
+    state.SetItemsProcessed(state.iterations() * kMapItems);
+  });
+}
+BENCHMARK(BM_Pool_MapDefault)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+// --- CPU-bound speed-up -------------------------------------------------------------------
+
+constexpr int kCpuTasks = 16;
+constexpr double kCpuTaskSeconds = 0.030;
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+// The number of burn() steps that takes about kCpuTaskSeconds here.
+std::uint64_t calibrate_burn() {
+  std::uint64_t steps = 1'000'000;
+  for (;;) {
+    auto start = std::chrono::steady_clock::now();
+    benchmark::DoNotOptimize(burn(steps));
+    double elapsed = seconds_since(start);
+    if (elapsed > 0.005) return static_cast<std::uint64_t>(static_cast<double>(steps) * kCpuTaskSeconds / elapsed);
+    steps *= 4;
+  }
+}
+
+// Each iteration runs the 16 tasks serially in this process (untimed, on our own clock),
+// then through the pool (timed). speedup = total serial time ÷ total pool time.
+// Arg 1 (the row): the pool has run 100 tiny tasks first, as in every other case here (and
+// in Python's). Arg 0 (diagnostic): a fresh pool whose first tasks are these.
+void BM_Pool_CpuMapSpeedup(benchmark::State& state) {
+  guarded(state, [&] {
+    mproc::Pool pool(kWorkers);
+    if (state.range(0) == 1) warm_up(pool, 100);
+    const std::uint64_t steps = calibrate_burn();
+    std::vector<std::uint64_t> items(kCpuTasks, steps);
+    std::vector<std::uint64_t> expected(kCpuTasks);
+    double serial = 0, parallel = 0;
+    for (auto _ : state) {
+      state.PauseTiming();
+      auto start = std::chrono::steady_clock::now();
+      for (int i = 0; i < kCpuTasks; ++i) expected[static_cast<std::size_t>(i)] = burn(items[static_cast<std::size_t>(i)]);
+      serial += seconds_since(start);
+      state.ResumeTiming();
+      start = std::chrono::steady_clock::now();
+      std::vector<std::uint64_t> results = pool.map(burn, items);
+      parallel += seconds_since(start);
+      if (results != expected) {
+        state.SkipWithError("wrong results");
+        break;
+      }
+    }
+    state.counters["speedup"] = parallel > 0 ? serial / parallel : 0;
+    state.counters["task_ms"] = serial / static_cast<double>(state.iterations()) / kCpuTasks * 1e3;
+    state.SetItemsProcessed(state.iterations() * kCpuTasks);
+  });
+}
+BENCHMARK(BM_Pool_CpuMapSpeedup)->Arg(1)->Arg(0)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+// --- memory --------------------------------------------------------------------------------
+
+// Private_Clean + Private_Dirty and Pss of a process, in bytes, from smaps_rollup.
+struct Footprint {
+  double private_bytes = 0;
+  double pss_bytes = 0;
+};
+
+Footprint footprint(int pid) {
+  std::ifstream file("/proc/" + std::to_string(pid) + "/smaps_rollup");
+  if (!file) throw std::runtime_error("cannot read /proc/" + std::to_string(pid) + "/smaps_rollup");
+  Footprint result;
+  std::string line;
+  while (std::getline(file, line)) {
+    std::istringstream fields(line);
+    std::string key;
+    double kib = 0;
+    fields >> key >> kib;
+    if (key == "Private_Clean:" || key == "Private_Dirty:") result.private_bytes += kib * 1024;
+    if (key == "Pss:") result.pss_bytes = kib * 1024;
+  }
+  return result;
+}
+
+// An idle worker (after the warm-up tasks, then 100 ms without work): the largest of the two
+// workers' figures. The timed loop only reads smaps; its time means nothing.
+void BM_Pool_WorkerMemory(benchmark::State& state) {
+  guarded(state, [&] {
+    mproc::Pool pool(kWorkers);
+    warm_up(pool);
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    Footprint worst;
+    for (auto _ : state) {
+      worst = {};
+      for (int pid : pool.worker_pids()) {
+        Footprint f = footprint(pid);
+        worst.private_bytes = std::max(worst.private_bytes, f.private_bytes);
+        worst.pss_bytes = std::max(worst.pss_bytes, f.pss_bytes);
+      }
+    }
+    state.counters["private_bytes"] = worst.private_bytes;
+    state.counters["pss_bytes"] = worst.pss_bytes;
+    state.counters["parent_private_bytes"] = footprint(::getpid()).private_bytes;
+  });
+}
+BENCHMARK(BM_Pool_WorkerMemory)->UseRealTime()->Iterations(20);
+
+}  // namespace
+
+BENCHMARK_MAIN();
