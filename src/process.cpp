@@ -6,7 +6,6 @@
 #include <poll.h>
 #include <cstdio>
 #include <cstdlib>
-#include <cxxabi.h>
 #include <exception>
 #include <iostream>
 #include <mutex>
@@ -14,6 +13,7 @@
 #include <typeinfo>
 #include <unistd.h>
 
+#include "demangle.hpp"
 #include "mproc/error.hpp"
 #include "sys/fd.hpp"
 #include "sys/lifeline.hpp"
@@ -73,12 +73,6 @@ ProcessGlobals& state() { return *globals_slot(); }
 // Set on the thread that runs a Process target in a child: mproc::exit() unwinds there.
 thread_local bool running_process_target = false;
 
-std::string demangle(const char* mangled) {
-  int status = 0;
-  std::unique_ptr<char, decltype(&std::free)> readable(abi::__cxa_demangle(mangled, nullptr, nullptr, &status),
-                                                       &std::free);
-  return status == 0 && readable ? readable.get() : mangled;
-}
 
 void flush_standard_streams() {
   std::cout.flush();
@@ -203,13 +197,11 @@ struct ChildStart {
   } catch (const std::exception& error) {
     std::fflush(stdout);
     std::fprintf(stderr, "Process %s:\n%s: %s\n", fresh->name.c_str(),
-                 demangle(typeid(error).name()).c_str(), error.what());
+                 detail::demangle(typeid(error).name()).c_str(), error.what());
     code = 1;
   } catch (...) {
     std::fflush(stdout);
-    auto* type = abi::__cxa_current_exception_type();
-    std::fprintf(stderr, "Process %s:\n%s\n", fresh->name.c_str(),
-                 type ? demangle(type->name()).c_str() : "unknown exception");
+    std::fprintf(stderr, "Process %s:\n%s\n", fresh->name.c_str(), detail::current_exception_type_name().c_str());
     code = 1;
   }
   running_process_target = false;

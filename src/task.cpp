@@ -1,7 +1,6 @@
 #include "mproc/detail/task.hpp"
 
 #include <cstdio>
-#include <cxxabi.h>
 #include <memory>
 #include <new>
 #include <stdexcept>
@@ -9,17 +8,12 @@
 
 #include "mproc/async_result.hpp"
 #include "mproc/error.hpp"
+#include "demangle.hpp"
 
 namespace mproc::detail {
 
 namespace {
 
-std::string demangle(const char* mangled) {
-  int status = 0;
-  std::unique_ptr<char, decltype(&std::free)> readable(abi::__cxa_demangle(mangled, nullptr, nullptr, &status),
-                                                       &std::free);
-  return status == 0 && readable ? readable.get() : mangled;
-}
 
 // The standard exception types a caller gets back as themselves, by their demangled name.
 template <class E>
@@ -58,8 +52,7 @@ RemoteFailure describe_current_exception(std::int32_t pid) {
     failure.type_name = demangle(typeid(error).name());
     failure.message = error.what();
   } catch (...) {
-    auto* type = abi::__cxa_current_exception_type();
-    failure.type_name = type ? demangle(type->name()) : "unknown exception";
+    failure.type_name = current_exception_type_name();
   }
   return failure;
 }
