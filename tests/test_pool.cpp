@@ -111,7 +111,7 @@ TEST_F(PoolTest, CallbacksRunOnceOffTheCallersThread) {
   std::atomic<int> value{0}, errors{0};
   std::atomic<bool> other_thread{false};
   auto caller = std::this_thread::get_id();
-  auto ok = pool.apply_async(mproc::Callbacks{.callback =
+  auto ok = pool.apply_async(mproc::CallOptions{.callback =
                                                   [&](const int& result) {
                                                     value = result;
                                                     other_thread = std::this_thread::get_id() != caller;
@@ -121,7 +121,7 @@ TEST_F(PoolTest, CallbacksRunOnceOffTheCallersThread) {
   ok.wait();
   EXPECT_EQ(value, 81);  // the callback ran before the result became ready
   EXPECT_TRUE(other_thread);
-  auto bad = pool.apply_async(mproc::Callbacks{.callback = [&](const int&) { value = -1; },
+  auto bad = pool.apply_async(mproc::CallOptions{.callback = [&](const int&) { value = -1; },
                                                .error_callback = [&](std::exception_ptr) { ++errors; }},
                               raise_value_error, 5);
   bad.wait();
@@ -223,6 +223,57 @@ TEST_F(PoolTest, TaskTimeoutKillsTheWorker) {
   EXPECT_GE(std::chrono::steady_clock::now() - begin, 150ms);
   EXPECT_EQ(fine.get(), 25);
   EXPECT_EQ(pool.apply(square, 6), 36);
+}
+
+TEST_F(PoolTest, PerCallTimeoutOverridesThePools) {
+  mproc::Pool pool(2);  // no pool-wide limit
+  auto stuck = pool.apply_async(mproc::CallOptions{.timeout = 100ms}, forever, 0);
+  EXPECT_THROW(stuck.get(), mproc::TimeoutError);
+  auto mapped = pool.map_async(mproc::CallOptions{.timeout = 100ms}, forever, std::vector<int>{1, 2});
+  EXPECT_THROW(mapped.get(), mproc::TimeoutError);
+  EXPECT_EQ(pool.apply(square, 2), 4);
+}
+
+TEST_F(PoolTest, WorkersIgnoreSigint) {
+  mproc::Pool pool(2);
+  for (int pid : pool.worker_pids()) ::kill(pid, SIGINT);  // as Ctrl-C reaches the group
+  std::vector<int> input(20, 3);
+  EXPECT_EQ(pool.map(square, input, 1), std::vector<int>(20, 9));
+}
+
+TEST_F(PoolTest, EmptyInputsGiveEmptyResults) {
+  mproc::Pool pool(2);
+  std::vector<int> none;
+  EXPECT_TRUE(pool.map(square, none).empty());
+  EXPECT_TRUE(pool.map_async(square, none).get().empty());
+  EXPECT_TRUE(pool.starmap(add, std::vector<std::tuple<int, int>>{}).empty());
+  EXPECT_EQ(pool.imap(square, none).next(), std::nullopt);
+  EXPECT_EQ(pool.imap_unordered(square, none).next(), std::nullopt);
+}
+
+TEST_F(PoolTest, MapAsyncCallbacks) {
+  mproc::Pool pool(2);
+  std::vector<int> seen;
+  std::atomic<int> errors{0};
+  auto ok = pool.map_async(mproc::CallOptions{.callback = [&](const std::vector<int>& all) { seen = all; }},
+                           square, std::vector<int>{1, 2, 3});
+  ok.wait();
+  EXPECT_EQ(seen, (std::vector<int>{1, 4, 9}));
+  auto bad = pool.map_async(mproc::CallOptions{.error_callback = [&](std::exception_ptr) { ++errors; }},
+                            raise_value_error, std::vector<int>{4, 5, 6}, 1);
+  bad.wait();
+  EXPECT_EQ(errors, 1);
+  EXPECT_THROW(bad.get(), std::invalid_argument);
+}
+
+TEST_F(PoolTest, EarlyCloseWithMaxTasksPerChild) {
+  // CPython's test_pool_worker_lifetime_early_close.
+  mproc::Pool pool({.processes = 1, .maxtasksperchild = 1});
+  std::vector<mproc::AsyncResult<int>> results;
+  for (int i = 0; i < 6; ++i) results.push_back(pool.apply_async(sleep_ms, 10 + i));
+  pool.close();
+  pool.join();
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(results[i].get(), 10 + i);
 }
 
 TEST_F(PoolTest, TerminateFailsPendingWorkPromptly) {

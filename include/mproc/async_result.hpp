@@ -161,20 +161,23 @@ class AsyncResult {
   std::shared_ptr<detail::ResultState<R>> state_;
 };
 
-/// Callbacks for apply_async / map_async / starmap_async, as Python's `callback` and
-/// `error_callback` keywords:
+/// Per-call options of apply_async / map_async / starmap_async: Python's `callback` and
+/// `error_callback` keywords, plus a time limit for this call's task(s):
 ///
-///   pool.apply_async(mproc::Callbacks{.callback = [](const int& r) { ... },
-///                                     .error_callback = [](std::exception_ptr e) { ... }},
+///   pool.apply_async(mproc::CallOptions{.callback = [](const int& r) { ... },
+///                                       .error_callback = [](std::exception_ptr e) { ... },
+///                                       .timeout = 2s},
 ///                    square, 7);
 ///
-/// Each is called exactly once, on the pool's result thread (never the caller's), before
-/// the result becomes ready; it should return quickly. An exception it throws is reported
-/// on stderr and otherwise ignored.
+/// Each callback is called exactly once, on the pool's result thread (never the caller's),
+/// before the result becomes ready; it should return quickly. An exception it throws is
+/// reported on stderr and otherwise ignored. `timeout` overrides PoolOptions::task_timeout
+/// for each task of the call (each chunk of a map).
 template <class OnValue = std::nullptr_t, class OnError = std::nullptr_t>
-struct Callbacks {
+struct CallOptions {
   OnValue callback = nullptr;
   OnError error_callback = nullptr;
+  std::optional<std::chrono::nanoseconds> timeout = {};
 };
 
 }  // namespace mproc

@@ -90,8 +90,8 @@ std::vector<std::byte> encode_arguments(Args&&... args) {
   return dumps(Arguments(std::forward<Args>(args)...));
 }
 
-template <class Callbacks, class R>
-void install_callbacks(ResultState<R>& state, Callbacks& callbacks) {
+template <class Options, class R>
+void install_callbacks(ResultState<R>& state, Options& callbacks) {
   if constexpr (!std::is_same_v<decltype(callbacks.callback), std::nullptr_t>)
     state.callback = std::move(callbacks.callback);
   if constexpr (!std::is_same_v<decltype(callbacks.error_callback), std::nullptr_t>)
@@ -99,9 +99,9 @@ void install_callbacks(ResultState<R>& state, Callbacks& callbacks) {
 }
 
 template <class T>
-struct IsCallbacks : std::false_type {};
+struct IsCallOptions : std::false_type {};
 template <class A, class B>
-struct IsCallbacks<Callbacks<A, B>> : std::true_type {};
+struct IsCallOptions<CallOptions<A, B>> : std::true_type {};
 
 // The result of a map over functions returning R: the vector of results, or nothing.
 template <class R>
@@ -129,15 +129,15 @@ class Pool {
     return apply_async(f, std::forward<Args>(args)...).get();
   }
 
-  /// Runs f(args...) in a worker. The first argument may be mproc::Callbacks{...}.
+  /// Runs f(args...) in a worker. The first argument may be mproc::CallOptions{...}.
   template <class F, class... Args>
-    requires(!detail::IsCallbacks<F>::value)
+    requires(!detail::IsCallOptions<F>::value)
   auto apply_async(F f, Args&&... args) -> AsyncResult<detail::ResultOf<F>> {
-    return apply_async(Callbacks{}, f, std::forward<Args>(args)...);
+    return apply_async(CallOptions{}, f, std::forward<Args>(args)...);
   }
 
   template <class A, class B, class F, class... Args>
-  auto apply_async(Callbacks<A, B> callbacks, F f, Args&&... args) -> AsyncResult<detail::ResultOf<F>> {
+  auto apply_async(CallOptions<A, B> callbacks, F f, Args&&... args) -> AsyncResult<detail::ResultOf<F>> {
     detail::require_plain_function<F>();
     using R = detail::ResultOf<F>;
     auto state = std::make_shared<detail::ResultState<R>>();
@@ -146,6 +146,7 @@ class Pool {
     task.invoker = &detail::invoke_call<detail::FunctionPointer<F>>;
     task.function = detail::code_ref(+f);
     task.args = detail::encode_arguments<F>(std::forward<Args>(args)...);
+    task.timeout = callbacks.timeout;
     task.done = detail::complete_into<R>(state);
     engine_.submit(std::move(task));
     return AsyncResult<R>(std::move(state));
@@ -176,10 +177,10 @@ class Pool {
   template <class F, std::ranges::input_range Range>
   auto map_async(F f, Range&& items, std::optional<std::size_t> chunksize = std::nullopt)
       -> AsyncResult<detail::MapResult<detail::ResultOf<F>>> {
-    return map_async_impl<false>(Callbacks{}, f, std::forward<Range>(items), chunksize);
+    return map_async_impl<false>(CallOptions{}, f, std::forward<Range>(items), chunksize);
   }
   template <class A, class B, class F, std::ranges::input_range Range>
-  auto map_async(Callbacks<A, B> callbacks, F f, Range&& items, std::optional<std::size_t> chunksize = std::nullopt)
+  auto map_async(CallOptions<A, B> callbacks, F f, Range&& items, std::optional<std::size_t> chunksize = std::nullopt)
       -> AsyncResult<detail::MapResult<detail::ResultOf<F>>> {
     return map_async_impl<false>(std::move(callbacks), f, std::forward<Range>(items), chunksize);
   }
@@ -193,10 +194,10 @@ class Pool {
   template <class F, std::ranges::input_range Range>
   auto starmap_async(F f, Range&& items, std::optional<std::size_t> chunksize = std::nullopt)
       -> AsyncResult<detail::MapResult<detail::ResultOf<F>>> {
-    return map_async_impl<true>(Callbacks{}, f, std::forward<Range>(items), chunksize);
+    return map_async_impl<true>(CallOptions{}, f, std::forward<Range>(items), chunksize);
   }
   template <class A, class B, class F, std::ranges::input_range Range>
-  auto starmap_async(Callbacks<A, B> callbacks, F f, Range&& items,
+  auto starmap_async(CallOptions<A, B> callbacks, F f, Range&& items,
                      std::optional<std::size_t> chunksize = std::nullopt)
       -> AsyncResult<detail::MapResult<detail::ResultOf<F>>> {
     return map_async_impl<true>(std::move(callbacks), f, std::forward<Range>(items), chunksize);
@@ -235,8 +236,8 @@ class Pool {
   template <class R>
   friend class IMapIterator;
 
-  template <bool Star, class Callbacks, class F, class Range>
-  auto map_async_impl(Callbacks callbacks, F f, Range&& items, std::optional<std::size_t> chunksize)
+  template <bool Star, class Options, class F, class Range>
+  auto map_async_impl(Options callbacks, F f, Range&& items, std::optional<std::size_t> chunksize)
       -> AsyncResult<detail::MapResult<detail::ResultOf<F>>>;
 
   template <class F, class Range>
@@ -289,8 +290,8 @@ using ItemOf = std::conditional_t<Star, ArgumentsOf<F>, std::tuple_element_t<0, 
 
 }  // namespace detail
 
-template <bool Star, class Callbacks, class F, class Range>
-auto Pool::map_async_impl(Callbacks callbacks, F f, Range&& items, std::optional<std::size_t> chunksize)
+template <bool Star, class Options, class F, class Range>
+auto Pool::map_async_impl(Options callbacks, F f, Range&& items, std::optional<std::size_t> chunksize)
     -> AsyncResult<detail::MapResult<detail::ResultOf<F>>> {
   detail::require_plain_function<F>();
   using R = detail::ResultOf<F>;
@@ -323,6 +324,7 @@ auto Pool::map_async_impl(Callbacks callbacks, F f, Range&& items, std::optional
     task.invoker = &detail::invoke_chunk<detail::FunctionPointer<F>, Star>;
     task.function = detail::code_ref(+f);
     task.args = dumps(std::vector<Item>(std::make_move_iterator(first), std::make_move_iterator(last)));
+    task.timeout = callbacks.timeout;
     task.done = [collector, index](std::span<const std::byte> payload, std::exception_ptr error) {
       if (error) return collector->state->set_error(std::move(error));
       try {
