@@ -12,7 +12,9 @@
 //   BM_Pool_MapDefault          map(inc, 1,000,000 ints), the default chunksize (items/s)
 //   BM_Pool_CpuMapSpeedup/1     map(burn, 16 tasks of ~30 ms); counter `speedup` = the same
 //                               16 calls run serially in this process ÷ the pool's time
-//                               (/0: the same on a fresh pool, a diagnostic)
+//                               (/1: 100 tiny tasks before each map, untimed; /0: CPU-bound
+//                               maps only, a diagnostic)
+//   BM_Limit_ForkSpeedup        the speed-up's limit: the 16 calls over 2 plain forked children
 //   BM_Pool_WorkerMemory        counters `private_bytes` (Private_Clean + Private_Dirty of
 //                               /proc/<pid>/smaps_rollup) and `pss_bytes` of an idle worker
 #include <benchmark/benchmark.h>
@@ -32,6 +34,7 @@
 #include <thread>
 #include <vector>
 
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <mproc/mproc.hpp>
@@ -175,20 +178,23 @@ std::uint64_t calibrate_burn() {
 
 // Each iteration runs the 16 tasks serially in this process (untimed, on our own clock),
 // then through the pool (timed). speedup = total serial time ÷ total pool time.
-// Arg 1 (the row): the pool has run 100 tiny tasks first, as in every other case here (and
-// in Python's). Arg 0 (diagnostic): a fresh pool whose first tasks are these.
+// Arg 1 (the row): a pool that also serves tiny tasks — before each map, untimed, 100 tiny
+// apply_async tasks (as every case here warms its pool, and as Python's counterpart does).
+// Arg 0 (diagnostic): a pool that only ever runs these CPU-bound maps (the first on a
+// fresh pool).
 void BM_Pool_CpuMapSpeedup(benchmark::State& state) {
   guarded(state, [&] {
+    const bool mixed = state.range(0) == 1;
     mproc::Pool pool(kWorkers);
-    if (state.range(0) == 1) warm_up(pool, 100);
     const std::uint64_t steps = calibrate_burn();
     std::vector<std::uint64_t> items(kCpuTasks, steps);
     std::vector<std::uint64_t> expected(kCpuTasks);
     double serial = 0, parallel = 0;
     for (auto _ : state) {
       state.PauseTiming();
+      if (mixed) warm_up(pool, 100);
       auto start = std::chrono::steady_clock::now();
-      for (int i = 0; i < kCpuTasks; ++i) expected[static_cast<std::size_t>(i)] = burn(items[static_cast<std::size_t>(i)]);
+      for (std::size_t i = 0; i < items.size(); ++i) expected[i] = burn(items[i]);
       serial += seconds_since(start);
       state.ResumeTiming();
       start = std::chrono::steady_clock::now();
@@ -205,6 +211,39 @@ void BM_Pool_CpuMapSpeedup(benchmark::State& state) {
   });
 }
 BENCHMARK(BM_Pool_CpuMapSpeedup)->Arg(1)->Arg(0)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+// The machine's limit for the speed-up: the same 16 calls split over 2 forked children (8
+// each, no pool, no messages), against the same calls run serially. Below 2.0 only because
+// of fork/exit/waitpid and whatever else takes the CPUs (on a VM: the host).
+void BM_Limit_ForkSpeedup(benchmark::State& state) {
+  const std::uint64_t steps = calibrate_burn();
+  double serial = 0, parallel = 0;
+  for (auto _ : state) {
+    state.PauseTiming();
+    auto start = std::chrono::steady_clock::now();
+    for (int i = 0; i < kCpuTasks; ++i) benchmark::DoNotOptimize(burn(steps));
+    serial += seconds_since(start);
+    state.ResumeTiming();
+    start = std::chrono::steady_clock::now();
+    pid_t children[kWorkers];
+    for (auto& child : children) {
+      child = ::fork();
+      if (child == 0) {
+        for (int i = 0; i < kCpuTasks / kWorkers; ++i) benchmark::DoNotOptimize(burn(steps));
+        ::_exit(0);
+      }
+      if (child < 0) {
+        state.SkipWithError("fork failed");
+        return;
+      }
+    }
+    for (pid_t child : children) ::waitpid(child, nullptr, 0);
+    parallel += seconds_since(start);
+  }
+  state.counters["speedup"] = parallel > 0 ? serial / parallel : 0;
+  state.SetItemsProcessed(state.iterations() * kCpuTasks);
+}
+BENCHMARK(BM_Limit_ForkSpeedup)->UseRealTime()->Unit(benchmark::kMillisecond);
 
 // --- memory --------------------------------------------------------------------------------
 

@@ -173,9 +173,13 @@ WORKLOADS = [
         SPEEDUP,
         mproc=Case("bench_pool", "BM_Pool_CpuMapSpeedup/1/real_time"),
         python=PyCase("mp_pool.py", "cpu_map"),
+        limit=Case("bench_pool", "BM_Limit_ForkSpeedup/real_time"),
         target=Target("absolute", 1.9),
         note="16 tasks of ~30 ms of pure computation (C++: xorshift chain; Python: an LCG loop), "
-             "each language's pool time against the same calls run serially in its own process"),
+             "each language's pool time against the same calls run serially in its own process; "
+             "before each map, untimed, the pool runs 100 tiny tasks (a pool serving mixed work). "
+             "BM_Pool_CpuMapSpeedup/0 in results.md: the same pool running only CPU-bound maps. "
+             "limit: the same calls over 2 plain forked children, 8 each"),
     Workload(
         "Pool worker private memory, idle",
         MEMORY,

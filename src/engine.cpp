@@ -344,11 +344,18 @@ class EngineCore {
     for (auto& worker : workers_) order.push_back(worker.get());
     std::stable_sort(order.begin(), order.end(),
                      [](Worker* a, Worker* b) { return a->in_flight.size() < b->in_flight.size(); });
+    // No worker takes more than its share of what is pending: the durations measured so far
+    // may come from other, shorter tasks, and work queued on one worker cannot move to an
+    // idle one.
+    std::size_t live = static_cast<std::size_t>(
+        std::count_if(order.begin(), order.end(), [](Worker* w) { return !w->killed && w->remaining > 0; }));
+    if (live == 0) return;
+    const std::size_t share = (pending_.size() + live - 1) / live;
     for (Worker* worker : order) {
       if (pending_.empty()) break;
       if (worker->killed) continue;
       std::vector<WireTask> batch;
-      while (!pending_.empty() && worker->remaining > 0 && worker->in_flight.size() < depth) {
+      while (!pending_.empty() && worker->remaining > 0 && worker->in_flight.size() < depth && batch.size() < share) {
         Task& next = *pending_.front();
         std::size_t size = next.spec.args.size();
         bool idle = worker->in_flight.empty();

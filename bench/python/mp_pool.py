@@ -6,8 +6,9 @@ apply        `pool.apply(inc, (i,))`, one tiny task round trip          (BM_Pool
 apply_async  100,000 `apply_async(inc, (i,))`, then every `.get()`       (BM_Pool_ApplyAsyncBurst)
 imap         `for r in pool.imap(inc, range(100000), chunksize=1)`       (BM_Pool_IMapChunk1)
 map          `pool.map(inc, items)`, 1,000,000 ints, default chunksize   (BM_Pool_MapDefault)
-cpu_map      `pool.map(burn, 16 tasks of ~30 ms)`; speedup = the same    (BM_Pool_CpuMapSpeedup)
-             calls run serially in this process / the pool's time
+cpu_map      `pool.map(burn, 16 tasks of ~30 ms)`; speedup = the same    (BM_Pool_CpuMapSpeedup/1)
+             calls run serially in this process / the pool's time; before each map, untimed,
+             100 tiny apply_async tasks
 memory       Private_Clean + Private_Dirty (and Pss) of an idle worker   (BM_Pool_WorkerMemory)
 
 As in the C++ benchmarks, one Pool(2) (start method 'fork') is created before the timed loop
@@ -132,11 +133,11 @@ def calibrate_burn():
 
 def cpu_map(args):
     pool = _common.context().Pool(WORKERS)
-    warm_up(pool, 100)
     items = [calibrate_burn()] * CPU_TASKS
     serial = parallel = 0.0
     iterations = 0
     while iterations == 0 or parallel < args.min_time:
+        warm_up(pool, 100)  # untimed: a pool that also serves tiny tasks, as BM_Pool_CpuMapSpeedup/1
         start = time.perf_counter()
         expected = [burn(n) for n in items]
         serial += time.perf_counter() - start
