@@ -298,6 +298,39 @@ class EngineCore {
   // ---- the engine's thread ----------------------------------------------------------
 
   void run() {
+    try {
+      serve();
+    } catch (const std::exception& error) {
+      // The engine cannot go on (fork or poll failed): fail every task instead of losing it.
+      fail_everything(std::string("the pool's engine failed: ") + error.what());
+    }
+    std::lock_guard lock(mutex_);
+    finished_ = true;
+    finished_cv_.notify_all();
+  }
+
+  void fail_everything(const std::string& reason) {
+    {
+      std::lock_guard lock(mutex_);
+      broken_ = true;
+      broken_reason_ = reason;
+      while (!incoming_.empty()) {
+        pending_.push_back(std::move(incoming_.front()));
+        incoming_.pop_front();
+      }
+    }
+    auto error = std::make_exception_ptr(BrokenExecutor(reason));
+    for (auto& worker : workers_) {
+      worker->process.kill();
+      worker->process.join();
+      for (auto& task : worker->in_flight) complete(*task, {}, error);
+    }
+    workers_.clear();
+    for (auto& task : pending_) complete(*task, {}, error);
+    pending_.clear();
+  }
+
+  void serve() {
     for (;;) {
       bool closing, terminating;
       {
@@ -321,9 +354,6 @@ class EngineCore {
       }
       wait_for_events();
     }
-    std::lock_guard lock(mutex_);
-    finished_ = true;
-    finished_cv_.notify_all();
   }
 
   bool all_idle() const {
