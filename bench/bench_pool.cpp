@@ -7,6 +7,7 @@
 // happens in other processes: real time is the measure.
 //
 //   BM_Pool_Apply               pool.apply(inc, i): one tiny task, submitted and waited for
+//   BM_Limit_RelayRoundTrip     the apply's floor: caller -> relay thread -> child -> relay -> caller
 //   BM_Pool_ApplyAsyncBurst     100,000 apply_async(inc, i), then every result (items/s)
 //   BM_Pool_IMapChunk1          imap(inc, 0..100,000, chunksize 1), consumed in order (items/s)
 //   BM_Pool_MapDefault          map(inc, 1,000,000 ints), the default chunksize (items/s)
@@ -20,6 +21,7 @@
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -34,6 +36,8 @@
 #include <thread>
 #include <vector>
 
+#include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -94,6 +98,64 @@ void BM_Pool_Apply(benchmark::State& state) {
   });
 }
 BENCHMARK(BM_Pool_Apply)->UseRealTime();
+
+// The floor of a round trip through a relay thread, as Pool::apply makes one: the calling
+// thread wakes a relay thread (eventfd), which writes 4 bytes to a child over a pipe and
+// poll(2)s; the child echoes them; the relay reads them and wakes the caller (a futex, through
+// std::atomic::wait/notify). Four wake-ups per round trip where a plain ping-pong has two;
+// raw syscalls, no codec, no allocation.
+void BM_Limit_RelayRoundTrip(benchmark::State& state) {
+  int to_child[2], from_child[2];
+  if (::pipe(to_child) != 0 || ::pipe(from_child) != 0) {
+    state.SkipWithError("pipe failed");
+    return;
+  }
+  pid_t child = ::fork();
+  if (child == 0) {
+    std::uint32_t word;
+    while (::read(to_child[0], &word, sizeof word) == sizeof word)
+      if (::write(from_child[1], &word, sizeof word) != sizeof word) break;
+    ::_exit(0);
+  }
+  ::close(to_child[0]);
+  ::close(from_child[1]);
+  int wake = ::eventfd(0, EFD_CLOEXEC);
+  std::atomic<std::uint32_t> done{0};
+  std::thread relay([&] {
+    pollfd fds[2] = {{wake, POLLIN, 0}, {from_child[0], POLLIN, 0}};
+    for (;;) {
+      if (::poll(fds, 2, -1) < 0) return;
+      if (fds[0].revents) {
+        std::uint64_t count;
+        if (::read(wake, &count, sizeof count) != sizeof count) return;
+        if (count > 1) return;  // the stop request
+        std::uint32_t word = 1;
+        if (::write(to_child[1], &word, sizeof word) != sizeof word) return;
+      }
+      if (fds[1].revents) {
+        std::uint32_t word;
+        if (::read(from_child[0], &word, sizeof word) != sizeof word) return;
+        done.fetch_add(1, std::memory_order_release);
+        done.notify_one();
+      }
+    }
+  });
+  std::uint32_t expected = 0;
+  for (auto _ : state) {
+    std::uint64_t one = 1;
+    if (::write(wake, &one, sizeof one) != sizeof one) break;
+    done.wait(expected, std::memory_order_acquire);
+    ++expected;
+  }
+  std::uint64_t stop = 2;
+  if (::write(wake, &stop, sizeof stop) != sizeof stop) std::terminate();
+  relay.join();
+  ::close(to_child[1]);
+  ::close(from_child[0]);
+  ::close(wake);
+  ::waitpid(child, nullptr, 0);
+}
+BENCHMARK(BM_Limit_RelayRoundTrip)->UseRealTime();
 
 // --- throughput of tiny tasks ---------------------------------------------------------------
 
