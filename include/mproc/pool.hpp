@@ -406,62 +406,73 @@ class IMapIterator {
  private:
   using Deadline = std::optional<std::chrono::steady_clock::time_point>;
 
-  // Submits chunks until the in-flight bound is reached or the input is exhausted.
+  // Submits chunks until the in-flight bound is reached or the input is exhausted, all in
+  // one submission: one wake-up of the pool for many chunks.
   void top_up() {
-    while (!input_done_) {
-      {
-        std::lock_guard lock(state_->mutex);
-        if (state_->in_flight >= max_in_flight_) return;
-      }
+    if (input_done_) return;
+    std::size_t room;
+    {
+      std::lock_guard lock(state_->mutex);
+      if (!can_top_up()) return;
+      room = max_in_flight_ - state_->in_flight;
+    }
+    std::vector<detail::TaskSpec> tasks;
+    while (tasks.size() < room) {
       std::vector<std::byte> args;
       try {
         if (!next_chunk_(args)) {
           input_done_ = true;
-          return;
+          break;
         }
       } catch (...) {
         // The caller's range failed. As in Python, the error is raised where that item's
         // result would have been: after every result before it.
         input_done_ = true;
         input_error_ = std::current_exception();
-        return;
+        break;
       }
-      std::size_t index = submitted_++;
-      detail::TaskSpec task;
-      task.invoker = invoker_;
-      task.function = function_;
-      task.args = std::move(args);
-      task.done = [state = state_, index](std::span<const std::byte> payload, std::exception_ptr error) {
-        std::pair<std::vector<R>, std::exception_ptr> outcome;
-        if (error) {
-          outcome.second = std::move(error);
-        } else {
-          try {
-            outcome.first = loads<std::vector<R>>(payload);
-          } catch (...) {
-            outcome.second = std::current_exception();
-          }
-        }
-        {
-          std::lock_guard lock(state->mutex);
-          state->finished.emplace(index, std::move(outcome));
-          --state->in_flight;
-        }
-        state->cv.notify_all();
-      };
-      {
-        std::lock_guard lock(state_->mutex);
-        ++state_->in_flight;
-      }
-      try {
-        pool_->engine_.submit(std::move(task));
-      } catch (...) {
-        std::lock_guard lock(state_->mutex);
-        --state_->in_flight;
-        --submitted_;
-        throw;
-      }
+      tasks.push_back(make_task(submitted_ + tasks.size(), std::move(args)));
     }
+    if (tasks.empty()) return;
+    std::size_t count = tasks.size();
+    {
+      std::lock_guard lock(state_->mutex);
+      state_->in_flight += count;
+    }
+    try {
+      pool_->engine_.submit(std::move(tasks));
+    } catch (...) {
+      std::lock_guard lock(state_->mutex);
+      state_->in_flight -= count;
+      throw;
+    }
+    submitted_ += count;
+  }
+
+  detail::TaskSpec make_task(std::size_t index, std::vector<std::byte> args) {
+    detail::TaskSpec task;
+    task.invoker = invoker_;
+    task.function = function_;
+    task.args = std::move(args);
+    task.done = [state = state_, index](std::span<const std::byte> payload, std::exception_ptr error) {
+      std::pair<std::vector<R>, std::exception_ptr> outcome;
+      if (error) {
+        outcome.second = std::move(error);
+      } else {
+        try {
+          outcome.first = loads<std::vector<R>>(payload);
+        } catch (...) {
+          outcome.second = std::current_exception();
+        }
+      }
+      {
+        std::lock_guard lock(state->mutex);
+        state->finished.emplace(index, std::move(outcome));
+        --state->in_flight;
+      }
+      state->cv.notify_all();
+    };
+    return task;
   }
 
   std::optional<R> next_until(Deadline deadline) {
@@ -503,7 +514,9 @@ class IMapIterator {
     }
   }
 
-  bool can_top_up() const { return !input_done_ && state_->in_flight < max_in_flight_; }
+  // Refill once half the window has drained: fewer, larger submissions (each one wakes the
+  // pool's thread) while the workers still have work queued.
+  bool can_top_up() const { return !input_done_ && state_->in_flight <= max_in_flight_ / 2; }
 
   Pool* pool_;
   std::function<bool(std::vector<std::byte>&)> next_chunk_;
@@ -549,7 +562,7 @@ auto Pool::imap_impl(F f, Range&& items, std::size_t chunksize, bool ordered) ->
   };
   // Enough chunks in flight to keep every worker busy with some queued ahead, and no more:
   // that bound is what keeps an endless input in bounded memory.
-  std::size_t max_in_flight = static_cast<std::size_t>(processes()) * 4 + 4;
+  std::size_t max_in_flight = static_cast<std::size_t>(processes()) * 16 + 16;
   return IMapIterator<R>(*this, std::move(next_chunk), &detail::invoke_chunk<detail::FunctionPointer<F>, false>,
                          detail::code_ref(+f), ordered, max_in_flight);
 }
