@@ -112,6 +112,8 @@ void BM_Limit_RelayRoundTrip(benchmark::State& state) {
   }
   pid_t child = ::fork();
   if (child == 0) {
+    ::close(to_child[1]);  // else our own copy keeps the pipe open: no EOF, no exit
+    ::close(from_child[0]);
     std::uint32_t word;
     while (::read(to_child[0], &word, sizeof word) == sizeof word)
       if (::write(from_child[1], &word, sizeof word) != sizeof word) break;

@@ -135,16 +135,17 @@ WORKLOADS = [
         TIME,
         mproc=Case("bench_pool", "BM_Pool_Apply/real_time", ONE_CPU),
         python=PyCase("mp_pool.py", "apply", ONE_CPU),
-        limit=Case("bench_limits", "BM_Limit_PipeRoundTrip/real_time", ONE_CPU),
+        limit=Case("bench_pool", "BM_Limit_RelayRoundTrip/real_time", ONE_CPU),
         target=Target("absolute", 15_000),
         note="pool.apply(inc, i): caller -> engine thread -> worker -> engine thread -> caller; "
-             "limit: one raw pipe ping-pong (an apply is at least two)"),
+             "limit: BM_Limit_RelayRoundTrip, the same 4 wake-ups with raw syscalls (eventfd to a relay "
+             "thread, pipe ping-pong with a child, futex back); BM_Limit_PipeRoundTrip has 2"),
     Workload(
         "Pool apply round trip, two CPUs",
         TIME,
         mproc=Case("bench_pool", "BM_Pool_Apply/real_time"),
         python=PyCase("mp_pool.py", "apply"),
-        limit=Case("bench_limits", "BM_Limit_PipeRoundTrip/real_time"),
+        limit=Case("bench_pool", "BM_Limit_RelayRoundTrip/real_time"),
         target=Target("absolute", 15_000),
         note="as above, placed by the scheduler: every hop may wake the other CPU"),
     Workload(
