@@ -10,6 +10,7 @@
 #include <deque>
 #include <mutex>
 #include <poll.h>
+#include <pthread.h>
 #include <new>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
@@ -145,7 +146,6 @@ class EngineCore {
   }
 
   void submit(std::vector<TaskSpec> specs) {
-    check_caller();
     bool was_empty;
     {
       std::lock_guard lock(mutex_);
@@ -166,7 +166,6 @@ class EngineCore {
   }
 
   void close() {
-    check_caller();
     {
       std::lock_guard lock(mutex_);
       closed_ = true;
@@ -175,7 +174,6 @@ class EngineCore {
   }
 
   void terminate() {
-    check_caller();
     {
       std::lock_guard lock(mutex_);
       terminating_ = true;
@@ -185,7 +183,6 @@ class EngineCore {
   }
 
   void join() {
-    check_caller();
     {
       std::lock_guard lock(mutex_);
       if (!closed_) throw Error("join() requires close() or terminate() first");
@@ -249,6 +246,9 @@ class EngineCore {
     // Ctrl-C reaches the whole process group: the parent handles it and shuts the pool
     // down; a worker dying of it mid-task would only turn it into a lost task.
     std::signal(SIGINT, SIG_IGN);
+    // Our process: a vanished engine shows as EPIPE on the result pipe; no signal needed.
+    std::signal(SIGPIPE, SIG_IGN);
+    sys::sigpipe_handled_on_this_thread();
     inside_worker = true;
     if (options_.initializer) {
       try {
@@ -298,6 +298,13 @@ class EngineCore {
   // ---- the engine's thread ----------------------------------------------------------
 
   void run() {
+    // This thread is ours: block SIGPIPE on it for good, so that writes to workers skip the
+    // per-write mask juggling (a dead worker shows as EPIPE).
+    sigset_t sigpipe_only;
+    sigemptyset(&sigpipe_only);
+    sigaddset(&sigpipe_only, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &sigpipe_only, nullptr);
+    sys::sigpipe_handled_on_this_thread();
     try {
       serve();
     } catch (const std::exception& error) {

@@ -89,7 +89,15 @@ int send_all(int fd, struct iovec* iov, std::size_t count) noexcept {
   });
 }
 
+namespace {
+thread_local bool sigpipe_handled = false;
+}  // namespace
+
+void sigpipe_handled_on_this_thread() noexcept { sigpipe_handled = true; }
+
 int write_all_nosigpipe(int fd, struct iovec* iov, std::size_t count) noexcept {
+  auto write_once = [fd](struct iovec* parts, std::size_t n) { return ::writev(fd, parts, static_cast<int>(n)); };
+  if (sigpipe_handled) return write_all_with(iov, count, write_once);
   // Only sockets know MSG_NOSIGNAL. For a pipe, block SIGPIPE on this thread around the
   // write (a thread-directed signal stays pending while blocked), then take back the one
   // our failed write raised. If the caller had SIGPIPE blocked already, a pending SIGPIPE
@@ -98,9 +106,7 @@ int write_all_nosigpipe(int fd, struct iovec* iov, std::size_t count) noexcept {
   sigemptyset(&sigpipe_only);
   sigaddset(&sigpipe_only, SIGPIPE);
   pthread_sigmask(SIG_BLOCK, &sigpipe_only, &previous);
-  int rc = write_all_with(iov, count, [fd](struct iovec* parts, std::size_t n) {
-    return ::writev(fd, parts, static_cast<int>(n));
-  });
+  int rc = write_all_with(iov, count, write_once);
   if (rc == -EPIPE && !sigismember(&previous, SIGPIPE)) {
     const timespec no_wait{0, 0};
     while (::sigtimedwait(&sigpipe_only, nullptr, &no_wait) < 0 && errno == EINTR) {

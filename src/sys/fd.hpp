@@ -75,6 +75,11 @@ int send_all(int fd, struct iovec* iov, std::size_t count) noexcept;
 /// signal. Returns 0 or -errno.
 int write_all_nosigpipe(int fd, struct iovec* iov, std::size_t count) noexcept;
 
+/// Declares that SIGPIPE can never reach the calling thread (it is blocked on the thread for
+/// good, or ignored in the process), so write_all_nosigpipe() may skip its two signal-mask
+/// calls. For mproc's own threads and worker processes only.
+void sigpipe_handled_on_this_thread() noexcept;
+
 /// Reads up to n bytes, retrying EINTR. Returns the count (0 at end of file) or -errno.
 ssize_t read_some(int fd, void* buffer, std::size_t n) noexcept;
 
