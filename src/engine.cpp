@@ -123,7 +123,10 @@ class EngineCore {
     if (fd < 0) throw OSError(errno, "eventfd");
     wake_.reset(fd);
     // Workers are forked by one thread only: this one now, the engine's thread later.
-    for (int i = 0; i < options_.processes; ++i) spawn_worker();
+    {
+      std::lock_guard lock(mutex_);
+      for (int i = 0; i < options_.processes; ++i) spawn_worker();
+    }
     thread_ = std::thread([this] { run(); });
   }
 
@@ -158,6 +161,19 @@ class EngineCore {
         task->spec = std::move(spec);
         if (!task->spec.timeout) task->spec.timeout = options_.task_timeout;
         incoming_.push_back(std::move(task));
+      }
+      // A lone task with an idle worker goes straight to it from this thread: one wake-up
+      // (the engine thread's) fewer on the way, which is most of an apply() round trip. A
+      // task with a timeout takes the engine's path, whose poll must learn the deadline.
+      if (was_empty && incoming_.size() == 1 && pending_.empty() && !incoming_.front()->spec.timeout &&
+          incoming_.front()->spec.args.size() <= kPrefetchBytes) {
+        if (Worker* idle = idle_worker()) {
+          std::vector<std::unique_ptr<Task>> one;
+          one.push_back(std::move(incoming_.front()));
+          incoming_.pop_front();
+          send_to(*idle, one);
+          return;
+        }
       }
     }
     // The engine drains the whole queue each time it wakes: a non-empty queue means a wake
@@ -235,11 +251,10 @@ class EngineCore {
     publish_pids();
   }
 
+  // Requires mutex_.
   void publish_pids() {
-    std::vector<int> pids;
-    for (auto& worker : workers_) pids.push_back(worker->process.pid());
-    std::lock_guard lock(mutex_);
-    pids_ = std::move(pids);
+    pids_.clear();
+    for (auto& worker : workers_) pids_.push_back(worker->process.pid());
   }
 
   [[noreturn]] void worker_main(Connection& tasks, Connection& results, std::atomic<std::uint64_t>& started) {
@@ -311,56 +326,108 @@ class EngineCore {
       // The engine cannot go on (fork or poll failed): fail every task instead of losing it.
       fail_everything(std::string("the pool's engine failed: ") + error.what());
     }
+    flush_finished();
     std::lock_guard lock(mutex_);
     finished_ = true;
     finished_cv_.notify_all();
   }
 
   void fail_everything(const std::string& reason) {
-    {
-      std::lock_guard lock(mutex_);
-      broken_ = true;
-      broken_reason_ = reason;
-      while (!incoming_.empty()) {
-        pending_.push_back(std::move(incoming_.front()));
-        incoming_.pop_front();
-      }
+    std::lock_guard lock(mutex_);
+    broken_ = true;
+    broken_reason_ = reason;
+    while (!incoming_.empty()) {
+      pending_.push_back(std::move(incoming_.front()));
+      incoming_.pop_front();
     }
     auto error = std::make_exception_ptr(BrokenExecutor(reason));
     for (auto& worker : workers_) {
       worker->process.kill();
       worker->process.join();
-      for (auto& task : worker->in_flight) complete(*task, {}, error);
+      for (auto& task : worker->in_flight) finish(std::move(task), {}, error);
     }
     workers_.clear();
-    for (auto& task : pending_) complete(*task, {}, error);
+    for (auto& task : pending_) finish(std::move(task), {}, error);
     pending_.clear();
   }
 
+  // Everything the engine thread does, it does holding mutex_ (so that submit() may hand a
+  // task straight to an idle worker), except waiting in poll and running completions, which
+  // may call back into the pool.
   void serve() {
+    std::unique_lock lock(mutex_);
     for (;;) {
-      bool closing, terminating;
-      {
-        std::lock_guard lock(mutex_);
-        while (!incoming_.empty()) {
-          pending_.push_back(std::move(incoming_.front()));
-          incoming_.pop_front();
-        }
-        closing = closed_;
-        terminating = terminating_;
+      while (!incoming_.empty()) {
+        pending_.push_back(std::move(incoming_.front()));
+        incoming_.pop_front();
       }
-      if (terminating) {
+      if (terminating_) {
         shut_down_now();
-        break;
+        return;
       }
       if (broken_flag_) fail_pending_broken();
       dispatch();
-      if (closing && pending_.empty() && all_idle()) {
+      if (closed_ && pending_.empty() && all_idle()) {
         shut_down_gracefully();
-        break;
+        return;
       }
-      wait_for_events();
+      // Results already read ahead are invisible to poll(2): take them first.
+      bool drained = false;
+      for (auto& worker : workers_)
+        if (worker->results.has_buffered_data()) {
+          drain_results(*worker);
+          drained = true;
+        }
+      if (drained || !finished_tasks_.empty()) {
+        lock.unlock();
+        flush_finished();
+        lock.lock();
+        continue;
+      }
+      wait_for_events(lock);
     }
+  }
+
+  // Requires mutex_ (held by `lock`); releases it while waiting.
+  void wait_for_events(std::unique_lock<std::mutex>& lock) {
+    std::vector<sys::PollEntry> entries;
+    entries.push_back({wake_.get(), POLLIN, 0});
+    for (auto& worker : workers_) {
+      entries.push_back({worker->results.fileno(), POLLIN, 0});
+      entries.push_back({worker->process.sentinel(), POLLIN, 0});
+    }
+    sys::Deadline deadline = nearest_deadline();
+    // Only this thread changes workers_, so the entries stay valid while the lock is free.
+    lock.unlock();
+    int ready = sys::poll_fds(entries.data(), entries.size(), deadline);
+    lock.lock();
+    if (ready < 0) throw OSError(-ready, "poll");
+    if (entries[0].revents) {
+      std::uint64_t count;
+      [[maybe_unused]] ssize_t ignored = ::read(wake_.get(), &count, sizeof count);
+    }
+    // Results before deaths: a worker that finished a task and then died keeps the result.
+    std::vector<Worker*> dead;
+    for (std::size_t i = 0; i < workers_.size(); ++i) {
+      if (entries[1 + 2 * i].revents) drain_results(*workers_[i]);
+      if (entries[2 + 2 * i].revents) dead.push_back(workers_[i].get());
+    }
+    for (Worker* worker : dead) handle_exit(*worker);
+    enforce_timeouts();
+  }
+
+  // Completions run outside the lock, on this thread, in the order they finished.
+  void finish(std::unique_ptr<Task> task, std::vector<std::byte> payload, std::exception_ptr error) {
+    finished_tasks_.push_back(Finished{std::move(task), std::move(payload), std::move(error)});
+  }
+
+  void flush_finished() {
+    std::vector<Finished> batch;
+    {
+      std::lock_guard lock(mutex_);
+      batch.swap(finished_tasks_);
+    }
+    for (auto& done : batch) complete(*done.task, done.payload, std::move(done.error));
   }
 
   bool all_idle() const {
@@ -391,53 +458,46 @@ class EngineCore {
     for (Worker* worker : order) {
       if (pending_.empty()) break;
       if (worker->killed) continue;
-      std::vector<WireTask> batch;
-      while (!pending_.empty() && worker->remaining > 0 && worker->in_flight.size() < depth && batch.size() < share) {
-        Task& next = *pending_.front();
-        std::size_t size = next.spec.args.size();
-        bool idle = worker->in_flight.empty();
-        if (!idle && (size > kPrefetchBytes || worker->queued_bytes + size > kPrefetchBytes)) break;
-        batch.push_back(WireTask{next.id, code_ref(next.spec.invoker), next.spec.function, next.spec.args});
-        if (idle) worker->front_started = Clock::now();
-        worker->queued_bytes += size;
-        --worker->remaining;
-        worker->in_flight.push_back(std::move(pending_.front()));
+      std::vector<std::unique_ptr<Task>> batch;
+      std::size_t batch_bytes = 0;
+      long quota = worker->remaining;
+      while (!pending_.empty() && quota > 0 && worker->in_flight.size() + batch.size() < depth &&
+             batch.size() < share) {
+        std::size_t size = pending_.front()->spec.args.size();
+        bool idle = worker->in_flight.empty() && batch.empty();
+        if (!idle && (size > kPrefetchBytes || worker->queued_bytes + batch_bytes + size > kPrefetchBytes)) break;
+        batch_bytes += size;
+        --quota;
+        batch.push_back(std::move(pending_.front()));
         pending_.pop_front();
       }
-      if (batch.empty()) continue;
-      try {
-        worker->tasks.send(batch);
-      } catch (const Error&) {
-        // The worker is gone; its death (seen on its sentinel) requeues these tasks.
-      }
+      if (!batch.empty()) send_to(*worker, batch);
     }
   }
 
-  void wait_for_events() {
-    // Results already read ahead are invisible to poll(2).
+  // Requires mutex_. A worker that takes new work without queueing behind other tasks.
+  Worker* idle_worker() const {
     for (auto& worker : workers_)
-      if (worker->results.has_buffered_data()) drain_results(*worker);
-    std::vector<sys::PollEntry> entries;
-    entries.push_back({wake_.get(), POLLIN, 0});
-    for (auto& worker : workers_) {
-      entries.push_back({worker->results.fileno(), POLLIN, 0});
-      entries.push_back({worker->process.sentinel(), POLLIN, 0});
+      if (worker->in_flight.empty() && !worker->killed && worker->remaining > 0) return worker.get();
+    return nullptr;
+  }
+
+  // Requires mutex_. Hands `tasks` to `worker` in one frame.
+  void send_to(Worker& worker, std::vector<std::unique_ptr<Task>>& tasks) {
+    std::vector<WireTask> batch;
+    batch.reserve(tasks.size());
+    if (worker.in_flight.empty()) worker.front_started = Clock::now();
+    for (auto& task : tasks) {
+      batch.push_back(WireTask{task->id, code_ref(task->spec.invoker), task->spec.function, task->spec.args});
+      worker.queued_bytes += task->spec.args.size();
+      --worker.remaining;
+      worker.in_flight.push_back(std::move(task));
     }
-    sys::Deadline deadline = nearest_deadline();
-    int ready = sys::poll_fds(entries.data(), entries.size(), deadline);
-    if (ready < 0) throw OSError(-ready, "poll");
-    if (entries[0].revents) {
-      std::uint64_t count;
-      [[maybe_unused]] ssize_t ignored = ::read(wake_.get(), &count, sizeof count);
+    try {
+      worker.tasks.send(batch);
+    } catch (const Error&) {
+      // The worker is gone; its death (seen on its sentinel) requeues these tasks.
     }
-    // Results before deaths: a worker that finished a task and then died keeps the result.
-    std::vector<Worker*> dead;
-    for (std::size_t i = 0; i < workers_.size(); ++i) {
-      if (entries[1 + 2 * i].revents) drain_results(*workers_[i]);
-      if (entries[2 + 2 * i].revents) dead.push_back(workers_[i].get());
-    }
-    for (Worker* worker : dead) handle_exit(*worker);
-    enforce_timeouts();
   }
 
   sys::Deadline nearest_deadline() const {
@@ -487,9 +547,9 @@ class EngineCore {
         record_service_time(now - worker.front_started);
         worker.front_started = now;
         if (result.ok)
-          complete(*task, result.payload, nullptr);
+          finish(std::move(task), std::move(result.payload), nullptr);
         else
-          complete(*task, {}, rebuild_exception(result.failure));
+          finish(std::move(task), {}, rebuild_exception(result.failure));
       } while (worker.results.has_buffered_data());
     } catch (const Error&) {
       // End of file or a torn frame: the worker died mid-write; its sentinel reports it.
@@ -517,7 +577,7 @@ class EngineCore {
           lost->timed_out
               ? std::make_exception_ptr(TimeoutError("task timed out; worker " + std::to_string(pid) + " was killed"))
               : std::make_exception_ptr(WorkerLostError(pid, exitcode, "the worker died while running the task"));
-      complete(*lost, {}, error);
+      finish(std::move(lost), {}, error);
     }
     while (!unfinished.empty()) {
       pending_.push_front(std::move(unfinished.back()));
@@ -525,29 +585,19 @@ class EngineCore {
     }
     std::erase_if(workers_, [&](const auto& w) { return w.get() == &worker; });
     if (initializer_failed) {
-      std::lock_guard lock(mutex_);
       broken_ = true;
       broken_flag_ = true;
       broken_reason_ = "the pool's initializer failed in worker " + std::to_string(pid) + " (exit code " +
                        std::to_string(exitcode) + ")";
     }
-    bool stopping;
-    {
-      std::lock_guard lock(mutex_);
-      stopping = terminating_ || broken_ || (closed_ && pending_.empty() && incoming_.empty());
-    }
+    bool stopping = terminating_ || broken_ || (closed_ && pending_.empty() && incoming_.empty());
     if (!stopping) spawn_worker();
     publish_pids();
   }
 
   void fail_pending_broken() {
-    std::string reason;
-    {
-      std::lock_guard lock(mutex_);
-      reason = broken_reason_;
-    }
-    auto error = std::make_exception_ptr(BrokenExecutor(reason));
-    for (auto& task : pending_) complete(*task, {}, error);
+    auto error = std::make_exception_ptr(BrokenExecutor(broken_reason_));
+    for (auto& task : pending_) finish(std::move(task), {}, error);
     pending_.clear();
   }
 
@@ -568,9 +618,9 @@ class EngineCore {
     auto cancelled = std::make_exception_ptr(CancelledError("the pool was terminated before the task finished"));
     for (auto& worker : workers_) {
       worker->process.join();
-      for (auto& task : worker->in_flight) complete(*task, {}, cancelled);
+      for (auto& task : worker->in_flight) finish(std::move(task), {}, cancelled);
     }
-    for (auto& task : pending_) complete(*task, {}, cancelled);
+    for (auto& task : pending_) finish(std::move(task), {}, cancelled);
     pending_.clear();
     workers_.clear();
     publish_pids();
@@ -592,7 +642,13 @@ class EngineCore {
   std::string broken_reason_;
   std::vector<int> pids_;
 
-  // Engine thread only (and the constructor, before the thread starts).
+  // Changed by the engine thread, and by submit() handing a task to an idle worker.
+  struct Finished {
+    std::unique_ptr<Task> task;
+    std::vector<std::byte> payload;
+    std::exception_ptr error;
+  };
+  std::vector<Finished> finished_tasks_;
   std::deque<std::unique_ptr<Task>> pending_;
   std::vector<std::unique_ptr<Worker>> workers_;
   int spawned_ = 0;

@@ -349,7 +349,6 @@ struct IMapState {
   std::condition_variable cv;
   // Finished chunks by index: their results, or their exception.
   std::map<std::size_t, std::pair<std::vector<R>, std::exception_ptr>> finished;
-  std::size_t in_flight = 0;
 };
 
 }  // namespace detail
@@ -410,12 +409,8 @@ class IMapIterator {
   // one submission: one wake-up of the pool for many chunks.
   void top_up() {
     if (input_done_) return;
-    std::size_t room;
-    {
-      std::lock_guard lock(state_->mutex);
-      if (!can_top_up()) return;
-      room = max_in_flight_ - state_->in_flight;
-    }
+    if (!can_top_up()) return;
+    const std::size_t room = max_in_flight_ - outstanding();
     std::vector<detail::TaskSpec> tasks;
     while (tasks.size() < room) {
       std::vector<std::byte> args;
@@ -435,17 +430,7 @@ class IMapIterator {
     }
     if (tasks.empty()) return;
     std::size_t count = tasks.size();
-    {
-      std::lock_guard lock(state_->mutex);
-      state_->in_flight += count;
-    }
-    try {
-      pool_->engine_.submit(std::move(tasks));
-    } catch (...) {
-      std::lock_guard lock(state_->mutex);
-      state_->in_flight -= count;
-      throw;
-    }
+    pool_->engine_.submit(std::move(tasks));
     submitted_ += count;
   }
 
@@ -468,7 +453,6 @@ class IMapIterator {
       {
         std::lock_guard lock(state->mutex);
         state->finished.emplace(index, std::move(outcome));
-        --state->in_flight;
       }
       state->cv.notify_all();
     };
@@ -514,9 +498,13 @@ class IMapIterator {
     }
   }
 
+  // Chunks submitted and not yet consumed: running, queued, or finished and waiting for the
+  // consumer. Bounding this (not just what runs) is what bounds memory when the consumer is
+  // slower than the workers.
+  std::size_t outstanding() const { return submitted_ - consumed_; }
   // Refill once half the window has drained: fewer, larger submissions (each one wakes the
   // pool's thread) while the workers still have work queued.
-  bool can_top_up() const { return !input_done_ && state_->in_flight <= max_in_flight_ / 2; }
+  bool can_top_up() const { return !input_done_ && outstanding() <= max_in_flight_ / 2; }
 
   Pool* pool_;
   std::function<bool(std::vector<std::byte>&)> next_chunk_;
