@@ -220,10 +220,7 @@ class Pool {
   /// No more tasks; workers exit when the accepted ones are done.
   void close() { engine_.close(); }
   /// Stops the workers now; every unfinished result fails with CancelledError.
-  void terminate() {
-    terminated_ = true;
-    engine_.terminate();
-  }
+  void terminate() { engine_.terminate(); }
   /// Waits for the workers to exit. Throws Error unless close() or terminate() came first.
   void join() { engine_.join(); }
 
@@ -250,7 +247,6 @@ class Pool {
   }
 
   detail::Engine engine_;
-  bool terminated_ = false;
 };
 
 // ---- map ------------------------------------------------------------------------------------
