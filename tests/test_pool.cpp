@@ -3,6 +3,7 @@
 // per-task timeouts, terminate fails pending work, lazy imap, no leaks.
 #include <mproc/mproc.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <csignal>
@@ -264,6 +265,30 @@ TEST_F(PoolTest, MapAsyncCallbacks) {
   bad.wait();
   EXPECT_EQ(errors, 1);
   EXPECT_THROW(bad.get(), std::invalid_argument);
+}
+
+TEST_F(PoolTest, WorkerLifetimeUnderLoad) {
+  // CPython's test_pool_worker_lifetime: 3 workers, maxtasksperchild 10, 100 tasks.
+  mproc::Pool pool({.processes = 3, .maxtasksperchild = 10});
+  auto before = pool.worker_pids();
+  std::vector<mproc::AsyncResult<int>> results;
+  for (int i = 0; i < 100; ++i) results.push_back(pool.apply_async(square, i));
+  for (int i = 0; i < 100; ++i) EXPECT_EQ(results[static_cast<std::size_t>(i)].get(), i * i);
+  auto after = pool.worker_pids();
+  EXPECT_EQ(after.size(), 3u);
+  std::sort(before.begin(), before.end());
+  std::sort(after.begin(), after.end());
+  EXPECT_NE(before, after);  // workers were replaced (CPython asserts the same)
+  pool.close();
+  pool.join();
+}
+
+TEST_F(PoolTest, StarmapAsyncAndVoidFunctions) {
+  mproc::Pool pool(2);
+  std::vector<std::pair<int, int>> pairs = {{1, 1}, {2, 2}, {3, 3}};
+  EXPECT_EQ(pool.starmap_async(add, pairs).get(), (std::vector<int>{2, 4, 6}));
+  pool.map(nothing, std::vector<int>{1, 2, 3});  // void results: nothing to return
+  pool.apply_async(nothing, 1).get();
 }
 
 TEST_F(PoolTest, EarlyCloseWithMaxTasksPerChild) {
