@@ -16,6 +16,8 @@
 
 #include <mproc/mproc.hpp>
 
+#include "bench_support.hpp"
+
 namespace {
 
 using Bytes = std::vector<std::byte>;
@@ -56,16 +58,7 @@ class Peer {
   mproc::Process process_;
 };
 
-// Runs the benchmark body; an exception (the child died, a frame was refused) ends the
-// run with an error in the report instead of terminating the whole binary.
-template <class Body>
-void guarded(benchmark::State& state, Body body) {
-  try {
-    body();
-  } catch (const std::exception& error) {
-    state.SkipWithError(error.what());
-  }
-}
+using mproc_bench::guarded;
 
 // --- small-value latency ---------------------------------------------------------------
 

@@ -42,6 +42,8 @@
 #include <unistd.h>
 
 #include <mproc/mproc.hpp>
+
+#include "bench_support.hpp"
 #include <mproc/pool.hpp>
 
 namespace {
@@ -62,14 +64,7 @@ std::uint64_t burn(std::uint64_t steps) {
   return x;
 }
 
-template <class Body>
-void guarded(benchmark::State& state, Body body) {
-  try {
-    body();
-  } catch (const std::exception& error) {
-    state.SkipWithError(error.what());
-  }
-}
+using mproc_bench::guarded;
 
 // Gives every worker a few tasks, so the engine's service-time estimate and the workers'
 // allocators are warm before the timed loop.

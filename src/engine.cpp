@@ -336,19 +336,16 @@ class EngineCore {
     std::lock_guard lock(mutex_);
     broken_ = true;
     broken_reason_ = reason;
+    take_incoming();
+    kill_workers_and_fail_all(std::make_exception_ptr(BrokenExecutor(reason)));
+  }
+
+  // Requires mutex_. Moves submitted tasks to the engine's own queue.
+  void take_incoming() {
     while (!incoming_.empty()) {
       pending_.push_back(std::move(incoming_.front()));
       incoming_.pop_front();
     }
-    auto error = std::make_exception_ptr(BrokenExecutor(reason));
-    for (auto& worker : workers_) {
-      worker->process.kill();
-      worker->process.join();
-      for (auto& task : worker->in_flight) finish(std::move(task), {}, error);
-    }
-    workers_.clear();
-    for (auto& task : pending_) finish(std::move(task), {}, error);
-    pending_.clear();
   }
 
   // Everything the engine thread does, it does holding mutex_ (so that submit() may hand a
@@ -357,15 +354,13 @@ class EngineCore {
   void serve() {
     std::unique_lock lock(mutex_);
     for (;;) {
-      while (!incoming_.empty()) {
-        pending_.push_back(std::move(incoming_.front()));
-        incoming_.pop_front();
-      }
+      take_incoming();
       if (terminating_) {
-        shut_down_now();
+        kill_workers_and_fail_all(
+            std::make_exception_ptr(CancelledError("the pool was terminated before the task finished")));
         return;
       }
-      if (broken_flag_) fail_pending_broken();
+      if (broken_flag_) fail_pending(std::make_exception_ptr(BrokenExecutor(broken_reason_)));
       dispatch();
       if (closed_ && pending_.empty() && all_idle()) {
         shut_down_gracefully();
@@ -595,8 +590,8 @@ class EngineCore {
     publish_pids();
   }
 
-  void fail_pending_broken() {
-    auto error = std::make_exception_ptr(BrokenExecutor(broken_reason_));
+  // Requires mutex_.
+  void fail_pending(const std::exception_ptr& error) {
     for (auto& task : pending_) finish(std::move(task), {}, error);
     pending_.clear();
   }
@@ -613,17 +608,17 @@ class EngineCore {
     publish_pids();
   }
 
-  void shut_down_now() {
+  // Requires mutex_. terminate(), or an engine that cannot go on: every unfinished task
+  // ends with `error`.
+  void kill_workers_and_fail_all(const std::exception_ptr& error) {
     for (auto& worker : workers_) worker->process.kill();
-    auto cancelled = std::make_exception_ptr(CancelledError("the pool was terminated before the task finished"));
     for (auto& worker : workers_) {
       worker->process.join();
-      for (auto& task : worker->in_flight) finish(std::move(task), {}, cancelled);
+      for (auto& task : worker->in_flight) finish(std::move(task), {}, error);
     }
-    for (auto& task : pending_) finish(std::move(task), {}, cancelled);
-    pending_.clear();
     workers_.clear();
     publish_pids();
+    fail_pending(error);
   }
 
   const EngineOptions options_;
