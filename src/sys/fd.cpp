@@ -15,6 +15,12 @@ void UniqueFd::reset(int fd) noexcept {
   fd_ = fd;
 }
 
+timespec monotonic_timespec(Clock::time_point when) noexcept {
+  auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(when.time_since_epoch()).count();
+  if (ns < 0) ns = 0;
+  return timespec{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
+}
+
 void close_fd(int fd) noexcept {
   // Linux releases the descriptor even when close() reports EINTR; retrying could close
   // a descriptor another thread has just been given.

@@ -7,6 +7,7 @@
 #include <optional>
 #include <sys/types.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <utility>
 
 namespace mproc::sys {
@@ -25,6 +26,10 @@ Deadline deadline_after(std::optional<std::chrono::duration<Rep, Period>> timeou
   auto headroom = Clock::time_point::max() - Clock::now();
   return relative >= headroom ? Clock::time_point::max() : Clock::now() + relative;
 }
+
+/// A steady_clock time point as an absolute CLOCK_MONOTONIC timespec (the clock steady_clock
+/// reads on Linux), for kernel and pthread calls that take absolute deadlines.
+timespec monotonic_timespec(Clock::time_point when) noexcept;
 
 /// Owns one file descriptor; closes it on destruction. Move-only.
 class UniqueFd {

@@ -1,0 +1,51 @@
+#include "sys/robust_mutex.hpp"
+
+#include <cerrno>
+#include <time.h>
+
+namespace mproc::sys {
+
+int robust_mutex_init(pthread_mutex_t* mutex) noexcept {
+  pthread_mutexattr_t attributes;
+  if (int rc = ::pthread_mutexattr_init(&attributes); rc != 0) return -rc;
+  int rc = ::pthread_mutexattr_setpshared(&attributes, PTHREAD_PROCESS_SHARED);
+  if (rc == 0) rc = ::pthread_mutexattr_setrobust(&attributes, PTHREAD_MUTEX_ROBUST);
+  // Error checking: unlocking a mutex this thread does not hold reports EPERM instead of
+  // corrupting it — the public Lock turns that into Python's "release unlocked lock" error.
+  if (rc == 0) rc = ::pthread_mutexattr_settype(&attributes, PTHREAD_MUTEX_ERRORCHECK);
+  if (rc == 0) rc = ::pthread_mutex_init(mutex, &attributes);
+  ::pthread_mutexattr_destroy(&attributes);
+  return -rc;
+}
+
+namespace {
+// Maps a pthread lock result to ours; EOWNERDEAD: we own it now, repair it for the next one.
+int acquired(pthread_mutex_t* mutex, int rc) noexcept {
+  if (rc == 0) return 0;
+  if (rc == EOWNERDEAD) {
+    ::pthread_mutex_consistent(mutex);
+    return kOwnerDied;
+  }
+  return -rc;
+}
+}  // namespace
+
+int robust_mutex_lock(pthread_mutex_t* mutex, const Deadline& deadline) noexcept {
+  if (!deadline) return acquired(mutex, ::pthread_mutex_lock(mutex));
+  timespec absolute = monotonic_timespec(*deadline);
+  return acquired(mutex, ::pthread_mutex_clocklock(mutex, CLOCK_MONOTONIC, &absolute));
+}
+
+int robust_mutex_try_lock(pthread_mutex_t* mutex) noexcept {
+  return acquired(mutex, ::pthread_mutex_trylock(mutex));
+}
+
+int robust_mutex_unlock(pthread_mutex_t* mutex) noexcept {
+  return -::pthread_mutex_unlock(mutex);
+}
+
+int robust_mutex_destroy(pthread_mutex_t* mutex) noexcept {
+  return -::pthread_mutex_destroy(mutex);
+}
+
+}  // namespace mproc::sys
