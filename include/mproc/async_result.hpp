@@ -6,111 +6,17 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
+#include <cstddef>
 #include <exception>
-#include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <type_traits>
 #include <utility>
-#include <variant>
 
+#include "mproc/detail/result_state.hpp"
 #include "mproc/error.hpp"
 
 namespace mproc {
-
-namespace detail {
-
-void report_callback_exception(const char* which) noexcept;
-
-/// The shared state behind an AsyncResult. Completed exactly once, by the pool's thread.
-template <class R>
-class ResultState {
- public:
-  using Stored = std::conditional_t<std::is_void_v<R>, std::monostate, R>;
-
-  std::function<void(const Stored&)> callback;
-  std::function<void(std::exception_ptr)> error_callback;
-
-  void set_value(Stored value) {
-    {
-      std::lock_guard lock(mutex_);
-      if (done_) return;
-      value_ = std::move(value);
-    }
-    // Python calls the callback before the result is marked ready: get() returns only
-    // after it ran. It runs on the pool's thread, never the caller's.
-    if (callback) {
-      try {
-        callback(*value_);
-      } catch (...) {
-        report_callback_exception("callback");
-      }
-    }
-    mark_done();
-  }
-
-  void set_error(std::exception_ptr error) {
-    {
-      std::lock_guard lock(mutex_);
-      if (done_) return;
-      error_ = std::move(error);
-    }
-    if (error_callback) {
-      try {
-        error_callback(error_);
-      } catch (...) {
-        report_callback_exception("error_callback");
-      }
-    }
-    mark_done();
-  }
-
-  bool wait_until(std::optional<std::chrono::steady_clock::time_point> deadline) {
-    std::unique_lock lock(mutex_);
-    if (!deadline) {
-      cv_.wait(lock, [&] { return done_; });
-      return true;
-    }
-    return cv_.wait_until(lock, *deadline, [&] { return done_; });
-  }
-
-  bool ready() const {
-    std::lock_guard lock(mutex_);
-    return done_;
-  }
-
-  // Requires ready().
-  bool successful() const {
-    std::lock_guard lock(mutex_);
-    return !error_;
-  }
-
-  // Requires ready().
-  Stored take_or_copy() const {
-    std::lock_guard lock(mutex_);
-    if (error_) std::rethrow_exception(error_);
-    return *value_;
-  }
-
- private:
-  void mark_done() {
-    {
-      std::lock_guard lock(mutex_);
-      done_ = true;
-    }
-    cv_.notify_all();
-  }
-
-  mutable std::mutex mutex_;
-  std::condition_variable cv_;
-  bool done_ = false;
-  std::optional<Stored> value_;
-  std::exception_ptr error_;
-};
-
-}  // namespace detail
 
 /// Python's AsyncResult. Copies share one result. Thread safety: every member may be
 /// called from any thread.
@@ -141,20 +47,20 @@ class AsyncResult {
                               std::chrono::duration_cast<std::chrono::steady_clock::duration>(timeout));
   }
 
-  bool ready() const { return state_->ready(); }
+  bool ready() const { return state_->done(); }
   /// Whether the task completed without an exception. Throws InvalidStateError if not ready
   /// (Python raises ValueError).
   bool successful() const {
     if (!ready()) throw InvalidStateError("the result is not ready");
-    return state_->successful();
+    return !state_->error();
   }
 
  private:
   R value() const {
     if constexpr (std::is_void_v<R>) {
-      state_->take_or_copy();
+      state_->value();
     } else {
-      return state_->take_or_copy();
+      return state_->value();
     }
   }
 
