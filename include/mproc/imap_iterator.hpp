@@ -4,6 +4,7 @@
 // Independent of what runs the chunks: a backend supplies how to stage and submit them.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
@@ -61,6 +62,16 @@ struct IMapFeed {
   /// Submits every staged chunk, in one batch (one wake-up of the backend for many chunks).
   std::function<void()> flush;
 };
+
+/// Python's default chunksize for `items` over `workers`: about four chunks per worker.
+inline std::size_t default_chunksize(std::size_t items, int workers) {
+  std::size_t parts = static_cast<std::size_t>(workers) * 4;
+  return std::max<std::size_t>(1, (items + parts - 1) / parts);
+}
+
+/// Enough chunks in flight to keep every worker busy with some queued ahead, and no more:
+/// that bound is what keeps an endless input in bounded memory.
+inline std::size_t default_map_window(int workers) { return static_cast<std::size_t>(workers) * 16 + 16; }
 
 /// Reads an input range `chunksize` items at a time, on the thread that calls it. The view
 /// and its position are shared by the copies of the returned function.

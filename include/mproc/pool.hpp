@@ -63,28 +63,6 @@ struct PoolOptions {
   std::optional<std::chrono::nanoseconds> task_timeout = {};
 };
 
-namespace detail {
-
-template <class Options, class R>
-void install_callbacks(ResultState<R>& state, Options& callbacks) {
-  if constexpr (!std::is_same_v<decltype(callbacks.callback), std::nullptr_t>)
-    state.callback = std::move(callbacks.callback);
-  if constexpr (!std::is_same_v<decltype(callbacks.error_callback), std::nullptr_t>)
-    state.error_callback = std::move(callbacks.error_callback);
-}
-
-template <class T>
-struct IsCallOptions : std::false_type {};
-template <class A, class B>
-struct IsCallOptions<CallOptions<A, B>> : std::true_type {};
-
-// The result of a map over functions returning R: the vector of results, or nothing.
-template <class R>
-using MapResult = std::conditional_t<std::is_void_v<R>, void, std::vector<R>>;
-template <class R>
-using ChunkResult = std::conditional_t<std::is_void_v<R>, std::uint64_t, std::vector<R>>;
-
-}  // namespace detail
 
 /// Python's multiprocessing.Pool. Thread safety: every member may be called from any thread
 /// of the process that created the pool; from a worker (a task calling into its own pool)
@@ -210,39 +188,6 @@ class Pool {
   detail::Engine engine_;
 };
 
-// ---- map ------------------------------------------------------------------------------------
-
-namespace detail {
-
-// Collects the chunks of one map in order; completes the map's result when all are in, or
-// with the first error.
-template <class R>
-struct MapCollector {
-  std::mutex mutex;
-  std::vector<ChunkResult<R>> chunks;
-  std::size_t remaining = 0;
-  std::shared_ptr<ResultState<MapResult<R>>> state;
-
-  void deliver(std::size_t index, ChunkResult<R> chunk) {
-    {
-      std::lock_guard lock(mutex);
-      chunks[index] = std::move(chunk);
-      if (--remaining > 0) return;
-    }
-    if constexpr (std::is_void_v<R>) {
-      state->set_value({});
-    } else {
-      std::vector<R> all;
-      std::size_t total = 0;
-      for (auto& part : chunks) total += part.size();
-      all.reserve(total);
-      for (auto& part : chunks) std::move(part.begin(), part.end(), std::back_inserter(all));
-      state->set_value(std::move(all));
-    }
-  }
-};
-
-}  // namespace detail
 
 template <bool Star, class Options, class F, class Range>
 auto Pool::map_async_impl(Options callbacks, F f, Range&& items, std::optional<std::size_t> chunksize)

@@ -61,16 +61,6 @@ TaskSpec call_task(const std::shared_ptr<ResultState<ResultOf<F>>>& state, F f, 
 template <class F, bool Star>
 using ItemOf = std::conditional_t<Star, ArgumentsOf<F>, std::tuple_element_t<0, ArgumentsOf<F>>>;
 
-/// Python's default chunksize for `items` over `workers`: about four chunks per worker.
-inline std::size_t default_chunksize(std::size_t items, int workers) {
-  std::size_t parts = static_cast<std::size_t>(workers) * 4;
-  return std::max<std::size_t>(1, (items + parts - 1) / parts);
-}
-
-/// Enough chunks in flight to keep every worker busy with some queued ahead, and no more:
-/// that bound is what keeps an endless input in bounded memory.
-inline std::size_t default_map_window(int workers) { return static_cast<std::size_t>(workers) * 16 + 16; }
-
 /// A lazy map of f over `items` on `engine`, chunk by chunk. `items` is held by reference
 /// if it is an lvalue; `engine` must outlive the iterator.
 template <bool Star, class F, class Range>
