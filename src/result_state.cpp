@@ -43,40 +43,34 @@ StateCore* CompletionWaiter::next(std::optional<std::chrono::steady_clock::time_
 // ---- StateCore --------------------------------------------------------------------------------
 
 bool StateCore::set_running() noexcept {
-  std::lock_guard lock(mutex_);
-  if (status_ == Status::cancelled) return false;
-  if (status_ == Status::pending) status_ = Status::running;
-  return true;
+  if (advance(Status::pending, Status::running)) return true;
+  Status status = status_.load(std::memory_order_acquire);
+  return status != Status::cancelling && status != Status::cancelled;
 }
 
 bool StateCore::cancel() {
   std::unique_lock lock(mutex_);
-  if (status_ == Status::cancelled) return true;
-  if (status_ != Status::pending) return false;
-  status_ = Status::cancelled;
+  // Through "cancelling": the error must be in place before the status reads final.
+  if (!advance(Status::pending, Status::cancelling)) return status_.load(std::memory_order_acquire) == Status::cancelled;
   error_ = std::make_exception_ptr(CancelledError("the task was cancelled"));
+  status_.store(Status::cancelled, std::memory_order_release);
   publish(lock);
   return true;
 }
 
-bool StateCore::done() const {
-  std::lock_guard lock(mutex_);
-  return is_done_locked();
-}
+bool StateCore::done() const { return is_final(status_.load(std::memory_order_acquire)); }
 
 bool StateCore::running() const {
-  std::lock_guard lock(mutex_);
-  return status_ == Status::running || status_ == Status::completing;
+  Status status = status_.load(std::memory_order_acquire);
+  return status == Status::running || status == Status::completing;
 }
 
-bool StateCore::cancelled() const {
-  std::lock_guard lock(mutex_);
-  return status_ == Status::cancelled;
-}
+bool StateCore::cancelled() const { return status_.load(std::memory_order_acquire) == Status::cancelled; }
 
 bool StateCore::wait_until(std::optional<std::chrono::steady_clock::time_point> deadline) const {
+  if (done()) return true;
   std::unique_lock lock(mutex_);
-  auto is_done = [&] { return is_done_locked(); };
+  auto is_done = [&] { return done(); };
   if (!deadline) {
     cv_.wait(lock, is_done);
     return true;
@@ -92,7 +86,7 @@ std::exception_ptr StateCore::error() const {
 void StateCore::add_done_callback(std::function<void()> callback) {
   {
     std::lock_guard lock(mutex_);
-    if (!is_done_locked()) {
+    if (!done()) {
       done_callbacks_.push_back(std::move(callback));
       return;
     }
@@ -106,7 +100,7 @@ void StateCore::add_done_callback(std::function<void()> callback) {
 
 bool StateCore::add_waiter(const std::shared_ptr<CompletionWaiter>& waiter) {
   std::lock_guard lock(mutex_);
-  if (is_done_locked()) return false;
+  if (done()) return false;
   waiters_.push_back(waiter);
   return true;
 }
@@ -117,16 +111,17 @@ void StateCore::remove_waiter(const CompletionWaiter* waiter) {
 }
 
 bool StateCore::begin_completion() {
-  std::lock_guard lock(mutex_);
-  if (status_ != Status::pending && status_ != Status::running) return false;
-  status_ = Status::completing;
-  return true;
+  // From pending (a task failed before it ran: terminate, a broken executor) or running.
+  Status status = status_.load(std::memory_order_acquire);
+  while (status == Status::pending || status == Status::running)
+    if (status_.compare_exchange_weak(status, Status::completing, std::memory_order_acq_rel)) return true;
+  return false;
 }
 
 void StateCore::end_completion(std::exception_ptr error) {
   std::unique_lock lock(mutex_);
-  status_ = Status::finished;
   error_ = std::move(error);
+  status_.store(Status::finished, std::memory_order_release);
   publish(lock);
 }
 

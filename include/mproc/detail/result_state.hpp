@@ -6,6 +6,7 @@
 // registered by mproc::wait / mproc::as_completed. ResultState<R> adds the value.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
@@ -45,7 +46,7 @@ class CompletionWaiter {
 /// gave up on) the task; observed from any thread.
 class StateCore {
  public:
-  enum class Status { pending, running, completing, finished, cancelled };
+  enum class Status { pending, running, completing, cancelling, finished, cancelled };
 
   StateCore() = default;
   StateCore(const StateCore&) = delete;
@@ -85,14 +86,23 @@ class StateCore {
   /// and runs done callbacks.
   void end_completion(std::exception_ptr error);
 
-  mutable std::mutex mutex_;
+  /// Requires done(): the outcome is written before the final status is published
+  /// (release) and done() reads it with acquire, so it may be read without the lock.
+  const std::exception_ptr& final_error() const noexcept { return error_; }
 
  private:
-  bool is_done_locked() const { return status_ == Status::finished || status_ == Status::cancelled; }
+  static bool is_final(Status status) { return status == Status::finished || status == Status::cancelled; }
+  // Every change to a final status happens under mutex_ (so blocked waits cannot miss it);
+  // the other transitions are lock-free compare-exchanges: a task's hand-off to a worker
+  // (set_running) and the start of its completion cost no lock.
+  bool advance(Status from, Status to) noexcept {
+    return status_.compare_exchange_strong(from, to, std::memory_order_acq_rel);
+  }
   void publish(std::unique_lock<std::mutex>& lock);
 
+  mutable std::mutex mutex_;
   mutable std::condition_variable cv_;
-  Status status_ = Status::pending;
+  std::atomic<Status> status_{Status::pending};
   std::exception_ptr error_;
   std::vector<std::function<void()>> done_callbacks_;
   std::vector<std::shared_ptr<CompletionWaiter>> waiters_;
@@ -111,10 +121,7 @@ class ResultState final : public StateCore {
 
   void set_value(Stored value) {
     if (!begin_completion()) return;
-    {
-      std::lock_guard lock(mutex_);
-      value_.emplace(std::move(value));
-    }
+    value_.emplace(std::move(value));  // only the completing thread touches it until done
     if (callback) {
       try {
         callback(*value_);
@@ -139,8 +146,7 @@ class ResultState final : public StateCore {
 
   /// Requires done(). A copy of the value, or rethrows the error.
   Stored value() const {
-    if (auto failure = error()) std::rethrow_exception(failure);
-    std::lock_guard lock(mutex_);
+    if (const auto& failure = final_error()) std::rethrow_exception(failure);
     return *value_;
   }
 
