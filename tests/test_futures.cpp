@@ -509,19 +509,26 @@ TEST_F(ProcessExecutor, MaxTasksPerChildWithEarlyShutdown) {
   for (int i = 0; i < 20; ++i) EXPECT_EQ(futures[static_cast<std::size_t>(i)].result(), i * i);
 }
 
+mproc::ProcessPoolExecutor* nested_executor = nullptr;
+
+int nested_submit(int) {
+  // Reaches the executor object copied into this worker: a clear error, not a hang.
+  try {
+    nested_executor->submit(square, 1);
+  } catch (const mproc::Error&) {
+    return -1;
+  }
+  return 1;
+}
+
 TEST_F(ProcessExecutor, UsingTheExecutorFromItsOwnTaskIsAnError) {
-  static mproc::ProcessPoolExecutor* self = nullptr;
-  mproc::ProcessPoolExecutor executor(1);
-  self = &executor;
-  auto reentrant = +[](int) {
-    try {
-      self->submit(square, 1);
-      return 0;
-    } catch (const mproc::Error&) {
-      return 1;
-    }
-  };
-  EXPECT_EQ(executor.submit(reentrant, 0).result(10s), 1);
+  // max_tasks_per_child = 1: the worker that runs nested_submit is forked after
+  // nested_executor is set, so it sees a complete copy of the executor.
+  mproc::ProcessPoolExecutor executor({.max_workers = 1, .max_tasks_per_child = 1});
+  nested_executor = &executor;
+  EXPECT_EQ(executor.submit(square, 1).result(), 1);
+  EXPECT_EQ(executor.submit(nested_submit, 0).result(10s), -1);
+  nested_executor = nullptr;
 }
 
 TEST_F(ProcessExecutor, DestructorWaitsForSubmittedWork) {
