@@ -7,3 +7,4 @@
 #include "mproc/frame.hpp"
 #include "mproc/pool.hpp"
 #include "mproc/process.hpp"
+#include "mproc/queue.hpp"
