@@ -1,4 +1,3 @@
-#define MAXSIZE 0
 
 
 // mproc::Queue benchmarks. Compare with bench/python/mp_queue.py (multiprocessing.Queue,
@@ -28,7 +27,7 @@ using Bytes = std::vector<std::byte>;
 template <class T, class Make>
 void run_one_to_one(benchmark::State& state, Make make) {
   guarded(state, [&] {
-    mproc::Queue<T> queue(MAXSIZE);
+    mproc::Queue<T> queue;  // unbounded, as Python's Queue()
     mproc::Queue<int> done;
     const auto count = static_cast<std::int64_t>(state.max_iterations);
     mproc::Process consumer([&] {
