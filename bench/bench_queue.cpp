@@ -1,5 +1,3 @@
-
-
 // mproc::Queue benchmarks. Compare with bench/python/mp_queue.py (multiprocessing.Queue,
 // start method "fork") and bench/limits.cpp (memcpy bandwidth).
 //
