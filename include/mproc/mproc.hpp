@@ -12,5 +12,6 @@
 #include "mproc/pool.hpp"
 #include "mproc/process.hpp"
 #include "mproc/process_pool_executor.hpp"
+#include "mproc/queue.hpp"
 #include "mproc/thread_pool.hpp"
 #include "mproc/thread_pool_executor.hpp"
