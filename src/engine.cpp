@@ -21,6 +21,8 @@
 #include "mproc/error.hpp"
 #include "mproc/process.hpp"
 #include "sys/fd.hpp"
+#include "sys/futex.hpp"
+#include "sys/shm.hpp"
 
 namespace mproc::detail {
 
@@ -35,9 +37,10 @@ struct WireTask {
   CodeRef invoker = 0;
   CodeRef function = 0;
   std::vector<std::byte> args;
+  bool direct = false;  // announce the result through WorkerWords (see there)
   template <class Archive>
   void serialize(Archive& archive) {
-    archive(id, invoker, function, args);
+    archive(id, invoker, function, args, direct);
   }
 };
 
@@ -69,29 +72,39 @@ struct Task {
   bool timed_out = false;  // its worker was killed for running past the timeout
 };
 
-// One word of memory shared with a worker: the id of the task it has started. When the
-// worker dies, this tells a task that was running (lost with it) from one that was only
-// queued for it (requeued) — also when the death raced with the dispatch.
-class StartedTaskWord {
- public:
-  StartedTaskWord() {
-    void* page = ::mmap(nullptr, sizeof(std::atomic<std::uint64_t>), PROT_READ | PROT_WRITE,
-                        MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (page == MAP_FAILED) throw OSError(errno, "mmap");
-    word_ = new (page) std::atomic<std::uint64_t>(0);
-  }
-  ~StartedTaskWord() { ::munmap(word_, sizeof *word_); }
-  StartedTaskWord(const StartedTaskWord&) = delete;
-  StartedTaskWord& operator=(const StartedTaskWord&) = delete;
-  std::atomic<std::uint64_t>& word() const noexcept { return *word_; }
-
- private:
-  std::atomic<std::uint64_t>* word_;
+// Memory shared with one worker.
+// - started: the id of the task it has started. When the worker dies, this tells a task
+//   that was running (lost with it) from one that was only queued for it (requeued) — also
+//   when the death raced with the dispatch.
+// - result_seq / caller_waiting: the direct-result hand-off (see EngineCore::drive_direct).
+//   After a task the engine handed over directly, the worker bumps result_seq, then wakes a
+//   caller sleeping on it if caller_waiting says one is, else the engine's eventfd. Both
+//   sides use sequentially consistent operations: the worker stores result_seq then loads
+//   caller_waiting, the caller stores caller_waiting then looks at the pipe, so at least one
+//   of them sees the other (no lost wake-up).
+struct WorkerWords {
+  std::atomic<std::uint64_t> started{0};
+  std::atomic<std::uint32_t> result_seq{0};
+  std::atomic<std::uint32_t> caller_waiting{0};
 };
 static_assert(std::atomic<std::uint64_t>::is_always_lock_free, "a process-shared word must be lock-free");
 
+class WorkerShared {
+ public:
+  WorkerShared() {
+    if (int rc = sys::map_anonymous_shared(sizeof(WorkerWords), mapping_); rc < 0) throw OSError(-rc, "mmap");
+    words_ = new (mapping_.get()) WorkerWords;
+  }
+  WorkerWords& words() const noexcept { return *words_; }
+
+ private:
+  sys::SharedMapping mapping_;
+  WorkerWords* words_;
+};
+
 struct Worker {
-  std::unique_ptr<StartedTaskWord> started;
+  std::uint64_t serial = 0;  // unique per engine: identifies the worker across replacements
+  std::shared_ptr<WorkerShared> shared;
   Process process{ProcessOptions{}, [] {}};  // replaced by the started worker
   Connection tasks;    // engine → worker
   Connection results;  // worker → engine
@@ -101,6 +114,9 @@ struct Worker {
   long remaining = LONG_MAX;  // tasks it may still be given (maxtasksperchild)
   bool ready = false;         // its initializer has run
   bool killed = false;        // we sent SIGKILL (timeout or terminate)
+  // Its one task was handed over by submit() and its result is the waiting caller's to read
+  // (EngineCore::drive_direct): the engine does not poll its result pipe meanwhile.
+  bool direct = false;
 };
 
 // Set in a worker process: a task that calls back into a pool gets a clear error.
@@ -116,7 +132,26 @@ void complete(Task& task, std::span<const std::byte> payload, std::exception_ptr
 
 }  // namespace
 
-class EngineCore {
+class EngineCore;
+
+// The driver installed on a result whose task went straight to a worker: a thread waiting
+// for the result reads it itself (EngineCore::drive_direct).
+class DirectResult final : public WaitDriver {
+ public:
+  DirectResult(std::weak_ptr<EngineCore> engine, std::uint64_t serial, std::uint64_t task_id,
+               std::shared_ptr<WorkerShared> shared)
+      : engine_(std::move(engine)), serial_(serial), task_id_(task_id), shared_(std::move(shared)) {}
+
+  void drive(const StateCore& state, const std::optional<std::chrono::steady_clock::time_point>& deadline) override;
+
+ private:
+  std::weak_ptr<EngineCore> engine_;
+  std::uint64_t serial_;
+  std::uint64_t task_id_;
+  std::shared_ptr<WorkerShared> shared_;  // outlives the worker if need be
+};
+
+class EngineCore : public std::enable_shared_from_this<EngineCore> {
  public:
   explicit EngineCore(EngineOptions options) : options_(std::move(options)), owner_(::getpid()) {
     int fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -175,7 +210,16 @@ class EngineCore {
           std::vector<std::unique_ptr<Task>> one;
           one.push_back(std::move(incoming_.front()));
           incoming_.pop_front();
-          send_to(*idle, one);
+          // The engine thread may be asleep in a poll that does not watch this (idle)
+          // worker: the worker announces the result itself (WorkerWords), to the caller if
+          // it waits and may read the result itself (drive_direct) — one wake-up fewer on
+          // the way back too — else to the engine.
+          idle->direct = true;
+          const auto& spec = one.front()->spec;
+          if (spec.control && spec.caller_may_complete)
+            spec.control->set_driver(
+                std::make_shared<DirectResult>(weak_from_this(), idle->serial, one.front()->id, idle->shared));
+          send_to(*idle, one, true);
           return;
         }
       }
@@ -249,11 +293,11 @@ class EngineCore {
   void spawn_worker() {
     auto [task_reader, task_writer] = Pipe(false);
     auto [result_reader, result_writer] = Pipe(false);
-    auto started = std::make_unique<StartedTaskWord>();
-    std::atomic<std::uint64_t>& started_word = started->word();
+    auto shared = std::make_shared<WorkerShared>();
+    WorkerWords& words = shared->words();
     ++spawned_;
     Process process({.name = options_.worker_name_prefix + "-" + std::to_string(spawned_), .daemon = true},
-                    [this, &task_reader, &task_writer, &result_reader, &result_writer, &started_word] {
+                    [this, &task_reader, &task_writer, &result_reader, &result_writer, &words] {
                       // The parent's ends, and the other workers' connections, are not ours.
                       task_writer.close();
                       result_reader.close();
@@ -261,12 +305,13 @@ class EngineCore {
                         other->tasks.close();
                         other->results.close();
                       }
-                      wake_.reset();
-                      worker_main(task_reader, result_writer, started_word);
+                      // wake_ stays open: a direct result nobody waits for wakes the engine.
+                      worker_main(task_reader, result_writer, words);
                     });
     process.start();
     auto worker = std::make_unique<Worker>();
-    worker->started = std::move(started);
+    worker->serial = static_cast<std::uint64_t>(spawned_);
+    worker->shared = std::move(shared);
     worker->process = std::move(process);
     worker->tasks = std::move(task_writer);
     worker->results = std::move(result_reader);
@@ -281,7 +326,7 @@ class EngineCore {
     for (auto& worker : workers_) pids_.push_back(worker->process.pid());
   }
 
-  [[noreturn]] void worker_main(Connection& tasks, Connection& results, std::atomic<std::uint64_t>& started) {
+  [[noreturn]] void worker_main(Connection& tasks, Connection& results, WorkerWords& words) {
     // Ctrl-C reaches the whole process group: the parent handles it and shuts the pool
     // down; a worker dying of it mid-task would only turn it into a lost task.
     std::signal(SIGINT, SIG_IGN);
@@ -318,7 +363,7 @@ class EngineCore {
         WireResult result;
         result.id = task.id;
         // Relaxed is enough: the engine reads it only after this process is dead.
-        started.store(task.id, std::memory_order_relaxed);
+        words.started.store(task.id, std::memory_order_relaxed);
         try {
           resolve<std::remove_pointer_t<Invoker>>(task.invoker)(task.function, task.args, result.payload);
         } catch (const SystemExit&) {
@@ -329,8 +374,20 @@ class EngineCore {
           result.failure = describe_current_exception(pid);
         }
         results.send(result);
+        if (task.direct) announce_direct_result(words);
         if (++done >= limit) mproc::exit(0);
       }
+    }
+  }
+
+  // In a worker, after sending the result of a directly handed task: wake the caller that
+  // waits for it, or the engine if none does (see WorkerWords).
+  void announce_direct_result(WorkerWords& words) {
+    words.result_seq.fetch_add(1, std::memory_order_seq_cst);
+    if (words.caller_waiting.load(std::memory_order_seq_cst) != 0) {
+      sys::futex_wake(words.result_seq, INT_MAX);
+    } else {
+      wake();
     }
   }
 
@@ -393,7 +450,7 @@ class EngineCore {
       // Results already read ahead are invisible to poll(2): take them first.
       bool drained = false;
       for (auto& worker : workers_)
-        if (worker->results.has_buffered_data()) {
+        if (!worker->direct && worker->results.has_buffered_data()) {
           drain_results(*worker);
           drained = true;
         }
@@ -412,7 +469,11 @@ class EngineCore {
     std::vector<sys::PollEntry> entries;
     entries.push_back({wake_.get(), POLLIN, 0});
     for (auto& worker : workers_) {
-      entries.push_back({worker->results.fileno(), POLLIN, 0});
+      // An idle worker sends nothing (its death shows on the sentinel), and a direct one's
+      // result is its caller's to read: poll(2) ignores a negative fd. Never polling an idle
+      // worker's pipe is what lets submit() hand it a direct task while this thread sleeps.
+      bool watched = !worker->direct && (!worker->ready || !worker->in_flight.empty());
+      entries.push_back({watched ? worker->results.fileno() : -1, POLLIN, 0});
       entries.push_back({worker->process.sentinel(), POLLIN, 0});
     }
     sys::Deadline deadline = nearest_deadline();
@@ -424,6 +485,12 @@ class EngineCore {
     if (entries[0].revents) {
       std::uint64_t count;
       [[maybe_unused]] ssize_t ignored = ::read(wake_.get(), &count, sizeof count);
+      // A worker announces a direct result nobody waits for on the eventfd: take it over.
+      for (auto& worker : workers_)
+        if (worker->direct && sys::poll_fd(worker->results.fileno(), POLLIN, Clock::now()) > 0) {
+          release_direct(*worker);
+          drain_results(*worker);
+        }
     }
     // Results before deaths: a worker that finished a task and then died keeps the result.
     std::vector<Worker*> dead;
@@ -502,6 +569,82 @@ class EngineCore {
   // was cancelled meanwhile (the task must then be dropped, not run).
   static bool claim(Task& task) noexcept { return !task.spec.control || task.spec.control->set_running(); }
 
+  // Requires mutex_. The engine takes over reading `worker`'s results (it polls its pipe
+  // from now on), and a caller asleep in drive_direct wakes to notice.
+  void release_direct(Worker& worker) {
+    if (!worker.direct) return;
+    worker.direct = false;
+    WorkerWords& words = worker.shared->words();
+    words.result_seq.fetch_add(1, std::memory_order_seq_cst);
+    sys::futex_wake(words.result_seq, INT_MAX);
+  }
+
+ public:
+  // ---- the direct-result path -----------------------------------------------------------
+  //
+  // A lone task handed to an idle worker by submit() travels caller -> worker directly. Its
+  // result would travel worker -> engine thread -> caller: three wake-ups per round trip.
+  // When the caller waits for that result (get(), result()), it reads the result pipe itself
+  // instead, so the round trip costs two wake-ups, as a plain ping-pong does. If nobody
+  // waits, the worker wakes the engine (WorkerWords), which reads it as usual.
+
+  /// Called by a thread blocking on the result of task `task_id`, handed directly to the
+  /// worker `serial`. Returns once the result is completed here, or the engine has taken the
+  /// task over (the caller then waits on the result's state), or the deadline has passed.
+  void drive_direct(std::uint64_t serial, std::uint64_t task_id, WorkerShared& shared, const StateCore& state,
+                    const std::optional<Clock::time_point>& deadline) {
+    if (::getpid() != owner_) return;
+    WorkerWords& words = shared.words();
+    for (;;) {
+      std::uint32_t seen = words.result_seq.load(std::memory_order_seq_cst);
+      words.caller_waiting.store(1, std::memory_order_seq_cst);
+      if (state.done() || collect_direct(serial, task_id)) break;
+      if (sys::futex_wait(words.result_seq, seen, deadline) == -ETIMEDOUT) {
+        // Giving up: the engine reads the result whenever it comes.
+        std::lock_guard lock(mutex_);
+        if (Worker* worker = direct_worker(serial, task_id)) release_direct(*worker);
+        wake();
+        break;
+      }
+    }
+    words.caller_waiting.store(0, std::memory_order_seq_cst);
+  }
+
+ private:
+  // Requires mutex_. The worker still waiting for its caller to collect task `task_id`.
+  Worker* direct_worker(std::uint64_t serial, std::uint64_t task_id) const {
+    for (auto& worker : workers_)
+      if (worker->serial == serial)
+        return worker->direct && !worker->in_flight.empty() && worker->in_flight.front()->id == task_id
+                   ? worker.get()
+                   : nullptr;
+    return nullptr;
+  }
+
+  // Reads the direct task's result if it has arrived and completes it on this thread. True
+  // when the caller is done here: completed, or taken over by the engine.
+  bool collect_direct(std::uint64_t serial, std::uint64_t task_id) {
+    std::optional<Finished> mine;
+    {
+      std::lock_guard lock(mutex_);
+      Worker* worker = direct_worker(serial, task_id);
+      if (worker == nullptr) return true;  // the engine has it
+      if (sys::poll_fd(worker->results.fileno(), POLLIN, Clock::now()) <= 0) return false;
+      worker->direct = false;  // from now on the engine watches this worker again
+      drain_results(*worker);
+      auto it = std::find_if(finished_tasks_.begin(), finished_tasks_.end(),
+                             [&](const Finished& f) { return f.task->id == task_id; });
+      if (it != finished_tasks_.end()) {
+        mine = std::move(*it);
+        finished_tasks_.erase(it);
+      }
+      // Anything else (nothing, normally; or a torn frame: a death) is the engine's.
+      if (!finished_tasks_.empty() || !mine) wake();
+    }
+    if (mine) complete(*mine->task, mine->payload, std::move(mine->error));
+    return true;
+  }
+
   // Requires mutex_. A worker that takes new work without queueing behind other tasks.
   Worker* idle_worker() const {
     for (auto& worker : workers_)
@@ -510,12 +653,14 @@ class EngineCore {
   }
 
   // Requires mutex_. Hands `tasks` to `worker` in one frame.
-  void send_to(Worker& worker, std::vector<std::unique_ptr<Task>>& tasks) {
+  void send_to(Worker& worker, std::vector<std::unique_ptr<Task>>& tasks, bool direct = false) {
+    // Queued behind a direct task: the engine takes over reading this worker's results.
+    if (!direct) release_direct(worker);
     std::vector<WireTask> batch;
     batch.reserve(tasks.size());
     if (worker.in_flight.empty()) worker.front_started = Clock::now();
     for (auto& task : tasks) {
-      batch.push_back(WireTask{task->id, code_ref(task->spec.invoker), task->spec.function, task->spec.args});
+      batch.push_back(WireTask{task->id, code_ref(task->spec.invoker), task->spec.function, task->spec.args, direct});
       worker.queued_bytes += task->spec.args.size();
       --worker.remaining;
       worker.in_flight.push_back(std::move(task));
@@ -589,13 +734,17 @@ class EngineCore {
   }
 
   void handle_exit(Worker& worker) {
+    // A result sent just before the death is still in the pipe, also one the engine was not
+    // watching (a direct task's): it counts.
+    release_direct(worker);
+    if (sys::poll_fd(worker.results.fileno(), POLLIN, Clock::now()) > 0) drain_results(worker);
     worker.process.join();
     int exitcode = worker.process.exitcode().value_or(-1);
     pid_t pid = worker.process.pid();
     bool initializer_failed = options_.initializer && !worker.ready;
     std::deque<std::unique_ptr<Task>> unfinished = std::move(worker.in_flight);
     bool front_was_running =
-        !unfinished.empty() && worker.started->word().load(std::memory_order_relaxed) == unfinished.front()->id;
+        !unfinished.empty() && worker.shared->words().started.load(std::memory_order_relaxed) == unfinished.front()->id;
     if (front_was_running) {
       // The front task was running: it is lost with the worker. The rest never started.
       std::unique_ptr<Task> lost = std::move(unfinished.front());
@@ -643,7 +792,10 @@ class EngineCore {
   // Requires mutex_. terminate(), or an engine that cannot go on: every unfinished task
   // ends with `error`.
   void kill_workers_and_fail_all(const std::exception_ptr& error) {
-    for (auto& worker : workers_) worker->process.kill();
+    for (auto& worker : workers_) {
+      release_direct(*worker);
+      worker->process.kill();
+    }
     for (auto& worker : workers_) {
       worker->process.join();
       for (auto& task : worker->in_flight) finish(std::move(task), {}, error);
@@ -682,6 +834,10 @@ class EngineCore {
   double average_service_ns_ = 0;
   bool broken_flag_ = false;
 };
+
+void DirectResult::drive(const StateCore& state, const std::optional<std::chrono::steady_clock::time_point>& deadline) {
+  if (auto engine = engine_.lock()) engine->drive_direct(serial_, task_id_, *shared_, state, deadline);
+}
 
 Engine::Engine(EngineOptions options) {
   if (options.processes <= 0) throw std::invalid_argument("mproc: the number of processes must be at least 1");

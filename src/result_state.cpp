@@ -69,6 +69,11 @@ bool StateCore::cancelled() const { return status_.load(std::memory_order_acquir
 
 bool StateCore::wait_until(std::optional<std::chrono::steady_clock::time_point> deadline) const {
   if (done()) return true;
+  // One waiter, once, may drive the result; the others (and it, afterwards) sleep below.
+  if (driver_ && !driver_taken_.exchange(true, std::memory_order_acq_rel)) {
+    driver_->drive(*this, deadline);
+    if (done()) return true;
+  }
   std::unique_lock lock(mutex_);
   auto is_done = [&] { return done(); };
   if (!deadline) {

@@ -70,7 +70,6 @@ class ProcessPoolExecutor {
     using R = detail::ResultOf<F>;
     auto state = std::make_shared<detail::ResultState<R>>();
     detail::TaskSpec task = detail::call_task(state, f, std::forward<Args>(args)...);
-    task.control = state;
     check_open();
     engine_.submit(std::move(task));
     return Future<R>(std::move(state));

@@ -36,9 +36,12 @@ struct TaskSpec {
   std::vector<std::byte> args;
   std::optional<std::chrono::nanoseconds> timeout;  // overrides the engine's task_timeout
   Completion done;
-  /// Optional: the result's state, when it can be cancelled (a Future). The engine calls
-  /// set_running() as it hands the task to a worker and drops the task if that fails.
+  /// Optional: the result's state. The engine calls set_running() as it hands the task to a
+  /// worker and drops the task if that fails (a cancelled Future).
   std::shared_ptr<StateCore> control;
+  /// With a control: a thread waiting for the result may complete it itself (no callbacks
+  /// that must run off the caller's thread), which saves a wake-up on a lone task's round trip.
+  bool caller_may_complete = false;
 };
 
 class EngineCore;

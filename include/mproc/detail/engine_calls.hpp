@@ -55,6 +55,10 @@ TaskSpec call_task(const std::shared_ptr<ResultState<ResultOf<F>>>& state, F f, 
   task.function = code_ref(+f);
   task.args = encode_arguments<F>(std::forward<Args>(args)...);
   task.done = complete_into<ResultOf<F>>(state);
+  task.control = state;
+  // Python runs AsyncResult callbacks on the pool's thread: a result with callbacks must not
+  // be completed by the thread that waits for it.
+  task.caller_may_complete = !state->callback && !state->error_callback;
   return task;
 }
 

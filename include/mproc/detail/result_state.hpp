@@ -42,6 +42,16 @@ class CompletionWaiter {
   std::deque<StateCore*> finished_;
 };
 
+/// Lets a thread that blocks on a result produce it itself instead of sleeping until another
+/// thread does (the process engine's direct-result path).
+class WaitDriver {
+ public:
+  virtual ~WaitDriver() = default;
+  /// Blocks until `state` is done or the deadline passes, or returns early once it cannot
+  /// help any more (the waiter then sleeps as usual).
+  virtual void drive(const StateCore& state, const std::optional<std::chrono::steady_clock::time_point>& deadline) = 0;
+};
+
 /// The type-independent part of a result's state. Completed by the thread that ran (or
 /// gave up on) the task; observed from any thread.
 class StateCore {
@@ -73,6 +83,10 @@ class StateCore {
   /// otherwise on the completing thread. An exception it throws is reported and ignored.
   void add_done_callback(std::function<void()> callback);
 
+  /// Installs the driver the first waiter uses (once). Requires: the state is not yet shared
+  /// with another thread.
+  void set_driver(std::shared_ptr<WaitDriver> driver) { driver_ = std::move(driver); }
+
   /// Registers `waiter` to hear of this state's completion. Returns false (and registers
   /// nothing) when already done.
   bool add_waiter(const std::shared_ptr<CompletionWaiter>& waiter);
@@ -103,6 +117,8 @@ class StateCore {
   mutable std::mutex mutex_;
   mutable std::condition_variable cv_;
   std::atomic<Status> status_{Status::pending};
+  std::shared_ptr<WaitDriver> driver_;
+  mutable std::atomic<bool> driver_taken_{false};
   std::exception_ptr error_;
   std::vector<std::function<void()>> done_callbacks_;
   std::vector<std::shared_ptr<CompletionWaiter>> waiters_;
