@@ -7,3 +7,6 @@
 #include "mproc/frame.hpp"
 #include "mproc/pool.hpp"
 #include "mproc/process.hpp"
+#include "mproc/shared_memory.hpp"
+#include "mproc/sharedctypes.hpp"
+#include "mproc/synchronize.hpp"
