@@ -93,8 +93,8 @@ class Value {
   explicit Value(const T& initial, RLock lock = RLock()) : raw_(initial), lock_(std::move(lock)) {}
 
   T& value() const noexcept { return raw_.value(); }
-  /// The lock that guards this value (Python's get_lock()).
-  RLock get_lock() const noexcept { return lock_; }
+  /// The lock that guards this value (Python's get_lock()): `std::lock_guard g(v.get_lock());`.
+  RLock& get_lock() const noexcept { return lock_; }
   /// The unsynchronized object (Python's get_obj()).
   RawValue<T> get_obj() const noexcept { return raw_; }
 
@@ -181,7 +181,7 @@ class Array {
   T& operator[](std::size_t i) const noexcept { return raw_[i]; }
   T& at(std::size_t i) const { return raw_.at(i); }
 
-  RLock get_lock() const noexcept { return lock_; }
+  RLock& get_lock() const noexcept { return lock_; }
   RawArray<T> get_obj() const noexcept { return raw_; }
 
   bool acquire(bool block = true) { return lock_.acquire(block); }
