@@ -267,9 +267,12 @@ void Semaphore::release() {
     if (state.bounded && current >= state.bound) throw Error("BoundedSemaphore.release: released too many times");
     if (current >= kMaxCount) throw Error("Semaphore.release: the value would overflow");
   } while (!state.value.compare_exchange_weak(current, current + 1));
-  // A waiter killed in futex_wait leaves `waiters` counted: later releases then make a
-  // needless (harmless) wake-up call.
-  if (state.waiters.load() != 0) sys::futex_wake(state.value, 1);
+  // One wake-up is enough for one unit, unless several wait: then a waiter being killed at
+  // this very moment may still be on the futex queue and swallow a targeted wake-up, so all
+  // are woken and the value decides who gets the unit. A waiter killed in futex_wait stays
+  // counted in `waiters` (it never decrements): later releases then broadcast, harmlessly.
+  const std::uint32_t waiters = state.waiters.load();
+  if (waiters != 0) sys::futex_wake(state.value, waiters == 1 ? 1 : INT_MAX);
 }
 
 std::int64_t Semaphore::get_value() const noexcept { return state_->value.load(std::memory_order_relaxed); }

@@ -7,6 +7,9 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <fstream>
+#include <iterator>
+#include <string>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -51,6 +54,17 @@ void join_all_ok(std::vector<mproc::Process>& children) {
     EXPECT_EQ(child.exitcode(), 0);
   }
 }
+
+// True when the task (a /proc/<pid> or /proc/self/task/<tid> directory) is asleep ('S'):
+// for a child or thread whose only sleeping point is the wait under test.
+bool sleeping(const std::string& proc_dir) {
+  std::ifstream stat(proc_dir + "/stat");
+  std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  auto after_name = text.rfind(')');
+  return after_name != std::string::npos && after_name + 2 < text.size() && text[after_name + 2] == 'S';
+}
+
+bool child_sleeping(const mproc::Process& child) { return sleeping("/proc/" + std::to_string(child.pid())); }
 
 template <class Duration>
 auto elapsed_since(std::chrono::steady_clock::time_point start) {
@@ -307,6 +321,21 @@ TEST_F(SynchronizeTest, SemaphoreHandsOutEachReleaseOnceAcrossProcesses) {
   EXPECT_EQ(items.get_value(), 0);
 }
 
+TEST_F(SynchronizeTest, SemaphoreWaiterKilledBlocksNoOne) {
+  mproc::Semaphore sem(0);
+  auto children = start_children(3, [&](int) { CHILD_CHECK(sem.acquire(true, 20s)); });
+  for (auto& child : children) ASSERT_TRUE(eventually([&] { return child_sleeping(child); }));
+  children[0].kill();  // asleep in acquire()
+  children[0].join();
+  sem.release();
+  sem.release();
+  for (std::size_t i = 1; i < children.size(); ++i) {
+    ASSERT_TRUE(children[i].join(10s));
+    EXPECT_EQ(children[i].exitcode(), 0);
+  }
+  EXPECT_EQ(sem.get_value(), 0);
+}
+
 // --- Event (_TestEvent) -------------------------------------------------------------------
 
 TEST_F(SynchronizeTest, EventAsPython) {
@@ -339,9 +368,13 @@ TEST_F(SynchronizeTest, EventAsPython) {
 TEST_F(SynchronizeTest, EventSetThenClearStillEndsTheWait) {
   mproc::Event event;
   std::atomic<bool> returned{false};
-  std::thread waiter([&] { returned = event.wait(20s); });
-  // The waiter may or may not be asleep yet; either way the set() that happened must count.
-  std::this_thread::sleep_for(20ms);
+  std::atomic<pid_t> waiter_tid{0};
+  std::thread waiter([&] {
+    waiter_tid = ::gettid();
+    returned = event.wait(20s);
+  });
+  // Once the thread sleeps, it is in the futex wait (it has nothing else to sleep on).
+  ASSERT_TRUE(eventually([&] { return waiter_tid != 0 && sleeping("/proc/self/task/" + std::to_string(waiter_tid)); }));
   event.set();
   event.clear();
   waiter.join();
