@@ -336,6 +336,23 @@ TEST_F(SynchronizeTest, SemaphoreWaiterKilledBlocksNoOne) {
   EXPECT_EQ(sem.get_value(), 0);
 }
 
+TEST_F(SynchronizeTest, AnyDurationIsATimeout) {
+  mproc::Semaphore sem(0);
+  auto start = std::chrono::steady_clock::now();
+  EXPECT_FALSE(sem.acquire(true, std::chrono::duration<double>(0.05)));  // fractional seconds
+  EXPECT_GE(elapsed_since<std::chrono::milliseconds>(start), 45ms);
+  sem.release();
+  EXPECT_TRUE(sem.acquire(true, std::chrono::hours::max()));  // saturates, no overflow
+  mproc::Event event;
+  event.set();
+  EXPECT_TRUE(event.wait(std::chrono::years::max()));
+  mproc::Lock lock;
+  EXPECT_TRUE(lock.acquire(true, std::chrono::nanoseconds::max()));
+  lock.release();
+  EXPECT_TRUE(lock.acquire(true, std::chrono::duration<float, std::milli>(-3.0f)));  // free: taken at once
+  lock.release();
+}
+
 // --- Event (_TestEvent) -------------------------------------------------------------------
 
 TEST_F(SynchronizeTest, EventAsPython) {
