@@ -107,6 +107,20 @@ TEST_F(SynchronizeTest, LockReleaseByAnotherThreadIsRefused) {
   lock.acquire();
   std::thread other([&] { EXPECT_THROW(lock.release(), mproc::Error); });
   other.join();
+  // A child forked while this thread holds the lock does not hold it.
+  mproc::Process child([&] {
+    CHILD_CHECK(!lock.acquire(false));
+    bool refused = false;
+    try {
+      lock.release();
+    } catch (const mproc::Error&) {
+      refused = true;
+    }
+    CHILD_CHECK(refused);
+  });
+  child.start();
+  child.join();
+  EXPECT_EQ(child.exitcode(), 0);
   lock.release();
 }
 
@@ -631,6 +645,25 @@ TEST_F(SynchronizeTest, BarrierPassesRepeatedlyWithDistinctIndices) {
   EXPECT_EQ(barrier.parties(), 4u);
   EXPECT_EQ(barrier.n_waiting(), 0u);
   EXPECT_FALSE(barrier.broken());
+}
+
+TEST_F(SynchronizeTest, BarrierMixesThreadsAndProcesses) {
+  mproc::Barrier barrier(4);
+  mproc::RawValue<int> passes(0);
+  mproc::Lock lock;
+  auto round = [&] {
+    for (int pass = 0; pass < 20; ++pass) {
+      barrier.wait(20s);
+      std::lock_guard guard(lock);
+      ++passes.value();
+    }
+  };
+  auto children = start_children(2, [&](int) { round(); });
+  std::thread a(round), b(round);
+  a.join();
+  b.join();
+  join_all_ok(children);
+  EXPECT_EQ(passes.value(), 80);
 }
 
 TEST_F(SynchronizeTest, BarrierActionRunsOnceBeforeRelease) {
