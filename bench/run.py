@@ -189,6 +189,29 @@ WORKLOADS = [
         target=Target("absolute", 2 * 1024 * 1024),
         note="Private_Clean + Private_Dirty of /proc/<pid>/smaps_rollup, the larger of the two "
              "workers, after 2,000 tiny tasks and 100 ms idle (Pss in results.json)"),
+    # concurrent.futures executors, 2 workers each (bench_futures.cpp, python/cf_executor.py).
+    Workload(
+        "ProcessPoolExecutor submit -> result round trip, one CPU",
+        TIME,
+        mproc=Case("bench_futures", "BM_ProcessPoolExecutor_RoundTrip/real_time", ONE_CPU),
+        python=PyCase("cf_executor.py", "process_roundtrip", ONE_CPU),
+        limit=Case("bench_pool", "BM_Limit_RelayRoundTrip/real_time", ONE_CPU),
+        target=Target("absolute", 15_000),
+        note="executor.submit(inc, i).result() on an idle executor; the same engine as Pool.apply"),
+    Workload(
+        "ProcessPoolExecutor submit burst of 100,000 tiny tasks",
+        RATE,
+        mproc=Case("bench_futures", "BM_ProcessPoolExecutor_SubmitBurst/real_time"),
+        python=PyCase("cf_executor.py", "process_burst"),
+        target=Target("absolute", 400_000),
+        note="100,000 submit(inc, i), then result() of each; tasks/s"),
+    Workload(
+        "ThreadPoolExecutor submit burst of 100,000 tiny tasks",
+        RATE,
+        mproc=Case("bench_futures", "BM_ThreadPoolExecutor_SubmitBurst/real_time"),
+        python=PyCase("cf_executor.py", "thread_burst"),
+        target=Target("absolute", 1_000_000),
+        note="as above on 2 threads; tasks/s"),
     # mproc's synchronization primitives against multiprocessing's (bench_synchronize.cpp,
     # python/mp_synchronize.py).
     Workload(

@@ -168,6 +168,10 @@ class EngineCore {
       if (was_empty && incoming_.size() == 1 && pending_.empty() && !incoming_.front()->spec.timeout &&
           incoming_.front()->spec.args.size() <= kPrefetchBytes) {
         if (Worker* idle = idle_worker()) {
+          if (!claim(*incoming_.front())) {
+            incoming_.pop_front();
+            return;
+          }
           std::vector<std::unique_ptr<Task>> one;
           one.push_back(std::move(incoming_.front()));
           incoming_.pop_front();
@@ -179,6 +183,26 @@ class EngineCore {
     // The engine drains the whole queue each time it wakes: a non-empty queue means a wake
     // is already on its way.
     if (was_empty) wake();
+  }
+
+  void cancel_pending() {
+    // Cancelling runs the results' done callbacks, which may call back into the engine:
+    // collect under the lock, cancel outside it, and put back what could not be cancelled.
+    std::deque<std::unique_ptr<Task>> candidates;
+    {
+      std::lock_guard lock(mutex_);
+      take_incoming();
+      candidates.swap(pending_);
+    }
+    std::deque<std::unique_ptr<Task>> kept;
+    for (auto& task : candidates)
+      if (!task->spec.control || !task->spec.control->cancel()) kept.push_back(std::move(task));
+    candidates.clear();
+    {
+      std::lock_guard lock(mutex_);
+      for (auto it = kept.rbegin(); it != kept.rend(); ++it) pending_.push_front(std::move(*it));
+    }
+    wake();
   }
 
   void close() {
@@ -458,6 +482,10 @@ class EngineCore {
       long quota = worker->remaining;
       while (!pending_.empty() && quota > 0 && worker->in_flight.size() + batch.size() < depth &&
              batch.size() < share) {
+        if (!claim(*pending_.front())) {
+          pending_.pop_front();  // cancelled while it waited: its result is already final
+          continue;
+        }
         std::size_t size = pending_.front()->spec.args.size();
         bool idle = worker->in_flight.empty() && batch.empty();
         if (!idle && (size > kPrefetchBytes || worker->queued_bytes + batch_bytes + size > kPrefetchBytes)) break;
@@ -469,6 +497,10 @@ class EngineCore {
       if (!batch.empty()) send_to(*worker, batch);
     }
   }
+
+  // Requires mutex_. Marks a task as running as it leaves for a worker; false if its result
+  // was cancelled meanwhile (the task must then be dropped, not run).
+  static bool claim(Task& task) noexcept { return !task.spec.control || task.spec.control->set_running(); }
 
   // Requires mutex_. A worker that takes new work without queueing behind other tasks.
   Worker* idle_worker() const {
@@ -678,6 +710,10 @@ void Engine::submit(TaskSpec task) {
 void Engine::submit(std::vector<TaskSpec> tasks) {
   check_caller();
   core_->submit(std::move(tasks));
+}
+void Engine::cancel_pending() {
+  check_caller();
+  core_->cancel_pending();
 }
 void Engine::close() {
   check_caller();

@@ -10,6 +10,8 @@
 #include <limits>
 #include <new>
 #include <pthread.h>
+#include <stdexcept>
+#include <string>
 #include <thread>
 
 #include "mproc/error.hpp"
@@ -264,7 +266,9 @@ void Semaphore::release() {
   detail::SemaphoreState& state = *state_;
   std::uint32_t current = state.value.load();
   do {
-    if (state.bounded && current >= state.bound) throw Error("BoundedSemaphore.release: released too many times");
+    // Python's ValueError; mproc's convention maps it to std::invalid_argument.
+    if (state.bounded && current >= state.bound)
+      throw std::invalid_argument("BoundedSemaphore.release: released too many times");
     if (current >= kMaxCount) throw Error("Semaphore.release: the value would overflow");
   } while (!state.value.compare_exchange_weak(current, current + 1));
   // One wake-up is enough for one unit, unless several wait: then a waiter being killed at

@@ -63,14 +63,4 @@ std::exception_ptr rebuild_exception(const RemoteFailure& failure) {
   return std::make_exception_ptr(RemoteError(failure.type_name, failure.message, failure.pid));
 }
 
-void report_callback_exception(const char* which) noexcept {
-  try {
-    throw;
-  } catch (const std::exception& error) {
-    std::fprintf(stderr, "mproc: exception in %s ignored: %s\n", which, error.what());
-  } catch (...) {
-    std::fprintf(stderr, "mproc: exception in %s ignored\n", which);
-  }
-}
-
 }  // namespace mproc::detail

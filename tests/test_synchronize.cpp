@@ -300,7 +300,7 @@ TEST_F(SynchronizeTest, BoundedSemaphoreRefusesOverRelease) {
   mproc::BoundedSemaphore sem(2);
   sem.acquire();
   sem.release();
-  EXPECT_THROW(sem.release(), mproc::Error);
+  EXPECT_THROW(sem.release(), std::invalid_argument);  // Python's ValueError
   EXPECT_EQ(sem.get_value(), 2);
 }
 

@@ -6,111 +6,21 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
 #include <exception>
-#include <functional>
+#include <iterator>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <type_traits>
 #include <utility>
-#include <variant>
+#include <vector>
 
+#include "mproc/detail/result_state.hpp"
 #include "mproc/error.hpp"
 
 namespace mproc {
-
-namespace detail {
-
-void report_callback_exception(const char* which) noexcept;
-
-/// The shared state behind an AsyncResult. Completed exactly once, by the pool's thread.
-template <class R>
-class ResultState {
- public:
-  using Stored = std::conditional_t<std::is_void_v<R>, std::monostate, R>;
-
-  std::function<void(const Stored&)> callback;
-  std::function<void(std::exception_ptr)> error_callback;
-
-  void set_value(Stored value) {
-    {
-      std::lock_guard lock(mutex_);
-      if (done_) return;
-      value_ = std::move(value);
-    }
-    // Python calls the callback before the result is marked ready: get() returns only
-    // after it ran. It runs on the pool's thread, never the caller's.
-    if (callback) {
-      try {
-        callback(*value_);
-      } catch (...) {
-        report_callback_exception("callback");
-      }
-    }
-    mark_done();
-  }
-
-  void set_error(std::exception_ptr error) {
-    {
-      std::lock_guard lock(mutex_);
-      if (done_) return;
-      error_ = std::move(error);
-    }
-    if (error_callback) {
-      try {
-        error_callback(error_);
-      } catch (...) {
-        report_callback_exception("error_callback");
-      }
-    }
-    mark_done();
-  }
-
-  bool wait_until(std::optional<std::chrono::steady_clock::time_point> deadline) {
-    std::unique_lock lock(mutex_);
-    if (!deadline) {
-      cv_.wait(lock, [&] { return done_; });
-      return true;
-    }
-    return cv_.wait_until(lock, *deadline, [&] { return done_; });
-  }
-
-  bool ready() const {
-    std::lock_guard lock(mutex_);
-    return done_;
-  }
-
-  // Requires ready().
-  bool successful() const {
-    std::lock_guard lock(mutex_);
-    return !error_;
-  }
-
-  // Requires ready().
-  Stored take_or_copy() const {
-    std::lock_guard lock(mutex_);
-    if (error_) std::rethrow_exception(error_);
-    return *value_;
-  }
-
- private:
-  void mark_done() {
-    {
-      std::lock_guard lock(mutex_);
-      done_ = true;
-    }
-    cv_.notify_all();
-  }
-
-  mutable std::mutex mutex_;
-  std::condition_variable cv_;
-  bool done_ = false;
-  std::optional<Stored> value_;
-  std::exception_ptr error_;
-};
-
-}  // namespace detail
 
 /// Python's AsyncResult. Copies share one result. Thread safety: every member may be
 /// called from any thread.
@@ -141,20 +51,20 @@ class AsyncResult {
                               std::chrono::duration_cast<std::chrono::steady_clock::duration>(timeout));
   }
 
-  bool ready() const { return state_->ready(); }
+  bool ready() const { return state_->done(); }
   /// Whether the task completed without an exception. Throws InvalidStateError if not ready
   /// (Python raises ValueError).
   bool successful() const {
     if (!ready()) throw InvalidStateError("the result is not ready");
-    return state_->successful();
+    return !state_->error();
   }
 
  private:
   R value() const {
     if constexpr (std::is_void_v<R>) {
-      state_->take_or_copy();
+      state_->value();
     } else {
-      return state_->take_or_copy();
+      return state_->value();
     }
   }
 
@@ -179,5 +89,56 @@ struct CallOptions {
   OnError error_callback = nullptr;
   std::optional<std::chrono::nanoseconds> timeout = {};
 };
+
+namespace detail {
+
+template <class Options, class R>
+void install_callbacks(ResultState<R>& state, Options& callbacks) {
+  if constexpr (!std::is_same_v<decltype(callbacks.callback), std::nullptr_t>)
+    state.callback = std::move(callbacks.callback);
+  if constexpr (!std::is_same_v<decltype(callbacks.error_callback), std::nullptr_t>)
+    state.error_callback = std::move(callbacks.error_callback);
+}
+
+template <class T>
+struct IsCallOptions : std::false_type {};
+template <class A, class B>
+struct IsCallOptions<CallOptions<A, B>> : std::true_type {};
+
+// The result of a map over functions returning R: the vector of results, or nothing.
+template <class R>
+using MapResult = std::conditional_t<std::is_void_v<R>, void, std::vector<R>>;
+template <class R>
+using ChunkResult = std::conditional_t<std::is_void_v<R>, std::uint64_t, std::vector<R>>;
+
+// Collects the chunks of one map in order; completes the map's result when all are in, or
+// with the first error.
+template <class R>
+struct MapCollector {
+  std::mutex mutex;
+  std::vector<ChunkResult<R>> chunks;
+  std::size_t remaining = 0;
+  std::shared_ptr<ResultState<MapResult<R>>> state;
+
+  void deliver(std::size_t index, ChunkResult<R> chunk) {
+    {
+      std::lock_guard lock(mutex);
+      chunks[index] = std::move(chunk);
+      if (--remaining > 0) return;
+    }
+    if constexpr (std::is_void_v<R>) {
+      state->set_value({});
+    } else {
+      std::vector<R> all;
+      std::size_t total = 0;
+      for (auto& part : chunks) total += part.size();
+      all.reserve(total);
+      for (auto& part : chunks) std::move(part.begin(), part.end(), std::back_inserter(all));
+      state->set_value(std::move(all));
+    }
+  }
+};
+
+}  // namespace detail
 
 }  // namespace mproc

@@ -127,8 +127,8 @@ class Semaphore {
     return acquire_for(block, detail::clamp_timeout(timeout));
   }
   /// Increments the counter and wakes a waiter. Any thread or process may release.
-  /// Throws mproc::Error when the counter would pass 2^31 - 1 (or, for a BoundedSemaphore,
-  /// its initial value: "released too many times").
+  /// Throws std::invalid_argument when a BoundedSemaphore would pass its initial value
+  /// ("released too many times", Python's ValueError); mproc::Error past 2^31 - 1.
   void release();
   /// The counter's current value (Python's get_value()); a snapshot.
   std::int64_t get_value() const noexcept;
@@ -143,8 +143,8 @@ class Semaphore {
   std::shared_ptr<detail::SemaphoreState> state_;
 };
 
-/// multiprocessing.BoundedSemaphore: a Semaphore whose release() throws mproc::Error when
-/// the counter would pass its initial value.
+/// multiprocessing.BoundedSemaphore: a Semaphore whose release() throws std::invalid_argument
+/// when the counter would pass its initial value.
 class BoundedSemaphore : public Semaphore {
  public:
   explicit BoundedSemaphore(std::int64_t value = 1) : Semaphore(value, value) {}

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "mproc/detail/result_state.hpp"
 #include "mproc/detail/task.hpp"
 
 namespace mproc::detail {
@@ -35,6 +36,9 @@ struct TaskSpec {
   std::vector<std::byte> args;
   std::optional<std::chrono::nanoseconds> timeout;  // overrides the engine's task_timeout
   Completion done;
+  /// Optional: the result's state, when it can be cancelled (a Future). The engine calls
+  /// set_running() as it hands the task to a worker and drops the task if that fails.
+  std::shared_ptr<StateCore> control;
 };
 
 class EngineCore;
@@ -55,6 +59,10 @@ class Engine {
   /// initializer failed.
   void submit(TaskSpec task);
   void submit(std::vector<TaskSpec> tasks);
+
+  /// Cancels every task not yet handed to a worker whose TaskSpec has a control (Python's
+  /// shutdown(cancel_futures=True)); the others stay queued.
+  void cancel_pending();
 
   /// No more tasks; the workers exit once the queued ones are done.
   void close();

@@ -1,0 +1,110 @@
+// mproc/detail/thread_workers.hpp — the thread engine behind ThreadPoolExecutor and
+// ThreadPool: a queue of type-erased jobs served by up to N threads, started on demand as
+// concurrent.futures.ThreadPoolExecutor does.
+#pragma once
+
+#include <condition_variable>
+#include <cstddef>
+#include <deque>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "mproc/detail/result_state.hpp"
+
+namespace mproc::detail {
+
+/// One unit of work for a thread. run() must not throw (jobs store their own exceptions).
+class ThreadJob {
+ public:
+  virtual ~ThreadJob() = default;
+  /// The result's state if the job can be cancelled until a thread picks it up.
+  virtual StateCore* control() noexcept { return nullptr; }
+  /// Runs the job on a worker thread.
+  virtual void run() noexcept = 0;
+  /// The job will never run: record `error` as its outcome.
+  virtual void fail(std::exception_ptr error) noexcept = 0;
+};
+
+/// A job that runs `body` (returning the value or throwing) into a ResultState.
+template <class R, class Body>
+class StateJob final : public ThreadJob {
+ public:
+  StateJob(std::shared_ptr<ResultState<R>> state, Body body) : state_(std::move(state)), body_(std::move(body)) {}
+  StateCore* control() noexcept override { return state_.get(); }
+  void run() noexcept override {
+    try {
+      if constexpr (std::is_void_v<R>) {
+        body_();
+        state_->set_value({});
+      } else {
+        state_->set_value(body_());
+      }
+    } catch (...) {
+      state_->set_error(std::current_exception());
+    }
+  }
+  void fail(std::exception_ptr error) noexcept override { state_->set_error(std::move(error)); }
+
+ private:
+  std::shared_ptr<ResultState<R>> state_;
+  Body body_;
+};
+
+struct ThreadWorkersOptions {
+  int threads = 1;
+  std::function<void()> initializer;
+  std::string name_prefix;
+};
+
+/// Thread safety: every member may be called from any thread, except that close()+join()
+/// and the destructor must not be called from one of the worker threads.
+class ThreadWorkers {
+ public:
+  /// Throws std::invalid_argument for threads <= 0.
+  explicit ThreadWorkers(ThreadWorkersOptions options);
+  /// close() + join().
+  ~ThreadWorkers();
+  ThreadWorkers(const ThreadWorkers&) = delete;
+  ThreadWorkers& operator=(const ThreadWorkers&) = delete;
+
+  /// Queues jobs (in order). Throws Error once closed, BrokenExecutor after an initializer
+  /// failed; the jobs are then not queued.
+  void submit(std::unique_ptr<ThreadJob> job);
+  void submit(std::vector<std::unique_ptr<ThreadJob>> jobs);
+
+  /// Cancels every queued job that has a control (see ThreadJob::control); others stay.
+  void cancel_pending();
+  /// Fails every queued job with `error` (ThreadPool::terminate).
+  void fail_pending(const std::exception_ptr& error);
+  /// No more jobs; threads exit when the queue is empty.
+  void close();
+  /// Waits for the threads to exit. Requires close().
+  void join();
+  bool closed() const;
+
+  int max_threads() const noexcept { return options_.threads; }
+  /// True on one of this object's worker threads.
+  bool on_worker_thread() const;
+
+ private:
+  void start_thread_locked();
+  void serve() noexcept;
+  void break_locked(std::unique_lock<std::mutex>& lock, const std::string& reason);
+
+  const ThreadWorkersOptions options_;
+  mutable std::mutex mutex_;
+  std::condition_variable work_cv_;
+  std::deque<std::unique_ptr<ThreadJob>> queue_;
+  std::vector<std::thread> threads_;
+  int idle_ = 0;
+  bool closed_ = false;
+  bool broken_ = false;
+  std::string broken_reason_;
+};
+
+}  // namespace mproc::detail

@@ -1,0 +1,113 @@
+// mproc/process_pool_executor.hpp — concurrent.futures.ProcessPoolExecutor, on the same
+// engine as mproc::Pool (one engine, two façades).
+//
+//   int square(int x) { return x * x; }
+//
+//   mproc::ProcessPoolExecutor executor({.max_workers = 4});
+//   mproc::Future<int> f = executor.submit(square, 7);
+//   int fortynine = f.result();
+//   for (int s : executor.map(square, std::views::iota(0, 100))) use(s);
+//
+// Tasks are plain functions with serializable arguments and results, as for Pool.
+// Where it differs from Python's, deliberately:
+// - A worker that dies fails only the future it was running (WorkerLostError) and is
+//   replaced; Python marks the whole executor broken (BrokenProcessPool) and fails every
+//   pending future. Losing one task to a crash should not cost the other thousands.
+// - A per-task time limit (task_timeout) stops a runaway task by killing its worker.
+// - map() is lazy with a bounded window (Python 3.14's buffersize) by default.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <ranges>
+#include <utility>
+#include <vector>
+
+#include "mproc/detail/engine.hpp"
+#include "mproc/detail/engine_calls.hpp"
+#include "mproc/detail/result_state.hpp"
+#include "mproc/future.hpp"
+#include "mproc/imap_iterator.hpp"
+
+namespace mproc {
+
+/// Python's ProcessPoolExecutor(max_workers, initializer, initargs, max_tasks_per_child)
+/// keywords, plus mproc's task_timeout. Every member has a default.
+struct ProcessPoolExecutorOptions {
+  /// Number of worker processes; nullopt means cpu_count(). Must be >= 1.
+  std::optional<int> max_workers = {};
+  /// Runs once in each worker before its first task. If it throws, the executor is broken:
+  /// pending futures fail and submit() throws BrokenExecutor.
+  std::function<void()> initializer = {};
+  /// Replace a worker after this many tasks; nullopt: never. Must be >= 1.
+  std::optional<int> max_tasks_per_child = {};
+  /// Per-task time limit: a task running longer is stopped by killing its worker; its future
+  /// fails with TimeoutError. nullopt: no limit.
+  std::optional<std::chrono::nanoseconds> task_timeout = {};
+};
+
+/// Thread safety: every member may be called from any thread of the process that created
+/// the executor; from one of its own tasks (another process) every member throws Error.
+class ProcessPoolExecutor {
+ public:
+  /// Starts the workers. Throws std::invalid_argument for max_workers <= 0 or
+  /// max_tasks_per_child <= 0; OSError.
+  explicit ProcessPoolExecutor(ProcessPoolExecutorOptions options = {});
+  explicit ProcessPoolExecutor(int max_workers) : ProcessPoolExecutor(ProcessPoolExecutorOptions{.max_workers = max_workers}) {}
+  /// shutdown(wait = true): waits for every submitted task.
+  ~ProcessPoolExecutor();
+  ProcessPoolExecutor(const ProcessPoolExecutor&) = delete;
+  ProcessPoolExecutor& operator=(const ProcessPoolExecutor&) = delete;
+
+  /// Schedules f(args...) on a worker. Throws Error after shutdown(), BrokenExecutor if a
+  /// worker's initializer failed.
+  template <class F, class... Args>
+  Future<detail::ResultOf<F>> submit(F f, Args&&... args) {
+    using R = detail::ResultOf<F>;
+    auto state = std::make_shared<detail::ResultState<R>>();
+    detail::TaskSpec task = detail::call_task(state, f, std::forward<Args>(args)...);
+    task.control = state;
+    check_open();
+    engine_.submit(std::move(task));
+    return Future<R>(std::move(state));
+  }
+
+  /// Lazy, ordered map of f over `items`: results are yielded in input order; a task's
+  /// exception is rethrown when its result is reached. Items are sent `chunksize` at a time,
+  /// with at most `buffersize` chunks submitted and not yet consumed (default: enough to keep
+  /// every worker busy), so an endless range runs in bounded memory. `timeout` counts from
+  /// this call: reaching for a result after it throws TimeoutError. `items` is held by
+  /// reference if it is an lvalue; it and the executor must outlive the iteration.
+  /// Throws std::invalid_argument for chunksize 0 or buffersize 0.
+  template <class F, std::ranges::input_range Range>
+  IMapIterator<detail::ResultOf<F>> map(F f, Range&& items, std::optional<std::chrono::nanoseconds> timeout = std::nullopt,
+                                        std::size_t chunksize = 1, std::optional<std::size_t> buffersize = std::nullopt) {
+    if (buffersize && *buffersize == 0) throw std::invalid_argument("mproc: buffersize must be at least 1");
+    check_open();
+    return detail::engine_imap<false>(engine_, f, std::forward<Range>(items), chunksize, true,
+                                      buffersize.value_or(detail::default_map_window(max_workers())),
+                                      detail::deadline_after(timeout));
+  }
+
+  /// Python's shutdown: no more submissions; with `cancel_futures`, futures not yet handed
+  /// to a worker are cancelled; with `wait`, returns once every remaining task is done and
+  /// the workers have exited. Can be called more than once.
+  void shutdown(bool wait = true, bool cancel_futures = false);
+
+  /// Number of worker processes.
+  int max_workers() const noexcept { return engine_.processes(); }
+  /// The pids of the current workers (they change as workers are replaced).
+  std::vector<int> worker_pids() const { return engine_.worker_pids(); }
+
+ private:
+  void check_open() const;
+
+  detail::Engine engine_;
+  std::atomic<bool> shut_down_{false};
+};
+
+}  // namespace mproc

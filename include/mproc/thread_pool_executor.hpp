@@ -1,0 +1,150 @@
+// mproc/thread_pool_executor.hpp — concurrent.futures.ThreadPoolExecutor: the executor
+// interface on threads of this process. Any callable works (captures included); nothing is
+// serialized; a task's exception reaches result() as the original exception object.
+//
+//   mproc::ThreadPoolExecutor executor({.max_workers = 8, .thread_name_prefix = "fetch"});
+//   auto page = executor.submit([&](const std::string& url) { return fetch(url); }, url);
+//
+// Threads start on demand up to max_workers, as in Python. A thread cannot be stopped from
+// outside: there is no per-task timeout here (use ProcessPoolExecutor for that).
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <ranges>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "mproc/detail/result_state.hpp"
+#include "mproc/detail/thread_workers.hpp"
+#include "mproc/future.hpp"
+#include "mproc/imap_iterator.hpp"
+
+namespace mproc {
+
+/// Python's ThreadPoolExecutor(max_workers, thread_name_prefix, initializer, initargs).
+struct ThreadPoolExecutorOptions {
+  /// Most threads; nullopt means min(32, cpu_count() + 4), Python's default. Must be >= 1.
+  std::optional<int> max_workers = {};
+  /// Runs once in each thread before its first task. If it throws, the executor is broken:
+  /// pending futures fail and submit() throws BrokenExecutor.
+  std::function<void()> initializer = {};
+  /// Threads are named "<prefix>_<n>" (truncated to Linux's 15 characters).
+  std::string thread_name_prefix = {};
+};
+
+namespace detail {
+
+/// f(args...) with the arguments decay-copied now, as std::thread and std::async do.
+template <class F, class... Args>
+auto bind_call(F&& f, Args&&... args) {
+  return [f = std::forward<F>(f), arguments = std::make_tuple(std::forward<Args>(args)...)]() mutable {
+    return std::apply(f, std::move(arguments));
+  };
+}
+
+int default_thread_workers();
+
+/// A lazy map of f over `items` on `workers`, chunk by chunk.
+template <class F, class Range>
+auto threads_imap(ThreadWorkers& workers, F f, Range&& items, std::size_t chunksize, bool ordered,
+                  std::size_t max_in_flight, OptionalDeadline deadline) {
+  using Item = std::ranges::range_value_t<Range>;
+  using R = std::invoke_result_t<F&, Item>;
+  static_assert(!std::is_void_v<R>, "mproc: a lazy map needs a function that returns a value; use map for void functions");
+  if (chunksize == 0) throw std::invalid_argument("mproc: chunksize must be at least 1");
+  using Chunk = std::vector<R>;
+  auto state = std::make_shared<IMapState<R>>();
+  auto staged = std::make_shared<std::vector<std::unique_ptr<ThreadJob>>>();
+  auto function = std::make_shared<F>(std::move(f));
+  IMapFeed feed;
+  feed.stage = [read = chunk_reader<Item>(std::forward<Range>(items), chunksize), staged, state,
+                function](std::size_t index) mutable {
+    std::vector<Item> chunk;
+    if (!read(chunk)) return false;
+    // Each chunk's outcome goes to the map's state rather than a future of its own.
+    struct ChunkJob final : ThreadJob {
+      std::shared_ptr<IMapState<R>> state;
+      std::shared_ptr<F> function;
+      std::vector<Item> items;
+      std::size_t index;
+      void run() noexcept override {
+        Chunk values;
+        std::exception_ptr error;
+        try {
+          values.reserve(items.size());
+          for (auto& item : items) values.push_back((*function)(std::move(item)));
+        } catch (...) {
+          error = std::current_exception();
+        }
+        state->deliver(index, std::move(values), std::move(error));
+      }
+      void fail(std::exception_ptr error) noexcept override { state->deliver(index, {}, std::move(error)); }
+    };
+    auto job = std::make_unique<ChunkJob>();
+    job->state = state;
+    job->function = function;
+    job->items = std::move(chunk);
+    job->index = index;
+    staged->push_back(std::move(job));
+    return true;
+  };
+  feed.flush = [staged, &workers] { workers.submit(std::exchange(*staged, {})); };
+  return IMapIterator<R>(std::move(state), std::move(feed), ordered, max_in_flight, deadline);
+}
+
+}  // namespace detail
+
+/// Thread safety: every member may be called from any thread; shutdown(wait = true) and the
+/// destructor not from one of the executor's own tasks (Error: it would wait for itself).
+class ThreadPoolExecutor {
+ public:
+  /// Throws std::invalid_argument for max_workers <= 0.
+  explicit ThreadPoolExecutor(ThreadPoolExecutorOptions options = {});
+  explicit ThreadPoolExecutor(int max_workers) : ThreadPoolExecutor(ThreadPoolExecutorOptions{.max_workers = max_workers}) {}
+  /// shutdown(wait = true).
+  ~ThreadPoolExecutor();
+  ThreadPoolExecutor(const ThreadPoolExecutor&) = delete;
+  ThreadPoolExecutor& operator=(const ThreadPoolExecutor&) = delete;
+
+  /// Schedules f(args...) (arguments copied or moved now). Throws Error after shutdown(),
+  /// BrokenExecutor after an initializer failed.
+  template <class F, class... Args>
+  auto submit(F&& f, Args&&... args) {
+    auto call = detail::bind_call(std::forward<F>(f), std::forward<Args>(args)...);
+    using R = decltype(call());
+    auto state = std::make_shared<detail::ResultState<R>>();
+    workers_.submit(std::make_unique<detail::StateJob<R, decltype(call)>>(state, std::move(call)));
+    return Future<R>(std::move(state));
+  }
+
+  /// Lazy, ordered map, as ProcessPoolExecutor::map (`chunksize` items per task, at most
+  /// `buffersize` chunks submitted and not yet consumed; `timeout` counts from this call).
+  template <class F, std::ranges::input_range Range>
+  auto map(F f, Range&& items, std::optional<std::chrono::nanoseconds> timeout = std::nullopt,
+           std::size_t chunksize = 1, std::optional<std::size_t> buffersize = std::nullopt) {
+    if (buffersize && *buffersize == 0) throw std::invalid_argument("mproc: buffersize must be at least 1");
+    if (workers_.closed()) throw Error("cannot schedule new tasks after shutdown");
+    return detail::threads_imap(workers_, std::move(f), std::forward<Range>(items), chunksize, true,
+                                buffersize.value_or(detail::default_map_window(max_workers())),
+                                detail::deadline_after(timeout));
+  }
+
+  /// Python's shutdown: no more submissions; with `cancel_futures`, futures not yet picked up
+  /// by a thread are cancelled; with `wait`, returns once every thread has finished.
+  void shutdown(bool wait = true, bool cancel_futures = false);
+
+  int max_workers() const noexcept { return workers_.max_threads(); }
+
+ private:
+  detail::ThreadWorkers workers_;
+};
+
+}  // namespace mproc

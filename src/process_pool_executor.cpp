@@ -1,0 +1,52 @@
+#include "mproc/process_pool_executor.hpp"
+
+#include <stdexcept>
+
+#include "mproc/process.hpp"
+
+namespace mproc {
+
+namespace {
+detail::EngineOptions engine_options(ProcessPoolExecutorOptions options) {
+  if (options.max_workers && *options.max_workers <= 0)
+    throw std::invalid_argument("mproc::ProcessPoolExecutor: max_workers must be at least 1");
+  if (options.max_tasks_per_child && *options.max_tasks_per_child <= 0)
+    throw std::invalid_argument("mproc::ProcessPoolExecutor: max_tasks_per_child must be at least 1");
+  detail::EngineOptions engine;
+  engine.processes = options.max_workers.value_or(cpu_count());
+  engine.initializer = std::move(options.initializer);
+  engine.max_tasks_per_child = options.max_tasks_per_child;
+  engine.task_timeout = options.task_timeout;
+  engine.worker_name_prefix = "ForkProcess";
+  return engine;
+}
+}  // namespace
+
+ProcessPoolExecutor::ProcessPoolExecutor(ProcessPoolExecutorOptions options)
+    : engine_(engine_options(std::move(options))) {}
+
+ProcessPoolExecutor::~ProcessPoolExecutor() {
+  // In a forked copy (a worker) the engine is not ours to stop; the engine's own
+  // destructor knows that.
+  try {
+    engine_.check_caller();
+  } catch (const Error&) {
+    return;
+  }
+  shutdown(true);
+}
+
+void ProcessPoolExecutor::check_open() const {
+  engine_.check_caller();
+  if (shut_down_.load(std::memory_order_acquire)) throw Error("cannot schedule new futures after shutdown");
+}
+
+void ProcessPoolExecutor::shutdown(bool wait, bool cancel_futures) {
+  engine_.check_caller();
+  shut_down_.store(true, std::memory_order_release);
+  if (cancel_futures) engine_.cancel_pending();
+  engine_.close();
+  if (wait) engine_.join();
+}
+
+}  // namespace mproc

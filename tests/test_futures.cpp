@@ -1,0 +1,667 @@
+// concurrent.futures: CPython's test_concurrent_futures behaviours (ExecutorTest, WaitTests,
+// AsCompletedTests, FutureTests, shutdown and deadlock tests) against both executors, plus
+// mproc's promises: a dead worker fails only its future, per-task timeouts, cancel until
+// dispatch, lazy map with a bounded window.
+#include <mproc/mproc.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <fcntl.h>
+#include <numeric>
+#include <ranges>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <unistd.h>
+#include <vector>
+
+#include "support/leak_check.hpp"
+
+using namespace std::chrono_literals;
+using mproc::testing::LeakCheckedTest;
+
+namespace {
+
+// ---- tasks (plain functions: they run in worker processes too) ---------------------------
+
+int square(int x) { return x * x; }
+int multiply(int a, int b) { return a * b; }
+int my_pid(int) { return static_cast<int>(::getpid()); }
+void nothing(int) {}
+int sleep_ms(int ms) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+  return ms;
+}
+int divide_100_by(int x) {
+  if (x == 0) throw std::domain_error("division by zero");
+  return 100 / x;
+}
+int fail_after_ms(int ms) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+  throw std::invalid_argument("failed on purpose");
+}
+int crash_with(int how) {
+  switch (how) {
+    case 0: ::raise(SIGSEGV); break;
+    case 1: std::signal(SIGABRT, SIG_DFL); std::abort();
+    case 2: ::_exit(3);
+    default: ::raise(SIGKILL); break;
+  }
+  return how;
+}
+
+// A gate shared with worker processes (they are forked after it is made) and threads:
+// blocked_task() announces that it started, then waits until the test opens the gate.
+// Deterministic where "a task that sleeps long enough" would be a guess.
+struct Gate {
+  int started[2] = {-1, -1};
+  int release[2] = {-1, -1};
+  Gate() {
+    if (::pipe2(started, O_CLOEXEC) != 0 || ::pipe2(release, O_CLOEXEC) != 0) std::abort();
+  }
+  ~Gate() {
+    for (int fd : {started[0], started[1], release[0], release[1]}) ::close(fd);
+  }
+  void wait_started(int count = 1) {
+    char byte;
+    for (int i = 0; i < count; ++i) ASSERT_EQ(::read(started[0], &byte, 1), 1);
+  }
+  void open(int count = 64) {
+    std::string bytes(static_cast<std::size_t>(count), 'x');
+    ASSERT_EQ(::write(release[1], bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size()));
+  }
+};
+Gate* gate = nullptr;
+
+int blocked_task(int value) {
+  char byte = 's';
+  if (::write(gate->started[1], &byte, 1) != 1) std::abort();
+  if (::read(gate->release[0], &byte, 1) != 1) std::abort();
+  return value;
+}
+
+// ---- the executors under test -------------------------------------------------------------
+
+template <class Executor>
+class ExecutorTest : public LeakCheckedTest {
+ protected:
+  void SetUp() override {
+    LeakCheckedTest::SetUp();
+    gate_ = std::make_unique<Gate>();
+    gate = gate_.get();
+  }
+  void TearDown() override {
+    gate = nullptr;
+    gate_.reset();
+    LeakCheckedTest::TearDown();
+  }
+  static std::unique_ptr<Executor> make(int workers) { return std::make_unique<Executor>(workers); }
+  static constexpr bool processes = std::is_same_v<Executor, mproc::ProcessPoolExecutor>;
+
+  std::unique_ptr<Gate> gate_;
+};
+
+using Executors = ::testing::Types<mproc::ProcessPoolExecutor, mproc::ThreadPoolExecutor>;
+class ExecutorNames {
+ public:
+  template <class T>
+  static std::string GetName(int) {
+    return std::is_same_v<T, mproc::ProcessPoolExecutor> ? "Process" : "Thread";
+  }
+};
+TYPED_TEST_SUITE(ExecutorTest, Executors, ExecutorNames);
+
+TYPED_TEST(ExecutorTest, SubmitReturnsTheResult) {
+  auto executor = this->make(2);
+  EXPECT_EQ(executor->submit(multiply, 2, 8).result(), 16);
+  EXPECT_EQ(executor->submit(square, 9).result(1s), 81);
+  auto done = executor->submit(nothing, 1);
+  done.result();
+  EXPECT_TRUE(done.done());
+  EXPECT_FALSE(done.cancelled());
+  EXPECT_EQ(done.exception(), nullptr);
+}
+
+TYPED_TEST(ExecutorTest, MapKeepsInputOrderAndIsEmptyForEmptyInput) {
+  auto executor = this->make(3);
+  std::vector<int> input(50);
+  std::iota(input.begin(), input.end(), 0);
+  for (std::size_t chunksize : {1u, 4u, 100u}) {
+    std::vector<int> results;
+    for (int value : executor->map(square, input, std::nullopt, chunksize)) results.push_back(value);
+    ASSERT_EQ(results.size(), input.size());
+    for (int x : input) EXPECT_EQ(results[static_cast<std::size_t>(x)], x * x);
+  }
+  EXPECT_FALSE(executor->map(square, std::vector<int>{}).next().has_value());
+}
+
+TYPED_TEST(ExecutorTest, MapRaisesTheExceptionAtItsPosition) {
+  auto executor = this->make(2);
+  auto results = executor->map(divide_100_by, std::vector<int>{1, 2, 0, 5});
+  EXPECT_EQ(results.next(), 100);
+  EXPECT_EQ(results.next(), 50);
+  EXPECT_THROW(results.next(), std::domain_error);
+  EXPECT_EQ(results.next(), 20);
+  EXPECT_FALSE(results.next().has_value());
+}
+
+TYPED_TEST(ExecutorTest, MapTimeoutCountsFromTheCall) {
+  auto executor = this->make(2);
+  auto results = executor->map(blocked_task, std::vector<int>{1, 2}, 200ms, 1);
+  auto start = std::chrono::steady_clock::now();
+  EXPECT_THROW(results.next(), mproc::TimeoutError);
+  EXPECT_GE(std::chrono::steady_clock::now() - start, 150ms);
+  gate->open();
+}
+
+TYPED_TEST(ExecutorTest, MapOverAnEndlessRangeIsLazy) {
+  auto executor = this->make(2);
+  auto results = executor->map(square, std::views::iota(0), std::nullopt, 1, 4);
+  for (int i = 0; i < 1000; ++i) ASSERT_EQ(results.next(), i * i);
+}
+
+TYPED_TEST(ExecutorTest, BadArgumentsAreInvalidArgument) {
+  EXPECT_THROW(TypeParam(0), std::invalid_argument);
+  EXPECT_THROW(TypeParam(-1), std::invalid_argument);
+  auto executor = this->make(1);
+  EXPECT_THROW(executor->map(square, std::vector<int>{1}, std::nullopt, 0), std::invalid_argument);
+  EXPECT_THROW(executor->map(square, std::vector<int>{1}, std::nullopt, 1, 0), std::invalid_argument);
+}
+
+TYPED_TEST(ExecutorTest, SubmitAfterShutdownIsAnError) {
+  auto executor = this->make(1);
+  executor->shutdown();
+  EXPECT_THROW(executor->submit(square, 1), mproc::Error);
+  EXPECT_THROW(executor->map(square, std::vector<int>{1}), mproc::Error);
+  executor->shutdown();  // again: harmless
+}
+
+TYPED_TEST(ExecutorTest, ShutdownWaitsForEverySubmittedTask) {
+  auto executor = this->make(2);
+  std::vector<mproc::Future<int>> futures;
+  for (int i = 0; i < 20; ++i) futures.push_back(executor->submit(sleep_ms, 5));
+  executor->shutdown(true);
+  for (auto& future : futures) {
+    EXPECT_TRUE(future.done());
+    EXPECT_EQ(future.result(), 5);
+  }
+}
+
+TYPED_TEST(ExecutorTest, ShutdownWithoutWaitReturnsAtOnceAndTasksStillFinish) {
+  auto executor = this->make(1);
+  auto blocked = executor->submit(blocked_task, 7);
+  auto queued = executor->submit(square, 3);
+  auto start = std::chrono::steady_clock::now();
+  executor->shutdown(false);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 2s);
+  gate->open();
+  EXPECT_EQ(blocked.result(), 7);
+  EXPECT_EQ(queued.result(), 9);
+}
+
+TYPED_TEST(ExecutorTest, ShutdownCancelFuturesCancelsWhatHasNotStarted) {
+  auto executor = this->make(1);
+  auto running = executor->submit(blocked_task, 1);
+  gate->wait_started();
+  std::vector<mproc::Future<int>> queued;
+  for (int i = 0; i < 10; ++i) queued.push_back(executor->submit(square, i));
+  std::thread opener([&] {
+    // shutdown(wait) blocks until the running task ends; let it end once the queue is cancelled.
+    while (!queued.back().cancelled() && !queued.back().done()) std::this_thread::sleep_for(1ms);
+    gate->open();
+  });
+  executor->shutdown(true, true);
+  opener.join();
+  EXPECT_EQ(running.result(), 1);
+  int cancelled = 0;
+  for (auto& future : queued) {
+    ASSERT_TRUE(future.done());
+    if (future.cancelled()) {
+      ++cancelled;
+      EXPECT_THROW(future.result(), mproc::CancelledError);
+      EXPECT_THROW(future.exception(), mproc::CancelledError);
+    }
+  }
+  // A process worker may have had a few queued ahead of the running one (already "running").
+  EXPECT_GE(cancelled, 5);
+}
+
+TYPED_TEST(ExecutorTest, CancelSucceedsOnlyWhilePending) {
+  auto executor = this->make(1);
+  auto running = executor->submit(blocked_task, 1);
+  gate->wait_started();
+  // Fill what a process worker may take ahead of time, then one that must stay queued.
+  std::vector<mproc::Future<int>> fillers;
+  for (int i = 0; i < 70; ++i) fillers.push_back(executor->submit(square, i));
+  auto pending = executor->submit(square, 5);
+  EXPECT_FALSE(running.cancel());
+  EXPECT_TRUE(running.running());
+  EXPECT_TRUE(pending.cancel());
+  EXPECT_TRUE(pending.cancel());  // again: still cancelled
+  EXPECT_TRUE(pending.cancelled());
+  EXPECT_TRUE(pending.done());
+  EXPECT_FALSE(pending.running());
+  gate->open();
+  EXPECT_EQ(running.result(), 1);
+  for (int i = 0; i < 70; ++i) EXPECT_EQ(fillers[static_cast<std::size_t>(i)].result(), i * i);
+  EXPECT_THROW(pending.result(1s), mproc::CancelledError);
+}
+
+TYPED_TEST(ExecutorTest, ResultAndExceptionTimeOut) {
+  auto executor = this->make(1);
+  auto blocked = executor->submit(blocked_task, 1);
+  EXPECT_THROW(blocked.result(50ms), mproc::TimeoutError);
+  EXPECT_THROW(blocked.exception(50ms), mproc::TimeoutError);
+  EXPECT_FALSE(blocked.done());
+  gate->open();
+  EXPECT_EQ(blocked.exception(10s), nullptr);
+}
+
+TYPED_TEST(ExecutorTest, ATaskExceptionKeepsItsType) {
+  auto executor = this->make(2);
+  auto failed = executor->submit(divide_100_by, 0);
+  EXPECT_THROW(failed.result(), std::domain_error);
+  auto error = failed.exception();
+  ASSERT_NE(error, nullptr);
+  EXPECT_THROW(std::rethrow_exception(error), std::domain_error);
+  EXPECT_EQ(executor->submit(divide_100_by, 4).result(), 25);  // still usable
+}
+
+// ---- wait (WaitTests) ---------------------------------------------------------------------
+
+TYPED_TEST(ExecutorTest, WaitFirstCompleted) {
+  auto executor = this->make(2);
+  auto quick = executor->submit(multiply, 21, 2);
+  auto blocked = executor->submit(blocked_task, 0);
+  auto [done, not_done] = mproc::wait(std::vector{quick, blocked}, std::nullopt, mproc::FIRST_COMPLETED);
+  ASSERT_EQ(done.size(), 1u);
+  EXPECT_TRUE(done[0] == quick);
+  ASSERT_EQ(not_done.size(), 1u);
+  EXPECT_TRUE(not_done[0] == blocked);
+  gate->open();
+}
+
+TYPED_TEST(ExecutorTest, WaitFirstCompletedWithSomeAlreadyDone) {
+  auto executor = this->make(2);
+  auto finished = executor->submit(square, 2);
+  finished.result();
+  auto blocked = executor->submit(blocked_task, 0);
+  auto [done, not_done] = mproc::wait(std::vector{finished, blocked}, 5s, mproc::FIRST_COMPLETED);
+  EXPECT_EQ(done.size(), 1u);
+  EXPECT_EQ(not_done.size(), 1u);
+  gate->open();
+}
+
+TYPED_TEST(ExecutorTest, WaitFirstException) {
+  auto executor = this->make(3);
+  auto quick = executor->submit(sleep_ms, 1);
+  auto failing = executor->submit(fail_after_ms, 20);
+  auto blocked = executor->submit(blocked_task, 0);
+  auto [done, not_done] = mproc::wait(std::vector{quick, failing, blocked}, std::nullopt, mproc::FIRST_EXCEPTION);
+  EXPECT_EQ(done.size(), 2u);
+  ASSERT_EQ(not_done.size(), 1u);
+  EXPECT_TRUE(not_done[0] == blocked);
+  gate->open();
+}
+
+TYPED_TEST(ExecutorTest, WaitFirstExceptionWithOneAlreadyFailed) {
+  auto executor = this->make(2);
+  auto failed = executor->submit(divide_100_by, 0);
+  failed.exception();
+  auto blocked = executor->submit(blocked_task, 0);
+  auto [done, not_done] = mproc::wait(std::vector{failed, blocked}, std::nullopt, mproc::FIRST_EXCEPTION);
+  EXPECT_EQ(done.size(), 1u);
+  EXPECT_EQ(not_done.size(), 1u);
+  gate->open();
+}
+
+TYPED_TEST(ExecutorTest, WaitAllCompletedAndDuplicates) {
+  auto executor = this->make(2);
+  std::vector<mproc::Future<int>> futures;
+  for (int i = 0; i < 10; ++i) futures.push_back(executor->submit(square, i));
+  futures.push_back(futures.front());  // CPython issue 20369: a duplicate is one future
+  auto [done, not_done] = mproc::wait(futures);
+  EXPECT_EQ(done.size(), 10u);
+  EXPECT_TRUE(not_done.empty());
+}
+
+TYPED_TEST(ExecutorTest, WaitTimesOutWithoutThrowing) {
+  auto executor = this->make(2);
+  auto finished = executor->submit(square, 3);
+  finished.result();
+  auto blocked = executor->submit(blocked_task, 0);
+  auto start = std::chrono::steady_clock::now();
+  auto [done, not_done] = mproc::wait(std::vector{finished, blocked}, 100ms, mproc::ALL_COMPLETED);
+  EXPECT_GE(std::chrono::steady_clock::now() - start, 90ms);
+  EXPECT_EQ(done.size(), 1u);
+  EXPECT_EQ(not_done.size(), 1u);
+  gate->open();
+}
+
+// ---- as_completed (AsCompletedTests) ------------------------------------------------------
+
+TYPED_TEST(ExecutorTest, AsCompletedYieldsEachFutureOnceInCompletionOrder) {
+  auto executor = this->make(2);
+  auto blocked = executor->submit(blocked_task, 1);
+  gate->wait_started();
+  auto quick = executor->submit(square, 4);
+  std::vector<mproc::Future<int>> futures{blocked, quick, quick};
+  std::vector<int> order;
+  bool opened = false;
+  for (auto& future : mproc::as_completed(futures)) {
+    order.push_back(future.result());
+    if (!opened) {
+      gate->open();
+      opened = true;
+    }
+  }
+  EXPECT_EQ(order, (std::vector<int>{16, 1}));
+}
+
+TYPED_TEST(ExecutorTest, AsCompletedTimesOutNamingTheUnfinished) {
+  auto executor = this->make(2);
+  std::vector<mproc::Future<int>> futures{executor->submit(square, 1), executor->submit(square, 2),
+                                          executor->submit(blocked_task, 0), executor->submit(blocked_task, 0)};
+  futures[0].result();
+  futures[1].result();
+  int yielded = 0;
+  try {
+    for (auto& future : mproc::as_completed(futures, 100ms)) {
+      EXPECT_TRUE(future.done());
+      ++yielded;
+    }
+    ADD_FAILURE() << "as_completed did not time out";
+  } catch (const mproc::TimeoutError& error) {
+    EXPECT_STREQ(error.what(), "2 (of 4) futures unfinished");
+  }
+  EXPECT_EQ(yielded, 2);
+  gate->open();
+}
+
+// ---- done callbacks (FutureTests) ---------------------------------------------------------
+
+TYPED_TEST(ExecutorTest, DoneCallbacksRunOnceEvenIfOneThrows) {
+  auto executor = this->make(1);
+  auto future = executor->submit(blocked_task, 5);
+  std::atomic<int> calls{0};
+  std::atomic<int> seen{0};
+  future.add_done_callback([&](mproc::Future<int>) {
+    ++calls;
+    throw std::runtime_error("a failing callback");  // reported; the next one still runs
+  });
+  future.add_done_callback([&](mproc::Future<int> f) {
+    ++calls;
+    seen = f.result();
+  });
+  gate->open();
+  future.result();
+  EXPECT_TRUE(mproc::testing::eventually([&] { return calls == 2; }));
+  EXPECT_EQ(seen, 5);
+  // Added after completion: called at once, on this thread.
+  future.add_done_callback([&](mproc::Future<int>) { ++calls; });
+  EXPECT_EQ(calls, 3);
+}
+
+TYPED_TEST(ExecutorTest, DoneCallbackOfACancelledFuture) {
+  auto executor = this->make(1);
+  auto running = executor->submit(blocked_task, 0);
+  gate->wait_started();
+  std::vector<mproc::Future<int>> fillers;
+  for (int i = 0; i < 70; ++i) fillers.push_back(executor->submit(square, i));
+  auto pending = executor->submit(square, 1);
+  bool was_cancelled = false;
+  pending.add_done_callback([&](mproc::Future<int> f) { was_cancelled = f.cancelled(); });
+  EXPECT_TRUE(pending.cancel());
+  EXPECT_TRUE(was_cancelled);
+  gate->open();
+}
+
+// ---- initializer --------------------------------------------------------------------------
+
+int initialized_value = 0;
+int read_initialized(int) { return initialized_value; }
+void failing_initializer() { throw std::runtime_error("initializer failed on purpose"); }
+
+TYPED_TEST(ExecutorTest, InitializerRunsBeforeTasks) {
+  initialized_value = 0;
+  TypeParam executor({.max_workers = 2, .initializer = [] { initialized_value = 42; }});
+  if constexpr (TestFixture::processes) {
+    EXPECT_EQ(initialized_value, 0);  // ran in the workers only
+  }
+  EXPECT_EQ(executor.submit(read_initialized, 0).result(), 42);
+}
+
+TYPED_TEST(ExecutorTest, FailingInitializerBreaksTheExecutor) {
+  TypeParam executor({.max_workers = 2, .initializer = failing_initializer});
+  auto future = executor.submit(square, 1);
+  EXPECT_THROW(future.result(10s), mproc::BrokenExecutor);
+  EXPECT_TRUE(mproc::testing::eventually([&] {
+    try {
+      executor.submit(square, 2).result(10s);
+      return false;
+    } catch (const mproc::BrokenExecutor&) {
+      return true;
+    }
+  }));
+}
+
+// ---- process-specific: crashes, timeouts, worker lifetime ----------------------------------
+
+class ProcessExecutor : public LeakCheckedTest {};
+
+TEST_F(ProcessExecutor, ADeadWorkerFailsOnlyItsFuture) {
+  mproc::ProcessPoolExecutor executor(2);
+  for (int how = 0; how < 4; ++how) {
+    std::vector<mproc::Future<int>> others;
+    for (int i = 0; i < 20; ++i) others.push_back(executor.submit(square, i));
+    auto crashed = executor.submit(crash_with, how);
+    EXPECT_THROW(crashed.result(), mproc::WorkerLostError) << "crash kind " << how;
+    for (int i = 0; i < 20; ++i) EXPECT_EQ(others[static_cast<std::size_t>(i)].result(), i * i);
+  }
+  EXPECT_EQ(executor.submit(square, 12).result(), 144);  // CPython would be broken here
+}
+
+TEST_F(ProcessExecutor, AWorkerKilledFromOutside) {
+  Gate local;  // made before the executor: its workers inherit it
+  gate = &local;
+  mproc::ProcessPoolExecutor executor(1);
+  auto blocked = executor.submit(blocked_task, 1);
+  local.wait_started();  // killed before it started, the task would be requeued instead
+  auto pids = executor.worker_pids();
+  ASSERT_EQ(pids.size(), 1u);
+  EXPECT_TRUE(blocked.running());
+  ::kill(pids[0], SIGKILL);
+  try {
+    blocked.result(30s);
+    ADD_FAILURE() << "no error";
+  } catch (const mproc::WorkerLostError& error) {
+    EXPECT_EQ(error.signal(), SIGKILL);
+  }
+  EXPECT_EQ(executor.submit(square, 3).result(), 9);
+  gate = nullptr;
+}
+
+TEST_F(ProcessExecutor, TaskTimeoutKillsTheWorker) {
+  mproc::ProcessPoolExecutor executor({.max_workers = 1, .task_timeout = 200ms});
+  auto start = std::chrono::steady_clock::now();
+  EXPECT_THROW(executor.submit(sleep_ms, 60'000).result(), mproc::TimeoutError);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 20s);
+  EXPECT_EQ(executor.submit(square, 5).result(), 25);
+}
+
+TEST_F(ProcessExecutor, MaxTasksPerChildReplacesTheWorker) {
+  mproc::ProcessPoolExecutor executor({.max_workers = 1, .max_tasks_per_child = 3});
+  std::set<int> first;
+  for (int i = 0; i < 3; ++i) first.insert(executor.submit(my_pid, 0).result());
+  EXPECT_EQ(first.size(), 1u);
+  EXPECT_NE(executor.submit(my_pid, 0).result(), *first.begin());
+  EXPECT_THROW(mproc::ProcessPoolExecutor({.max_workers = 1, .max_tasks_per_child = 0}), std::invalid_argument);
+}
+
+TEST_F(ProcessExecutor, MaxTasksPerChildWithEarlyShutdown) {
+  mproc::ProcessPoolExecutor executor({.max_workers = 3, .max_tasks_per_child = 1});
+  std::vector<mproc::Future<int>> futures;
+  for (int i = 0; i < 20; ++i) futures.push_back(executor.submit(square, i));
+  executor.shutdown();
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(futures[static_cast<std::size_t>(i)].result(), i * i);
+}
+
+mproc::ProcessPoolExecutor* nested_executor = nullptr;
+
+int nested_submit(int) {
+  // Reaches the executor object copied into this worker: a clear error, not a hang.
+  try {
+    nested_executor->submit(square, 1);
+  } catch (const mproc::Error&) {
+    return -1;
+  }
+  return 1;
+}
+
+TEST_F(ProcessExecutor, UsingTheExecutorFromItsOwnTaskIsAnError) {
+  // max_tasks_per_child = 1: the worker that runs nested_submit is forked after
+  // nested_executor is set, so it sees a complete copy of the executor.
+  mproc::ProcessPoolExecutor executor({.max_workers = 1, .max_tasks_per_child = 1});
+  nested_executor = &executor;
+  EXPECT_EQ(executor.submit(square, 1).result(), 1);
+  EXPECT_EQ(executor.submit(nested_submit, 0).result(10s), -1);
+  nested_executor = nullptr;
+}
+
+TEST_F(ProcessExecutor, DestructorWaitsForSubmittedWork) {
+  mproc::Future<int> future;
+  {
+    mproc::ProcessPoolExecutor executor(2);
+    future = executor.submit(sleep_ms, 50);
+  }
+  EXPECT_TRUE(future.done());
+  EXPECT_EQ(future.result(), 50);
+}
+
+// ---- thread-specific ------------------------------------------------------------------------
+
+class ThreadExecutor : public LeakCheckedTest {};
+
+TEST_F(ThreadExecutor, AcceptsCapturingCallablesAndKeepsTheExceptionObject) {
+  mproc::ThreadPoolExecutor executor(2);
+  std::string prefix = "item-";
+  auto future = executor.submit([&prefix](int i) { return prefix + std::to_string(i); }, 7);
+  EXPECT_EQ(future.result(), "item-7");
+  struct Custom : std::exception {
+    int code = 17;
+  };
+  auto failing = executor.submit([] { throw Custom{}; });
+  try {
+    failing.result();
+    ADD_FAILURE();
+  } catch (const Custom& error) {
+    EXPECT_EQ(error.code, 17);  // the original object, not a RemoteError
+  }
+}
+
+TEST_F(ThreadExecutor, ThreadsStartOnDemandUpToMaxWorkersWithNames) {
+  mproc::ThreadPoolExecutor executor({.max_workers = 3, .thread_name_prefix = "mpt"});
+  std::mutex mutex;
+  std::set<std::string> names;
+  std::vector<mproc::Future<void>> futures;
+  for (int i = 0; i < 30; ++i)
+    futures.push_back(executor.submit([&] {
+      char name[16] = {};
+      ::pthread_getname_np(::pthread_self(), name, sizeof name);
+      std::lock_guard lock(mutex);
+      names.insert(name);
+    }));
+  for (auto& f : futures) f.result();
+  EXPECT_GE(names.size(), 1u);
+  EXPECT_LE(names.size(), 3u);
+  for (auto& name : names) EXPECT_EQ(name.rfind("mpt_", 0), 0u) << name;
+}
+
+TEST_F(ThreadExecutor, ShutdownFromATaskIsAnError) {
+  mproc::ThreadPoolExecutor executor(1);
+  auto future = executor.submit([&] {
+    try {
+      executor.shutdown(true);
+      return 0;
+    } catch (const mproc::Error&) {
+      return 1;
+    }
+  });
+  EXPECT_EQ(future.result(), 1);
+}
+
+// ---- ThreadPool: the Pool API on threads ----------------------------------------------------
+
+class ThreadPoolTest : public LeakCheckedTest {};
+
+TEST_F(ThreadPoolTest, PoolApiOnThreads) {
+  mproc::ThreadPool pool(3);
+  int offset = 10;
+  EXPECT_EQ(pool.apply([offset](int x) { return x + offset; }, 5), 15);
+  std::vector<int> input(100);
+  std::iota(input.begin(), input.end(), 0);
+  std::vector<int> expected;
+  for (int x : input) expected.push_back(x * x);
+  EXPECT_EQ(pool.map(square, input), expected);
+  EXPECT_EQ(pool.map(square, input, 7), expected);
+  EXPECT_TRUE(pool.map(square, std::vector<int>{}).empty());
+  std::vector<std::tuple<int, int>> pairs = {{1, 2}, {3, 4}};
+  EXPECT_EQ(pool.starmap(multiply, pairs), (std::vector<int>{2, 12}));
+  std::vector<int> lazy;
+  for (int value : pool.imap(square, input)) lazy.push_back(value);
+  EXPECT_EQ(lazy, expected);
+  std::multiset<int> unordered;
+  for (int value : pool.imap_unordered(square, input, 3)) unordered.insert(value);
+  EXPECT_EQ(unordered, std::multiset<int>(expected.begin(), expected.end()));
+  std::atomic<int> count{0};
+  pool.map([&](int) { ++count; }, input);
+  EXPECT_EQ(count, 100);
+  EXPECT_THROW(pool.map(square, input, 0), std::invalid_argument);
+  EXPECT_THROW(mproc::ThreadPool(0), std::invalid_argument);
+}
+
+TEST_F(ThreadPoolTest, AsyncResultsAndCallbacks) {
+  mproc::ThreadPool pool(2);
+  std::atomic<int> called{0};
+  auto result = pool.apply_async(mproc::CallOptions{.callback = [&](const int& v) { called = v; }}, square, 6);
+  EXPECT_EQ(result.get(1s), 36);
+  EXPECT_EQ(called, 36);
+  std::atomic<bool> errored{false};
+  auto failed = pool.apply_async(mproc::CallOptions{.error_callback = [&](std::exception_ptr) { errored = true; }},
+                                 divide_100_by, 0);
+  failed.wait();
+  EXPECT_FALSE(failed.successful());
+  EXPECT_TRUE(errored);
+  EXPECT_THROW(failed.get(), std::domain_error);
+  EXPECT_THROW(pool.apply_async(mproc::CallOptions{.timeout = 1s}, square, 1), std::invalid_argument);
+  auto mapped = pool.map_async(square, std::vector<int>{1, 2, 3});
+  EXPECT_EQ(mapped.get(), (std::vector<int>{1, 4, 9}));
+}
+
+TEST_F(ThreadPoolTest, TerminateCancelsQueuedWork) {
+  Gate local;
+  gate = &local;
+  mproc::ThreadPool pool(1);
+  auto running = pool.apply_async(blocked_task, 1);
+  local.wait_started();
+  auto queued = pool.apply_async(square, 2);
+  pool.terminate();
+  EXPECT_THROW(queued.get(), mproc::CancelledError);
+  EXPECT_THROW(pool.apply_async(square, 3), mproc::Error);
+  local.open();
+  EXPECT_EQ(running.get(), 1);
+  pool.join();
+  gate = nullptr;
+}
+
+TEST_F(ThreadPoolTest, JoinBeforeCloseIsAnError) {
+  mproc::ThreadPool pool(1);
+  EXPECT_THROW(pool.join(), mproc::Error);
+  pool.close();
+  pool.join();
+}
+
+}  // namespace
