@@ -140,6 +140,33 @@ TEST_F(SynchronizeTest, LockExcludesAcrossProcesses) {
   EXPECT_EQ(counter.value(), kChildren * kRounds);
 }
 
+// The same exclusion check at several process counts (1 child: uncontended handovers only).
+class LockAtProcessCount : public LeakCheckedTest, public ::testing::WithParamInterface<int> {};
+
+TEST_P(LockAtProcessCount, RLockAndSemaphoreExclude) {
+  const int children_count = GetParam();
+  mproc::Value<std::int64_t> counter(0);         // guarded by its RLock
+  mproc::Semaphore one_at_a_time(1);
+  mproc::RawValue<std::int64_t> inside(0), overlaps(0);
+  auto children = start_children(children_count, [&](int) {
+    for (int i = 0; i < 2000; ++i) {
+      {
+        std::lock_guard guard(counter);
+        counter.value() = counter.value() + 1;
+      }
+      one_at_a_time.acquire();
+      if (++inside.value() != 1) ++overlaps.value();
+      --inside.value();
+      one_at_a_time.release();
+    }
+  });
+  join_all_ok(children);
+  EXPECT_EQ(counter.value(), 2000 * children_count);
+  EXPECT_EQ(overlaps.value(), 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(Processes, LockAtProcessCount, ::testing::Values(1, 2, 4, 8));
+
 TEST_F(SynchronizeTest, LockAcquireTimesOutWhileAnotherProcessHoldsIt) {
   mproc::Lock lock;
   mproc::Event held, done;
@@ -738,6 +765,20 @@ TEST_F(SynchronizeTest, BarrierTimeoutBreaksItForEveryone) {
   EXPECT_EQ(patient.exitcode(), 0);
   EXPECT_TRUE(barrier.broken());
   EXPECT_EQ(barrier.n_waiting(), 0u);
+}
+
+TEST_F(SynchronizeTest, BarrierLateArrivalWithinTheTimeoutPasses) {
+  // Waiters wake every 200 ms to look for a dead action runner; that must not break a
+  // barrier whose last party is merely slow.
+  mproc::Barrier barrier(2);
+  mproc::Process early([&] { CHILD_CHECK(barrier.wait(20s) == 0); });
+  early.start();
+  ASSERT_TRUE(eventually([&] { return barrier.n_waiting() == 1; }));
+  std::this_thread::sleep_for(450ms);  // a slow party, on purpose: two re-checks pass
+  EXPECT_EQ(barrier.wait(20s), 1u);
+  ASSERT_TRUE(early.join(10s));
+  EXPECT_EQ(early.exitcode(), 0);
+  EXPECT_FALSE(barrier.broken());
 }
 
 TEST_F(SynchronizeTest, BarrierDefaultTimeout) {
