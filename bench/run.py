@@ -246,6 +246,26 @@ WORKLOADS = [
              "limit: a raw futex wait/wake round trip between two processes"),
 ]
 
+# mproc::Queue against multiprocessing.Queue, 1 producer -> 1 consumer process
+# (bench_queue.cpp, python/mp_queue.py).
+WORKLOADS += [
+    Workload(
+        "Queue of small items, 1 producer -> 1 consumer process",
+        RATE,
+        mproc=Case("bench_queue", "BM_Queue_SmallItems/real_time"),
+        python=PyCase("mp_queue.py", "small"),
+        target=Target("absolute", 5_000_000),
+        note="Queue<int64_t>: put(i) in the parent, get() in a child; items/s until the child got them all"),
+    Workload(
+        "Queue of 1 MiB items, 1 producer -> 1 consumer process",
+        THROUGHPUT,
+        mproc=Case("bench_queue", "BM_Queue_LargeItems/1048576/real_time"),
+        python=PyCase("mp_queue.py", "large"),
+        limit=Case("bench_limits", "BM_Limit_Memcpy/67108864"),
+        target=Target("absolute", 4e9),
+        note="Queue<vector<byte>> of 1 MiB / Python bytes; limit: memcpy bandwidth (64 MiB buffers)"),
+]
+
 # Cases that are not rows but explain them; listed with every case in results.md/json.
 DIAGNOSTICS = [
     Case("bench_limits", "BM_Limit_UnixSocketRoundTrip/real_time", ONE_CPU),

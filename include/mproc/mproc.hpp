@@ -12,6 +12,7 @@
 #include "mproc/pool.hpp"
 #include "mproc/process.hpp"
 #include "mproc/process_pool_executor.hpp"
+#include "mproc/queue.hpp"
 #include "mproc/shared_memory.hpp"
 #include "mproc/sharedctypes.hpp"
 #include "mproc/synchronize.hpp"

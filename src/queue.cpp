@@ -1,0 +1,563 @@
+// The shared-memory FIFO behind mproc::Queue, JoinableQueue and SimpleQueue.
+//
+// Layout: one sparse shared mapping (sys/arena) per queue. Its first 64 KiB hold the control
+// block (Shared, below); the rest is carved into segments, each a power of two of bytes
+// (64 KiB and up) with a header followed by entries. The FIFO is a chain of segments from
+// `head` to `tail`: producers append entries to the tail segment, chaining a new one when the
+// tail is full, consumers read from the head and free a drained segment onto a free list
+// (one per size) for reuse. So an unbounded queue grows as far as it must, an item of any size
+// gets a segment that fits it, and under steady flow the same few segments cycle — pages that
+// are already mapped, no page faults, no syscalls.
+//
+// Entry: u64 length, then `length` bytes (a frame of mproc/frame.hpp), padded to 8 bytes.
+//
+// Every change happens under one robust mutex (sys/robust_mutex). Crash safety rests on one
+// rule: each operation becomes visible through a single *commit store* (a segment's `write`
+// for a put, its `read` for a get, `next`/`tail`/`head` for the chain, a free-list head for
+// the allocator), made with release ordering after everything it publishes. A process killed
+// before its commit store changed nothing anyone can see (a half-written entry lies beyond
+// `write`, invisible); one killed after it left the structure valid. What follows a commit —
+// the item count, the unfinished-task count, the wake-up — is described beforehand in a
+// journal of absolute values, which the next owner (told by EOWNERDEAD) replays: replaying is
+// idempotent. The worst a crash can do is leak one segment.
+#include "mproc/queue.hpp"
+
+#include <bit>
+#include <cerrno>
+#include <climits>
+#include <exception>
+#include <new>
+#include <pthread.h>
+#include <unistd.h>
+
+#include "sys/arena.hpp"
+#include "sys/futex.hpp"
+#include "sys/robust_mutex.hpp"
+#include "sys/shm.hpp"
+
+namespace mproc::detail {
+
+namespace {
+
+// Address space reserved per queue: the most an unbounded queue can hold at once. Only pages
+// actually used cost memory (see sys/arena).
+constexpr std::size_t kArenaSize = std::size_t{64} << 30;
+constexpr std::size_t kControlSize = std::size_t{64} << 10;  // the control block's share
+constexpr unsigned kMinSegmentShift = 16;                      // segments of 64 KiB and up
+constexpr unsigned kClasses = 37 - kMinSegmentShift;           // ... up to the arena's size
+constexpr std::size_t kSegmentHeader = 128;
+constexpr std::size_t kEntryHeader = sizeof(std::uint64_t);
+constexpr std::size_t kPage = 4096;
+// Pages are committed this many bytes at a time as a fresh segment fills up.
+constexpr std::size_t kCommitChunk = std::size_t{256} << 10;
+// Entries up to this size share a segment with at least 3 others (fewer segment switches);
+// larger ones get a segment of their own size.
+constexpr std::size_t kSharedEntryMax = std::size_t{4} << 20;
+// Drained segments keep their pages (ready for reuse, no page faults) up to this total;
+// beyond it their pages go back to the kernel.
+constexpr std::size_t kRetainBytes = std::size_t{64} << 20;
+
+constexpr std::uint64_t align8(std::uint64_t n) { return (n + 7) & ~std::uint64_t{7}; }
+constexpr std::uint64_t align_up(std::uint64_t n, std::uint64_t to) { return (n + to - 1) / to * to; }
+
+// The header at the start of every segment. Offsets are from the segment's start. `read`
+// belongs to consumers, the rest to producers (and the allocator while the segment is free):
+// separate cache lines, so a put and a get in flight at once do not pull one line back and forth.
+struct Segment {
+  std::uint64_t next;       // the next segment of the FIFO, or of the free list; 0: none
+  std::uint64_t size;       // bytes, header included; a power of two
+  std::uint64_t write;      // where the next entry goes; [read, write) are the entries
+  std::uint64_t committed;  // [0, committed) have their pages committed
+  alignas(64) std::uint64_t read;  // the oldest unread entry
+};
+static_assert(sizeof(Segment) <= kSegmentHeader);
+
+enum class Op : std::uint32_t { none = 0, put = 1, get = 2 };
+
+// What the put or get in progress will have done once its commit store is made (see the top).
+struct Journal {
+  std::uint64_t segment;   // the segment whose write (put) or read (get) is the commit
+  std::uint64_t position;  // that field's value before the commit
+  std::uint64_t before;    // total_put (put) or total_got (get) before the operation
+  Op op;                   // written last; none between operations
+};
+
+// One end of the FIFO: producers hold `mutex` to append at `tail`, consumers to take from
+// `head`. Two locks, as in Michael & Scott's two-lock queue: a producer and a consumer never
+// wait for each other.
+struct End {
+  pthread_mutex_t mutex;
+  std::uint64_t segment;  // tail (producers) or head (consumers); never 0
+  Journal journal;
+};
+
+// A commit store: everything written before it is visible to whoever sees it, and the
+// compiler may not sink earlier stores past it (which a process killed right after would
+// otherwise leave unmade).
+void publish(std::uint64_t& field, std::uint64_t value) noexcept {
+  std::atomic_ref<std::uint64_t>(field).store(value, std::memory_order_release);
+}
+std::uint64_t observe(std::uint64_t& field) noexcept {
+  return std::atomic_ref<std::uint64_t>(field).load(std::memory_order_acquire);
+}
+
+void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
+// Spins while `word` still holds `seen`, briefly: a peer that is running usually changes it
+// within microseconds, far cheaper than sleeping on the futex and being woken (a syscall for
+// the waker, a context switch — on this VM a vCPU wake-up of 20 µs — for the sleeper).
+// Bounded, so a wait of seconds costs a sleeping process, not a spinning one.
+void spin_while_unchanged(const std::atomic<std::uint32_t>& word, std::uint32_t seen) noexcept {
+  for (int i = 0; i < 4000; ++i) {
+    if (word.load(std::memory_order_relaxed) != seen) return;
+    cpu_relax();
+  }
+}
+
+[[noreturn]] void throw_os(int negative_errno, const char* what) { throw OSError(-negative_errno, what); }
+
+}  // namespace
+
+// The control block, at offset 0 of the mapping. Each group has cache lines of its own.
+// Counters are monotonic: items in the queue = total_put - total_got, unfinished tasks =
+// total_put - total_done. Each futex word comes with the count of processes asleep on it, so
+// a put or get makes a wake-up syscall only when someone sleeps.
+struct QueueCore::Shared {
+  alignas(64) End producers;
+  alignas(64) End consumers;
+  alignas(64) pthread_mutex_t allocator;  // guards the four fields below
+  std::uint64_t bump;                     // the arena's first never-used byte
+  std::uint64_t retained;                 // bytes of free segments that keep their pages
+  std::uint64_t free_list[kClasses];
+
+  alignas(64) std::atomic<std::uint64_t> total_put;
+  std::atomic<std::uint32_t> items_seq;  // bumped by every put
+  std::atomic<std::uint32_t> getters_asleep;
+  alignas(64) std::atomic<std::uint64_t> total_got;
+  std::atomic<std::uint32_t> space_seq;  // bumped by every get of a bounded queue
+  std::atomic<std::uint32_t> putters_asleep;
+  alignas(64) std::atomic<std::uint64_t> total_done;
+  std::atomic<std::uint32_t> tasks_seq;  // bumped when the last unfinished task is done
+  std::atomic<std::uint32_t> joiners_asleep;
+};
+
+namespace {
+
+using Shared = QueueCore::Shared;
+static_assert(sizeof(Shared) <= kControlSize);
+static_assert(std::is_trivially_destructible_v<Shared>, "the control block is never destroyed: other processes use it");
+
+void set_op(Journal& journal, Op op) noexcept {
+  std::atomic_ref<Op>(journal.op).store(op, std::memory_order_release);
+}
+
+// Locks `mutex`, spinning a little first: it is held for the copy of one entry, far less than
+// sleeping on it costs (glibc's robust mutexes sleep at the first contention). Returns what
+// robust_mutex_lock returns.
+int acquire(pthread_mutex_t& mutex, const QueueCore::Deadline& deadline) noexcept {
+  for (int i = 0; i < 200; ++i) {
+    const int rc = sys::robust_mutex_try_lock(&mutex);
+    if (rc != -EBUSY) return rc;
+    cpu_relax();
+  }
+  return sys::robust_mutex_lock(&mutex, deadline);
+}
+
+// Holds a mutex for a scope. owner_died() tells the caller to repair what the mutex guards.
+class Lock {
+ public:
+  // Locks, or returns with owns() false when the deadline passed first. Throws OSError.
+  Lock(pthread_mutex_t& mutex, const QueueCore::Deadline& deadline) : mutex_(mutex) {
+    const int rc = acquire(mutex, deadline);
+    if (rc == -ETIMEDOUT) return;
+    if (rc == -EDEADLK) throw Error("Queue: used re-entrantly (from a value's serialize code)");
+    if (rc < 0) throw_os(rc, "Queue: locking a shared mutex");
+    owns_ = true;
+    owner_died_ = rc == sys::kOwnerDied;
+  }
+  ~Lock() { unlock(); }
+  Lock(const Lock&) = delete;
+  Lock& operator=(const Lock&) = delete;
+
+  bool owns() const noexcept { return owns_; }
+  bool owner_died() const noexcept { return owner_died_; }
+  void unlock() noexcept {
+    if (owns_) (void)sys::robust_mutex_unlock(&mutex_);
+    owns_ = false;
+  }
+
+ private:
+  pthread_mutex_t& mutex_;
+  bool owns_ = false;
+  bool owner_died_ = false;
+};
+
+// The wake-up protocol (an event count). A sleeper first counts itself in `asleep`, *then*
+// reads the word, re-checks its condition under the mutex and sleeps while the word still
+// holds what it read. A waker changes the word, then wakes everyone if `asleep` is not zero,
+// zeroing it: sleepers never decrement it. Counting before reading is what makes the zeroing
+// safe: a sleeper the waker un-counted either read the word after the change (and found the
+// condition true), or sleeps on the old value (the kernel refuses: the word moved on, or the
+// wake-up finds it queued). While woken sleepers are still getting onto a CPU — tens of
+// microseconds on a VM — the count is zero, so puts and gets meanwhile make no syscall.
+// A stale count (a sleeper that found its condition true after counting itself) costs one
+// needless wake-up. Everyone is woken, not one: a sleeper woken and then killed before it
+// acted would otherwise swallow the wake-up its peers needed.
+void wake_sleepers(std::atomic<std::uint32_t>& word, std::atomic<std::uint32_t>& asleep) noexcept {
+  if (asleep.load(std::memory_order_seq_cst) != 0 && asleep.exchange(0, std::memory_order_seq_cst) != 0)
+    (void)sys::futex_wake(word, INT_MAX);
+}
+
+// How a blocking call waits for `word` to move on: first a short spin, then it counts itself
+// asleep and has the caller re-check, then it sleeps. Returns false once the deadline passed.
+class Waiter {
+ public:
+  Waiter(std::atomic<std::uint32_t>& word, std::atomic<std::uint32_t>& asleep, const QueueCore::Deadline& deadline)
+      : word_(word), asleep_(asleep), deadline_(deadline) {}
+
+  // Called with the caller's condition false, `seen` read before checking it.
+  bool wait(std::uint32_t seen) noexcept {
+    switch (stage_) {
+      case Stage::spin:
+        spin_while_unchanged(word_, seen);
+        stage_ = Stage::count;
+        return true;
+      case Stage::count:
+        asleep_.fetch_add(1, std::memory_order_seq_cst);
+        stage_ = Stage::sleep;
+        return true;  // re-check with the count in place before sleeping
+      case Stage::sleep:
+        // Woken: spin again before the next sleep (the waker is likely busy producing), and
+        // count again (the waker un-counted us).
+        stage_ = Stage::spin;
+        return sys::futex_wait(word_, seen, deadline_) != -ETIMEDOUT;
+    }
+    return true;
+  }
+
+ private:
+  enum class Stage { spin, count, sleep };
+  std::atomic<std::uint32_t>& word_;
+  std::atomic<std::uint32_t>& asleep_;
+  const QueueCore::Deadline& deadline_;
+  Stage stage_ = Stage::spin;
+};
+
+// The operations on the structure in shared memory. Each says which mutex it needs.
+class Fifo {
+ public:
+  Fifo(Shared& shared, std::byte* base, std::size_t arena_size) noexcept
+      : s_(shared), base_(base), arena_size_(arena_size) {}
+
+  Segment& segment(std::uint64_t offset) noexcept { return *reinterpret_cast<Segment*>(base_ + offset); }
+  std::byte* at(std::uint64_t segment_offset, std::uint64_t position) noexcept {
+    return base_ + segment_offset + position;
+  }
+
+  // A fresh segment holding at least `need` bytes of entries. Takes the allocator mutex.
+  // Throws OSError(ENOMEM) having changed nothing (or, at worst, leaked nothing).
+  std::uint64_t allocate(std::uint64_t need) {
+    const std::uint64_t wanted = kSegmentHeader + (need <= kSharedEntryMax ? 4 * need : need);
+    const std::uint64_t size = std::max(std::bit_ceil(wanted), std::uint64_t{1} << kMinSegmentShift);
+    const auto cls = static_cast<unsigned>(std::countr_zero(size)) - kMinSegmentShift;
+    if (cls >= kClasses) throw OSError(ENOMEM, "Queue.put: item too large");
+    // A dead allocator owner needs no repair: each step below is one commit store, so its
+    // death can only have leaked a segment.
+    Lock lock(s_.allocator, std::nullopt);
+    std::uint64_t offset = s_.free_list[cls];
+    if (offset != 0) {
+      Segment& seg = segment(offset);
+      publish(s_.free_list[cls], seg.next);  // commit: from here the segment is ours
+      if (seg.committed > kPage) s_.retained -= seg.size;
+    } else {
+      offset = s_.bump;
+      if (offset + size > arena_size_) throw OSError(ENOMEM, "Queue.put: the queue's storage is exhausted");
+      const std::uint64_t first = std::min<std::uint64_t>(size, kCommitChunk);
+      if (int rc = sys::commit_shared(base_ + offset, first); rc < 0) throw_os(rc, "Queue.put: committing shared memory");
+      publish(s_.bump, offset + size);  // commit
+      segment(offset).committed = first;
+    }
+    lock.unlock();
+    Segment& seg = segment(offset);
+    seg.next = 0;
+    seg.size = size;
+    seg.read = kSegmentHeader;
+    seg.write = kSegmentHeader;
+    return offset;
+  }
+
+  // Puts a drained segment (already unlinked from the FIFO) on its free list.
+  void release(std::uint64_t offset) {
+    Segment& seg = segment(offset);
+    Lock lock(s_.allocator, std::nullopt);
+    if (seg.committed > kPage) {
+      if (s_.retained + seg.size > kRetainBytes) {
+        // Keep the header's page: it holds the free-list link. Failure only costs memory.
+        (void)sys::release_shared(base_ + offset + kPage, seg.size - kPage);
+        seg.committed = kPage;
+      } else {
+        s_.retained += seg.size;
+      }
+    }
+    const auto cls = static_cast<unsigned>(std::countr_zero(seg.size)) - kMinSegmentShift;
+    seg.next = s_.free_list[cls];
+    publish(s_.free_list[cls], offset);
+  }
+
+  // Producers' mutex held. Appends one entry of `size` bytes. Throws OSError(ENOMEM) before
+  // anything is visible.
+  void append(std::uint64_t size, QueueCore::Fill fill, const void* context) {
+    End& end = s_.producers;
+    const std::uint64_t need = kEntryHeader + align8(size);
+    if (segment(end.segment).write + need > segment(end.segment).size) {
+      const std::uint64_t fresh = allocate(need);
+      // Two commits; a process killed between them leaves tail one short of the chain's end,
+      // which repair_producers() walks to. Consumers follow `next`, so they see it at once.
+      publish(segment(end.segment).next, fresh);
+      publish(end.segment, fresh);
+    }
+    const std::uint64_t tail = end.segment;
+    Segment& seg = segment(tail);
+    const std::uint64_t stop = seg.write + need;
+    if (stop > seg.committed) {
+      const std::uint64_t upto = std::min(seg.size, align_up(stop, kCommitChunk));
+      if (int rc = sys::commit_shared(at(tail, seg.committed), upto - seg.committed); rc < 0)
+        throw_os(rc, "Queue.put: committing shared memory");
+      seg.committed = upto;
+    }
+    std::byte* entry = at(tail, seg.write);
+    std::memcpy(entry, &size, sizeof size);
+    fill(context, entry + kEntryHeader);
+    begin_op(end.journal, Op::put, tail, seg.write, s_.total_put.load(std::memory_order_relaxed));
+    publish(seg.write, stop);  // commit: the item is in the queue
+    finish_put();
+  }
+
+  // Consumers' mutex held. The oldest entry's bytes, or an empty span when there is none.
+  // Frees drained segments on the way. Throws SerializationError on a corrupt length.
+  std::span<const std::byte> front() {
+    End& end = s_.consumers;
+    for (;;) {
+      Segment& seg = segment(end.segment);
+      // `next` before `write`: a producer sets next only after its last write to this segment,
+      // so a segment seen with a successor and no unread entry is drained for good.
+      const std::uint64_t next = observe(seg.next);
+      const std::uint64_t write = observe(seg.write);
+      if (seg.read < write) {
+        std::uint64_t length;
+        std::memcpy(&length, at(end.segment, seg.read), sizeof length);
+        if (write - seg.read < kEntryHeader || length > write - seg.read - kEntryHeader) {
+          // Only a stray write into the shared memory gets here: drop the segment's entries
+          // rather than read out of bounds (they are lost; the counts stay as they were).
+          publish(seg.read, write);
+          throw SerializationError("Queue.get: corrupted entry length in shared memory");
+        }
+        return {at(end.segment, seg.read + kEntryHeader), static_cast<std::size_t>(length)};
+      }
+      if (next == 0) return {};
+      const std::uint64_t drained = end.segment;
+      publish(end.segment, next);  // commit; a crash before release() leaks the segment only
+      release(drained);
+    }
+  }
+
+  // Consumers' mutex held. Removes the entry front() returned.
+  void pop(std::span<const std::byte> entry) noexcept {
+    End& end = s_.consumers;
+    Segment& seg = segment(end.segment);
+    begin_op(end.journal, Op::get, end.segment, seg.read, s_.total_got.load(std::memory_order_relaxed));
+    publish(seg.read, seg.read + kEntryHeader + align8(entry.size()));  // commit: consumed
+    finish_get();
+  }
+
+  // Producers' mutex held, its previous owner dead: completes what it committed.
+  void repair_producers() noexcept {
+    End& end = s_.producers;
+    while (observe(segment(end.segment).next) != 0) publish(end.segment, segment(end.segment).next);
+    const Journal& j = end.journal;
+    if (j.op == Op::put && segment(j.segment).write != j.position) finish_put();
+    set_op(end.journal, Op::none);
+  }
+
+  // Consumers' mutex held, its previous owner dead: completes what it committed.
+  void repair_consumers() noexcept {
+    End& end = s_.consumers;
+    const Journal& j = end.journal;
+    if (j.op == Op::get && segment(j.segment).read != j.position) finish_get();
+    set_op(end.journal, Op::none);
+  }
+
+ private:
+  static void begin_op(Journal& journal, Op op, std::uint64_t seg, std::uint64_t position,
+                       std::uint64_t before) noexcept {
+    journal.segment = seg;
+    journal.position = position;
+    journal.before = before;
+    set_op(journal, op);
+  }
+  // Idempotent (absolute values from the journal), so repair may run them again.
+  void finish_put() noexcept {
+    s_.total_put.store(s_.producers.journal.before + 1, std::memory_order_seq_cst);
+    s_.items_seq.fetch_add(1, std::memory_order_seq_cst);
+    set_op(s_.producers.journal, Op::none);
+  }
+  void finish_get() noexcept {
+    s_.total_got.store(s_.consumers.journal.before + 1, std::memory_order_seq_cst);
+    s_.space_seq.fetch_add(1, std::memory_order_seq_cst);
+    set_op(s_.consumers.journal, Op::none);
+  }
+
+  Shared& s_;
+  std::byte* base_;
+  std::size_t arena_size_;
+};
+
+// Locks the producers' or consumers' end and repairs it after a dead owner. The wake-ups
+// after a repair cost nothing and make sure nobody waits on one the dead process owed.
+class EndLock : public Lock {
+ public:
+  EndLock(Shared& shared, Fifo& fifo, bool producers, const QueueCore::Deadline& deadline)
+      : Lock(producers ? shared.producers.mutex : shared.consumers.mutex, deadline) {
+    if (!owner_died()) return;
+    if (producers) {
+      fifo.repair_producers();
+      (void)sys::futex_wake(shared.items_seq, INT_MAX);
+    } else {
+      fifo.repair_consumers();
+      (void)sys::futex_wake(shared.space_seq, INT_MAX);
+    }
+  }
+};
+
+}  // namespace
+
+QueueCore::QueueCore(long maxsize, bool joinable) : maxsize_(maxsize), joinable_(joinable) {
+  sys::SharedMapping mapping;
+  if (int rc = sys::map_sparse_shared(kArenaSize, mapping); rc < 0) throw_os(rc, "Queue: mmap");
+  if (int rc = sys::commit_shared(mapping.get(), kControlSize); rc < 0) throw_os(rc, "Queue: committing shared memory");
+  shared_ = new (mapping.get()) Shared{};
+  for (pthread_mutex_t* m : {&shared_->producers.mutex, &shared_->consumers.mutex, &shared_->allocator})
+    if (int rc = sys::robust_mutex_init(m); rc < 0) throw_os(rc, "Queue: pthread_mutex_init");
+  base_ = static_cast<std::byte*>(mapping.get());
+  shared_->bump = kControlSize;
+  shared_->producers.segment = shared_->consumers.segment = Fifo(*shared_, base_, kArenaSize).allocate(0);
+  // Only this process's view goes with it; the queue lives on in every process mapping it.
+  mapping_ = std::make_unique<sys::SharedMapping>(std::move(mapping));
+}
+
+QueueCore::~QueueCore() = default;
+
+void QueueCore::check_open(const char* operation) const {
+  if (closed()) throw Error(std::string("Queue.") + operation + ": the queue is closed in this process");
+}
+
+void QueueCore::close() noexcept { closed_by_.store(static_cast<int>(::getpid()), std::memory_order_relaxed); }
+
+bool QueueCore::closed() const noexcept {
+  // getpid() is a syscall: ask only when some process did close.
+  const int by = closed_by_.load(std::memory_order_relaxed);
+  return by != 0 && by == static_cast<int>(::getpid());
+}
+
+void QueueCore::put(std::size_t size, Fill fill, const void* context, bool block, const Deadline& deadline) {
+  check_open("put");
+  Shared& s = *shared_;
+  Fifo fifo(s, base_, kArenaSize);
+  Waiter waiter(s.space_seq, s.putters_asleep, deadline);
+  for (;;) {
+    EndLock lock(s, fifo, true, deadline);
+    if (!lock.owns()) throw Full();
+    // Read before the room check: a get after the check bumps it, so the futex wait below
+    // cannot miss that get (it returns at once when the word moved on).
+    const std::uint32_t seen = s.space_seq.load(std::memory_order_seq_cst);
+    // total_got only grows while we hold the producers' mutex: room seen stays room.
+    if (maxsize_ <= 0 || s.total_put.load(std::memory_order_relaxed) - s.total_got.load(std::memory_order_seq_cst) <
+                             static_cast<std::uint64_t>(maxsize_)) {
+      fifo.append(size, fill, context);
+      lock.unlock();
+      wake_sleepers(s.items_seq, s.getters_asleep);
+      return;
+    }
+    if (!block) throw Full();
+    lock.unlock();
+    if (!waiter.wait(seen)) block = false;  // the deadline passed: one last look, then Full
+  }
+}
+
+void QueueCore::get(Consume consume, void* context, bool block, const Deadline& deadline) {
+  check_open("get");
+  Shared& s = *shared_;
+  Fifo fifo(s, base_, kArenaSize);
+  Waiter waiter(s.items_seq, s.getters_asleep, deadline);
+  for (;;) {
+    EndLock lock(s, fifo, false, deadline);
+    if (!lock.owns()) throw Empty();
+    const std::uint32_t seen = s.items_seq.load(std::memory_order_seq_cst);  // as in put()
+    if (const std::span<const std::byte> entry = fifo.front(); entry.data() != nullptr) {
+      // Decoded straight out of shared memory, under the consumers' mutex (the space is
+      // reused once it is released). A decoding error consumes the entry all the same: it
+      // would fail every time.
+      std::exception_ptr error;
+      try {
+        consume(context, entry);
+      } catch (...) {
+        error = std::current_exception();
+      }
+      fifo.pop(entry);
+      lock.unlock();
+      if (maxsize_ > 0) wake_sleepers(s.space_seq, s.putters_asleep);
+      if (error) std::rethrow_exception(error);
+      return;
+    }
+    if (!block) throw Empty();
+    lock.unlock();
+    if (!waiter.wait(seen)) block = false;
+  }
+}
+
+std::size_t QueueCore::qsize() {
+  // Got first: both only grow, so the difference is never negative.
+  const std::uint64_t got = shared_->total_got.load(std::memory_order_seq_cst);
+  return static_cast<std::size_t>(shared_->total_put.load(std::memory_order_seq_cst) - got);
+}
+
+void QueueCore::task_done() {
+  Shared& s = *shared_;
+  std::uint64_t done = s.total_done.load(std::memory_order_seq_cst);
+  do {
+    if (done >= s.total_put.load(std::memory_order_seq_cst))
+      throw Error("JoinableQueue.task_done: called more times than items were put");
+  } while (!s.total_done.compare_exchange_weak(done, done + 1, std::memory_order_seq_cst));
+  if (done + 1 < s.total_put.load(std::memory_order_seq_cst)) return;
+  s.tasks_seq.fetch_add(1, std::memory_order_seq_cst);
+  wake_sleepers(s.tasks_seq, s.joiners_asleep);
+}
+
+bool QueueCore::join(const Deadline& deadline) {
+  Shared& s = *shared_;
+  Waiter waiter(s.tasks_seq, s.joiners_asleep, deadline);
+  for (;;) {
+    const std::uint32_t seen = s.tasks_seq.load(std::memory_order_seq_cst);
+    if (s.total_done.load(std::memory_order_seq_cst) >= s.total_put.load(std::memory_order_seq_cst)) return true;
+    if (!waiter.wait(seen))
+      return s.total_done.load(std::memory_order_seq_cst) >= s.total_put.load(std::memory_order_seq_cst);
+  }
+}
+
+std::vector<std::byte>& encode_scratch() noexcept {
+  thread_local std::vector<std::byte> scratch;
+  return scratch;
+}
+
+void trim_encode_scratch(std::vector<std::byte>& scratch) noexcept {
+  // Keep a warm buffer for the common sizes, but not the memory of one huge item forever.
+  if (scratch.capacity() > (std::size_t{64} << 20)) std::vector<std::byte>().swap(scratch);
+}
+
+}  // namespace mproc::detail

@@ -1,0 +1,42 @@
+#include "sys/arena.hpp"
+
+#include <cerrno>
+#include <cstdint>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23  // Linux 5.14; older headers lack the name
+#endif
+
+namespace mproc::sys {
+
+int map_sparse_shared(std::size_t size, SharedMapping& out) noexcept {
+  if (size == 0) return -EINVAL;
+  void* address =
+      ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (address == MAP_FAILED) return -errno;
+  out = SharedMapping(address, size);
+  return 0;
+}
+
+int commit_shared(void* address, std::size_t size) noexcept {
+  if (size == 0) return 0;
+  const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const auto first = reinterpret_cast<std::uintptr_t>(address) & ~(page - 1);
+  const auto last = (reinterpret_cast<std::uintptr_t>(address) + size + page - 1) & ~(page - 1);
+  int rc;
+  do {
+    rc = ::madvise(reinterpret_cast<void*>(first), last - first, MADV_POPULATE_WRITE);
+  } while (rc != 0 && errno == EINTR);
+  if (rc == 0) return 0;
+  // EINVAL: a kernel that does not know the advice; the pages will be faulted in on use.
+  return errno == EINVAL ? 0 : -errno;
+}
+
+int release_shared(void* address, std::size_t size) noexcept {
+  if (size == 0) return 0;
+  return ::madvise(address, size, MADV_REMOVE) == 0 ? 0 : -errno;
+}
+
+}  // namespace mproc::sys
