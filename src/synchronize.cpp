@@ -93,8 +93,6 @@ void init_mutex(pthread_mutex_t* mutex) {
   if (int rc = sys::robust_mutex_init(mutex); rc < 0) throw OSError(-rc, "pthread_mutex_init");
 }
 
-void cpu_relax() noexcept { __builtin_ia32_pause(); }
-
 // Take-over of a dead owner's lock: robust_mutex_* already made the mutex consistent; the
 // flag tells the new holder (and, if it releases at once, the next one).
 int note_owner_death(LockState& state, int rc) noexcept {
@@ -115,7 +113,7 @@ int take(LockState& state, bool block, const detail::Timeout& timeout) noexcept 
   if (timeout && *timeout <= std::chrono::nanoseconds::zero()) return -EBUSY;
   constexpr int kSpins = 64;
   for (int spin = 0; spin < kSpins; ++spin) {
-    for (int i = 0; i < 1 + spin / 8; ++i) cpu_relax();
+    for (int i = 0; i < 1 + spin / 8; ++i) sys::cpu_relax();
     rc = sys::robust_mutex_try_lock(&state.mutex);
     if (rc != -EBUSY) return note_owner_death(state, rc);
   }
