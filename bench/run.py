@@ -212,6 +212,38 @@ WORKLOADS = [
         python=PyCase("cf_executor.py", "thread_burst"),
         target=Target("absolute", 1_000_000),
         note="as above on 2 threads; tasks/s"),
+    # mproc's synchronization primitives against multiprocessing's (bench_synchronize.cpp,
+    # python/mp_synchronize.py).
+    Workload(
+        "Lock acquire + release, uncontended",
+        TIME,
+        mproc=Case("bench_synchronize", "BM_Lock_Uncontended"),
+        python=PyCase("mp_synchronize.py", "lock_uncontended"),
+        target=Target("absolute", 50),
+        note="lock.acquire(); lock.release() in one process"),
+    Workload(
+        "RLock acquire + release, uncontended",
+        TIME,
+        mproc=Case("bench_synchronize", "BM_RLock_Uncontended"),
+        python=PyCase("mp_synchronize.py", "rlock_uncontended"),
+        note="the lock of a Value / Array (get_lock())"),
+    Workload(
+        "Value<int64_t> lock-protected increment, 2 processes",
+        RATE,
+        mproc=Case("bench_synchronize", "BM_Value_LockedIncrement/real_time"),
+        python=PyCase("mp_synchronize.py", "value_increment"),
+        target=Target("absolute", 5_000_000),
+        note="both processes run `with v.get_lock(): v.value += 1` (C++: std::lock_guard on get_lock(), "
+             "++value()) 100,000 times per batch, batches started and ended together by two Barriers; "
+             "figure: increments of both processes per second (shown as tasks/s)"),
+    Workload(
+        "Semaphore ping-pong round trip, one CPU",
+        TIME,
+        mproc=Case("bench_synchronize", "BM_Semaphore_PingPong/real_time", ONE_CPU),
+        python=PyCase("mp_synchronize.py", "semaphore_pingpong", ONE_CPU),
+        limit=Case("bench_limits", "BM_Limit_FutexRoundTrip/real_time", ONE_CPU),
+        note="ping.release(); pong.acquire() against a child doing ping.acquire(); pong.release(); "
+             "limit: a raw futex wait/wake round trip between two processes"),
 ]
 
 # mproc::Queue against multiprocessing.Queue, 1 producer -> 1 consumer process

@@ -101,14 +101,6 @@ std::uint64_t observe(std::uint64_t& field) noexcept {
   return std::atomic_ref<std::uint64_t>(field).load(std::memory_order_acquire);
 }
 
-void cpu_relax() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  asm volatile("yield");
-#endif
-}
-
 // Spins while `word` still holds `seen`, briefly: a peer that is running usually changes it
 // within microseconds, far cheaper than sleeping on the futex and being woken (a syscall for
 // the waker, a context switch — on this VM a vCPU wake-up of 20 µs — for the sleeper).
@@ -116,7 +108,7 @@ void cpu_relax() noexcept {
 void spin_while_unchanged(const std::atomic<std::uint32_t>& word, std::uint32_t seen) noexcept {
   for (int i = 0; i < 4000; ++i) {
     if (word.load(std::memory_order_relaxed) != seen) return;
-    cpu_relax();
+    sys::cpu_relax();
   }
 }
 
@@ -164,7 +156,7 @@ int acquire(pthread_mutex_t& mutex, const QueueCore::Deadline& deadline) noexcep
   for (int i = 0; i < 200; ++i) {
     const int rc = sys::robust_mutex_try_lock(&mutex);
     if (rc != -EBUSY) return rc;
-    cpu_relax();
+    sys::cpu_relax();
   }
   return sys::robust_mutex_lock(&mutex, deadline);
 }

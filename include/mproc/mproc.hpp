@@ -13,5 +13,8 @@
 #include "mproc/process.hpp"
 #include "mproc/process_pool_executor.hpp"
 #include "mproc/queue.hpp"
+#include "mproc/shared_memory.hpp"
+#include "mproc/sharedctypes.hpp"
+#include "mproc/synchronize.hpp"
 #include "mproc/thread_pool.hpp"
 #include "mproc/thread_pool_executor.hpp"

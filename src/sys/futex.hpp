@@ -21,6 +21,16 @@ int futex_wait(const std::atomic<std::uint32_t>& word, std::uint32_t expected, c
 /// Wakes up to `count` waiters on `word` (INT_MAX: all). Returns how many were woken or -errno.
 int futex_wake(const std::atomic<std::uint32_t>& word, int count) noexcept;
 
+/// One pause in a bounded spin before a futex sleep: tells the CPU this is a spin-wait (it
+/// saves power and yields the pipeline to a hyper-thread sibling, which may be the peer).
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
 static_assert(sizeof(std::atomic<std::uint32_t>) == 4 && std::atomic<std::uint32_t>::is_always_lock_free,
               "a futex word is a plain lock-free 32-bit integer");
 
