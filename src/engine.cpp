@@ -202,7 +202,8 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
       // task with a timeout takes the engine's path, whose poll must learn the deadline.
       if (was_empty && incoming_.size() == 1 && pending_.empty() && !incoming_.front()->spec.timeout &&
           incoming_.front()->spec.args.size() <= kPrefetchBytes) {
-        if (Worker* idle = idle_worker()) {
+        // Only a ready worker: until its "ready" message is read, the engine watches its pipe.
+        if (Worker* idle = idle_worker(); idle != nullptr && idle->ready) {
           if (!claim(*incoming_.front())) {
             incoming_.pop_front();
             return;
@@ -698,7 +699,12 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
     }
   }
 
+  // Requires mutex_. Reads every result that has arrived from `worker`; never waits for one
+  // that has not (another thread — a caller collecting a direct result — may have emptied
+  // the pipe since poll(2) reported it readable).
   void drain_results(Worker& worker) {
+    if (!worker.results.has_buffered_data() && sys::poll_fd(worker.results.fileno(), POLLIN, Clock::now()) <= 0)
+      return;
     try {
       do {
         auto result = worker.results.recv<WireResult>();
@@ -737,7 +743,7 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
     // A result sent just before the death is still in the pipe, also one the engine was not
     // watching (a direct task's): it counts.
     release_direct(worker);
-    if (sys::poll_fd(worker.results.fileno(), POLLIN, Clock::now()) > 0) drain_results(worker);
+    drain_results(worker);
     worker.process.join();
     int exitcode = worker.process.exitcode().value_or(-1);
     pid_t pid = worker.process.pid();
