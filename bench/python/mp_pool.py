@@ -9,6 +9,9 @@ map          `pool.map(inc, items)`, 1,000,000 ints, default chunksize   (BM_Poo
 cpu_map      `pool.map(burn, 16 tasks of ~30 ms)`; speedup = the same    (BM_Pool_CpuMapSpeedup/1)
              calls run serially in this process / the pool's time; before each map, untimed,
              100 tiny apply_async tasks
+cpu_scaling  `pool.map(burn, ...)` of a fixed total of ~0.25 s of computation (BM_Pool_CpuScaling/N)
+             split into 4 tasks per CPU, on Pool(--workers N); speedup = serial / pool time;
+             3 iterations, like the C++ case
 memory       Private_Clean + Private_Dirty (and Pss) of an idle worker   (BM_Pool_WorkerMemory)
 
 As in the C++ benchmarks, one Pool(2) (start method 'fork') is created before the timed loop
@@ -16,6 +19,7 @@ and warmed up with a few tasks. The burst cases time whole bursts (one takes sec
 after a warm-up burst of 2,000 tasks.
 """
 
+import os
 import time
 
 import _common
@@ -152,6 +156,31 @@ def cpu_map(args):
                    speedup=serial / parallel, task_ms=serial / iterations / CPU_TASKS * 1e3)
 
 
+SCALING_TOTAL_SECONDS = 0.25
+SCALING_ITERATIONS = 3
+
+
+def cpu_scaling(args):
+    workers = args.workers
+    pool = _common.context().Pool(workers)
+    warm_up(pool, 100)
+    tasks = 4 * (os.cpu_count() or 1)  # the C++ case: 4 per hardware thread
+    items = [int(calibrate_burn() * SCALING_TOTAL_SECONDS / CPU_TASK_SECONDS / tasks)] * tasks
+    serial = parallel = 0.0
+    for _ in range(SCALING_ITERATIONS):
+        start = time.perf_counter()
+        expected = [burn(n) for n in items]
+        serial += time.perf_counter() - start
+        start = time.perf_counter()
+        results = pool.map(burn, items)
+        parallel += time.perf_counter() - start
+        if results != expected:
+            raise RuntimeError("wrong results")
+    pool.terminate()
+    _common.report("cpu_scaling", SCALING_ITERATIONS, parallel, items_per_iteration=tasks,
+                   speedup=serial / parallel, workers=workers, tasks=tasks)
+
+
 def footprint(pid):
     private = pss = 0
     with open(f"/proc/{pid}/smaps_rollup") as f:
@@ -178,7 +207,7 @@ def memory(args):
 
 
 CASES = {"apply": apply, "apply_async": apply_async, "imap": imap, "map": map_, "cpu_map": cpu_map,
-         "memory": memory}
+         "cpu_scaling": cpu_scaling, "memory": memory}
 
 if __name__ == "__main__":
     arguments = _common.parse_args(CASES, __doc__)
