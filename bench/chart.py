@@ -16,7 +16,7 @@ from pathlib import Path
 from xml.sax.saxutils import escape
 
 WIDTH, HEIGHT = 640, 420
-LEFT, RIGHT, TOP, BOTTOM = 64, 24, 64, 56  # margins around the plot area
+LEFT, RIGHT, TOP, BOTTOM = 64, 64, 64, 56  # margins around the plot area
 SERIES = [  # (key in a point, legend label, colour)
     ("mproc_speedup", "mproc::Pool", "#1f77b4"),
     ("python_speedup", "Python multiprocessing.Pool", "#ff7f0e"),

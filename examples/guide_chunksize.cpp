@@ -5,8 +5,8 @@
 //
 // Python:
 //   with Pool(2) as pool:
-//       pool.map(inc, range(200_000), chunksize=1)
-//       pool.map(inc, range(200_000))          # chunksize 25,000 here
+//       pool.map(inc, range(100_000), chunksize=1)
+//       pool.map(inc, range(100_000))          # chunksize 12,500 here
 #include <mproc/mproc.hpp>
 
 #include <cstddef>
@@ -21,7 +21,7 @@
 namespace {
 
 constexpr int kWorkers = 2;
-constexpr std::size_t kItems = 200'000;
+constexpr std::size_t kItems = 100'000;
 
 int inc(int x) { return x + 1; }
 
