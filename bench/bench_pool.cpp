@@ -238,6 +238,37 @@ std::uint64_t calibrate_burn() {
   }
 }
 
+// The timed loop of the speed-up cases. Each iteration runs `items` serially in this
+// process (untimed, on our own clock), then through pool.map (timed); with `warm_each`, 100
+// tiny tasks first, untimed. Returns the total serial and pool seconds.
+struct SerialVsPool {
+  double serial = 0;
+  double parallel = 0;
+  double speedup() const { return parallel > 0 ? serial / parallel : 0; }
+};
+
+SerialVsPool serial_vs_pool(benchmark::State& state, mproc::Pool& pool, const std::vector<std::uint64_t>& items,
+                            bool warm_each) {
+  std::vector<std::uint64_t> expected(items.size());
+  SerialVsPool times;
+  for (auto _ : state) {
+    state.PauseTiming();
+    if (warm_each) warm_up(pool, 100);
+    auto start = std::chrono::steady_clock::now();
+    for (std::size_t i = 0; i < items.size(); ++i) expected[i] = burn(items[i]);
+    times.serial += seconds_since(start);
+    state.ResumeTiming();
+    start = std::chrono::steady_clock::now();
+    std::vector<std::uint64_t> results = pool.map(burn, items);
+    times.parallel += seconds_since(start);
+    if (results != expected) {
+      state.SkipWithError("wrong results");
+      break;
+    }
+  }
+  return times;
+}
+
 // Each iteration runs the 16 tasks serially in this process (untimed, on our own clock),
 // then through the pool (timed). speedup = total serial time ÷ total pool time.
 // Arg 1 (the row): a pool that also serves tiny tasks — before each map, untimed, 100 tiny
@@ -250,25 +281,9 @@ void BM_Pool_CpuMapSpeedup(benchmark::State& state) {
     mproc::Pool pool(kWorkers);
     const std::uint64_t steps = calibrate_burn();
     std::vector<std::uint64_t> items(kCpuTasks, steps);
-    std::vector<std::uint64_t> expected(kCpuTasks);
-    double serial = 0, parallel = 0;
-    for (auto _ : state) {
-      state.PauseTiming();
-      if (mixed) warm_up(pool, 100);
-      auto start = std::chrono::steady_clock::now();
-      for (std::size_t i = 0; i < items.size(); ++i) expected[i] = burn(items[i]);
-      serial += seconds_since(start);
-      state.ResumeTiming();
-      start = std::chrono::steady_clock::now();
-      std::vector<std::uint64_t> results = pool.map(burn, items);
-      parallel += seconds_since(start);
-      if (results != expected) {
-        state.SkipWithError("wrong results");
-        break;
-      }
-    }
-    state.counters["speedup"] = parallel > 0 ? serial / parallel : 0;
-    state.counters["task_ms"] = serial / static_cast<double>(state.iterations()) / kCpuTasks * 1e3;
+    const SerialVsPool times = serial_vs_pool(state, pool, items, mixed);
+    state.counters["speedup"] = times.speedup();
+    state.counters["task_ms"] = times.serial / static_cast<double>(state.iterations()) / kCpuTasks * 1e3;
     state.SetItemsProcessed(state.iterations() * kCpuTasks);
   });
 }
@@ -337,24 +352,8 @@ void BM_Pool_CpuScaling(benchmark::State& state) {
     // calibrate_burn() gives the steps of kCpuTaskSeconds; scale them to a share of the total.
     const auto steps = static_cast<std::uint64_t>(static_cast<double>(calibrate_burn()) * kScalingTotalSeconds /
                                                   kCpuTaskSeconds / static_cast<double>(tasks));
-    std::vector<std::uint64_t> items(tasks, steps);
-    std::vector<std::uint64_t> expected(tasks);
-    double serial = 0, parallel = 0;
-    for (auto _ : state) {
-      state.PauseTiming();
-      auto start = std::chrono::steady_clock::now();
-      for (std::size_t i = 0; i < tasks; ++i) expected[i] = burn(items[i]);
-      serial += seconds_since(start);
-      state.ResumeTiming();
-      start = std::chrono::steady_clock::now();
-      std::vector<std::uint64_t> results = pool.map(burn, items);
-      parallel += seconds_since(start);
-      if (results != expected) {
-        state.SkipWithError("wrong results");
-        break;
-      }
-    }
-    state.counters["speedup"] = parallel > 0 ? serial / parallel : 0;
+    const std::vector<std::uint64_t> items(tasks, steps);
+    state.counters["speedup"] = serial_vs_pool(state, pool, items, false).speedup();
     state.counters["tasks"] = static_cast<double>(tasks);
     state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(tasks));
   });

@@ -135,6 +135,20 @@ def calibrate_burn():
         steps *= 4
 
 
+def serial_vs_pool(pool, items):
+    """Runs burn over items serially in this process, then pool.map(burn, items); returns
+    (serial seconds, pool seconds)."""
+    start = time.perf_counter()
+    expected = [burn(n) for n in items]
+    serial = time.perf_counter() - start
+    start = time.perf_counter()
+    results = pool.map(burn, items)
+    parallel = time.perf_counter() - start
+    if results != expected:
+        raise RuntimeError("wrong results")
+    return serial, parallel
+
+
 def cpu_map(args):
     pool = _common.context().Pool(WORKERS)
     items = [calibrate_burn()] * CPU_TASKS
@@ -142,14 +156,9 @@ def cpu_map(args):
     iterations = 0
     while iterations == 0 or parallel < args.min_time:
         warm_up(pool, 100)  # untimed: a pool that also serves tiny tasks, as BM_Pool_CpuMapSpeedup/1
-        start = time.perf_counter()
-        expected = [burn(n) for n in items]
-        serial += time.perf_counter() - start
-        start = time.perf_counter()
-        results = pool.map(burn, items)
-        parallel += time.perf_counter() - start
-        if results != expected:
-            raise RuntimeError("wrong results")
+        serial_seconds, pool_seconds = serial_vs_pool(pool, items)
+        serial += serial_seconds
+        parallel += pool_seconds
         iterations += 1
     pool.terminate()
     _common.report("cpu_map", iterations, parallel, items_per_iteration=CPU_TASKS,
@@ -166,16 +175,9 @@ def cpu_scaling(args):
     warm_up(pool, 100)
     tasks = 4 * (os.cpu_count() or 1)  # the C++ case: 4 per hardware thread
     items = [int(calibrate_burn() * SCALING_TOTAL_SECONDS / CPU_TASK_SECONDS / tasks)] * tasks
-    serial = parallel = 0.0
-    for _ in range(SCALING_ITERATIONS):
-        start = time.perf_counter()
-        expected = [burn(n) for n in items]
-        serial += time.perf_counter() - start
-        start = time.perf_counter()
-        results = pool.map(burn, items)
-        parallel += time.perf_counter() - start
-        if results != expected:
-            raise RuntimeError("wrong results")
+    times = [serial_vs_pool(pool, items) for _ in range(SCALING_ITERATIONS)]
+    serial = sum(t[0] for t in times)
+    parallel = sum(t[1] for t in times)
     pool.terminate()
     _common.report("cpu_scaling", SCALING_ITERATIONS, parallel, items_per_iteration=tasks,
                    speedup=serial / parallel, workers=workers, tasks=tasks)
