@@ -1,6 +1,7 @@
 // guide_fork_cost — what starting a process costs as the parent grows. fork() copies the
 // parent's page tables (not its pages: those are shared copy-on-write), and the child's exit
 // tears its copy down, so Process start + join grows with the memory the parent has touched.
+// A bare fork + _exit + waitpid beside it shows that this is the kernel's cost, not mproc's.
 // Pool workers are forked when the pool is created: create pools early, while the parent is
 // small. (docs/guide.md, "What fork costs")
 #include <mproc/mproc.hpp>
@@ -12,24 +13,43 @@
 #include <memory>
 #include <vector>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include "guide.hpp"
 
 namespace {
 
 constexpr std::size_t kMiB = std::size_t{1} << 20;
 
-// The median of `starts` Process start + join, in milliseconds.
-double start_join_ms(int starts) {
+// The median of `runs` calls of start_and_wait(), in milliseconds.
+template <class F>
+double median_ms(int runs, F start_and_wait) {
   std::vector<double> times;
-  for (int i = 0; i < starts; ++i) {
+  for (int i = 0; i < runs; ++i) {
     auto start = guide::Clock::now();
+    start_and_wait();
+    times.push_back(guide::seconds_since(start) * 1e3);
+  }
+  std::nth_element(times.begin(), times.begin() + runs / 2, times.end());
+  return times[static_cast<std::size_t>(runs / 2)];
+}
+
+double start_join_ms(int starts) {
+  return median_ms(starts, [] {
     mproc::Process child([] {});
     child.start();
     child.join();
-    times.push_back(guide::seconds_since(start) * 1e3);
-  }
-  std::nth_element(times.begin(), times.begin() + starts / 2, times.end());
-  return times[static_cast<std::size_t>(starts / 2)];
+  });
+}
+
+// The kernel's share: a bare fork, _exit and waitpid, nothing of mproc's.
+double bare_fork_ms(int forks) {
+  return median_ms(forks, [] {
+    pid_t child = ::fork();
+    if (child == 0) ::_exit(0);
+    if (child > 0) ::waitpid(child, nullptr, 0);
+  });
 }
 
 // Pool(2) created, closed and joined, in milliseconds.
@@ -56,10 +76,12 @@ int main() {
     if (grow > 0) {
       heap.push_back(std::make_unique_for_overwrite<char[]>(grow));
       std::memset(heap.back().get(), 1, grow);
+      volatile char last = heap.back()[grow - 1];  // read back: the writes cannot be optimised away
+      (void)last;
       touched = target;
     }
-    std::printf("parent heap %4zu MiB: Process start+join %.2f ms, Pool(2) start+stop %.2f ms\n", touched / kMiB,
-                start_join_ms(21), pool_start_ms());
+    std::printf("parent heap %4zu MiB: Process start+join %.2f ms, Pool(2) start+stop %.2f ms, bare fork %.2f ms\n",
+                touched / kMiB, start_join_ms(21), pool_start_ms(), bare_fork_ms(21));
   }
   return 0;
 }
