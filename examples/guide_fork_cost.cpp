@@ -64,8 +64,8 @@ double pool_start_ms() {
 }  // namespace
 
 int main() {
-  // A program's first few dozen process starts cost more (on this VM, several times more:
-  // the kernel is still finding pages for page tables and copies); measure past them.
+  // A program's first process starts may cost more than later ones (on a loaded VM we saw
+  // ten times more); print them apart, and measure the sizes past them.
   std::printf("warm-up, the program's first 100 starts: median %.2f ms\n", start_join_ms(100));
 
   // The parent's heap grows in steps; every page is written, so it is really there.
