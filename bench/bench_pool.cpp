@@ -16,6 +16,9 @@
 //                               (/1: 100 tiny tasks before each map, untimed; /0: CPU-bound
 //                               maps only, a diagnostic)
 //   BM_Limit_ForkSpeedup        the speed-up's limit: the 16 calls over 2 plain forked children
+//   BM_Pool_CpuScaling/<n>      map(burn, a fixed total of ~0.25 s split into 4 tasks per
+//                               hardware thread) on Pool(n), n = 1, 2, 4, ... up to
+//                               hardware_concurrency(); counter `speedup` over serial
 //   BM_Pool_WorkerMemory        counters `private_bytes` (Private_Clean + Private_Dirty of
 //                               /proc/<pid>/smaps_rollup) and `pss_bytes` of an idle worker
 #include <benchmark/benchmark.h>
@@ -235,6 +238,37 @@ std::uint64_t calibrate_burn() {
   }
 }
 
+// The timed loop of the speed-up cases. Each iteration runs `items` serially in this
+// process (untimed, on our own clock), then through pool.map (timed); with `warm_each`, 100
+// tiny tasks first, untimed. Returns the total serial and pool seconds.
+struct SerialVsPool {
+  double serial = 0;
+  double parallel = 0;
+  double speedup() const { return parallel > 0 ? serial / parallel : 0; }
+};
+
+SerialVsPool serial_vs_pool(benchmark::State& state, mproc::Pool& pool, const std::vector<std::uint64_t>& items,
+                            bool warm_each) {
+  std::vector<std::uint64_t> expected(items.size());
+  SerialVsPool times;
+  for (auto _ : state) {
+    state.PauseTiming();
+    if (warm_each) warm_up(pool, 100);
+    auto start = std::chrono::steady_clock::now();
+    for (std::size_t i = 0; i < items.size(); ++i) expected[i] = burn(items[i]);
+    times.serial += seconds_since(start);
+    state.ResumeTiming();
+    start = std::chrono::steady_clock::now();
+    std::vector<std::uint64_t> results = pool.map(burn, items);
+    times.parallel += seconds_since(start);
+    if (results != expected) {
+      state.SkipWithError("wrong results");
+      break;
+    }
+  }
+  return times;
+}
+
 // Each iteration runs the 16 tasks serially in this process (untimed, on our own clock),
 // then through the pool (timed). speedup = total serial time ÷ total pool time.
 // Arg 1 (the row): a pool that also serves tiny tasks — before each map, untimed, 100 tiny
@@ -247,25 +281,9 @@ void BM_Pool_CpuMapSpeedup(benchmark::State& state) {
     mproc::Pool pool(kWorkers);
     const std::uint64_t steps = calibrate_burn();
     std::vector<std::uint64_t> items(kCpuTasks, steps);
-    std::vector<std::uint64_t> expected(kCpuTasks);
-    double serial = 0, parallel = 0;
-    for (auto _ : state) {
-      state.PauseTiming();
-      if (mixed) warm_up(pool, 100);
-      auto start = std::chrono::steady_clock::now();
-      for (std::size_t i = 0; i < items.size(); ++i) expected[i] = burn(items[i]);
-      serial += seconds_since(start);
-      state.ResumeTiming();
-      start = std::chrono::steady_clock::now();
-      std::vector<std::uint64_t> results = pool.map(burn, items);
-      parallel += seconds_since(start);
-      if (results != expected) {
-        state.SkipWithError("wrong results");
-        break;
-      }
-    }
-    state.counters["speedup"] = parallel > 0 ? serial / parallel : 0;
-    state.counters["task_ms"] = serial / static_cast<double>(state.iterations()) / kCpuTasks * 1e3;
+    const SerialVsPool times = serial_vs_pool(state, pool, items, mixed);
+    state.counters["speedup"] = times.speedup();
+    state.counters["task_ms"] = times.serial / static_cast<double>(state.iterations()) / kCpuTasks * 1e3;
     state.SetItemsProcessed(state.iterations() * kCpuTasks);
   });
 }
@@ -303,6 +321,44 @@ void BM_Limit_ForkSpeedup(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * kCpuTasks);
 }
 BENCHMARK(BM_Limit_ForkSpeedup)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+// --- CPU-bound scaling --------------------------------------------------------------------
+
+// A fixed total of pure computation, split into the same tasks at every worker count.
+constexpr double kScalingTotalSeconds = 0.25;
+
+int hardware_threads() { return std::max(1, static_cast<int>(std::thread::hardware_concurrency())); }
+
+// 4 tasks per hardware thread: enough for every worker count to get equal shares (up to a
+// quarter of a task of imbalance at a count that does not divide it).
+int scaling_tasks() { return 4 * hardware_threads(); }
+
+// Worker counts 1, 2, 4, ... up to the machine's hardware threads, and that count itself.
+void scaling_arguments(benchmark::internal::Benchmark* bench) {
+  int workers = 1;
+  for (; workers < hardware_threads(); workers *= 2) bench->Arg(workers);
+  bench->Arg(hardware_threads());
+}
+
+// Each iteration runs the tasks serially in this process (untimed, on our own clock), then
+// through pool.map on `workers` processes (timed). speedup = serial time ÷ pool time; 1 is
+// no gain, the worker count is the ideal. The pool is started and warmed before the loop.
+void BM_Pool_CpuScaling(benchmark::State& state) {
+  guarded(state, [&] {
+    const int workers = static_cast<int>(state.range(0));
+    mproc::Pool pool(workers);
+    warm_up(pool, 100);
+    const auto tasks = static_cast<std::size_t>(scaling_tasks());
+    // calibrate_burn() gives the steps of kCpuTaskSeconds; scale them to a share of the total.
+    const auto steps = static_cast<std::uint64_t>(static_cast<double>(calibrate_burn()) * kScalingTotalSeconds /
+                                                  kCpuTaskSeconds / static_cast<double>(tasks));
+    const std::vector<std::uint64_t> items(tasks, steps);
+    state.counters["speedup"] = serial_vs_pool(state, pool, items, false).speedup();
+    state.counters["tasks"] = static_cast<double>(tasks);
+    state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(tasks));
+  });
+}
+BENCHMARK(BM_Pool_CpuScaling)->Apply(scaling_arguments)->Iterations(3)->UseRealTime()->Unit(benchmark::kMillisecond);
 
 // --- memory --------------------------------------------------------------------------------
 

@@ -57,10 +57,11 @@ class Case:
 
 @dataclass(frozen=True)
 class PyCase:
-    """A case of a script in bench/python: `python3 SCRIPT CASE --min-time S`."""
+    """A case of a script in bench/python: `python3 SCRIPT CASE --min-time S [ARGS...]`."""
     script: str
     case: str
     cpus: Optional[str] = None
+    args: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -266,6 +267,21 @@ WORKLOADS += [
         note="Queue<vector<byte>> of 1 MiB / Python bytes; limit: memcpy bandwidth (64 MiB buffers)"),
 ]
 
+# The scaling chart: one gbench family with an argument per worker count (1, 2, 4, ... up to
+# the core count, chosen by the binary), and the Python case run once per count with
+# `--workers N`. Results go to results.json under "scaling"; bench/chart.py draws them.
+@dataclass(frozen=True)
+class Scaling:
+    description: str
+    binary: str
+    family: str        # cases FAMILY/<workers>/..., each reporting the counter "speedup"
+    python: PyCase     # run with --workers N for each worker count of the gbench cases
+
+
+SCALING = Scaling(
+    "CPU-bound map, fixed total work (~0.25 s serial, 4 tasks per core): speed-up over serial",
+    "bench_pool", "BM_Pool_CpuScaling", PyCase("mp_pool.py", "cpu_scaling"))
+
 # Cases that are not rows but explain them; listed with every case in results.md/json.
 DIAGNOSTICS = [
     Case("bench_limits", "BM_Limit_UnixSocketRoundTrip/real_time", ONE_CPU),
@@ -433,7 +449,7 @@ def run_python(case, runs, min_time):
     script = PYTHON_DIR / case.script
     samples = []
     for _ in range(runs):
-        completed = run_pinned([sys.executable, "-B", str(script), case.case, "--min-time", str(min_time)],
+        completed = run_pinned([sys.executable, "-B", str(script), case.case, "--min-time", str(min_time), *case.args],
                                case.cpus, capture_output=True, text=True)
         if completed.returncode != 0:
             return Measure(error=f"{case.script} {case.case} failed: {completed.stderr.strip()[-500:]}")
@@ -457,6 +473,35 @@ def run_python(case, runs, min_time):
         counter_spreads=counter_spreads,
         spread=(max(times) - min(times)) / median_time if median_time else None,
         samples=samples)
+
+
+# --- scaling --------------------------------------------------------------------------
+
+def run_scaling(scaling, bin_dir, repetitions, python_runs, python_min_time):
+    """Runs every worker count of the scaling family, then the Python twin at the same counts;
+    returns [(workers, mproc Measure, Python Measure)] in worker order."""
+    log(f"[bench] {scaling.binary}: {scaling.family}/*, {repetitions} repetitions ...")
+    try:
+        measures = run_gbench(bin_dir / scaling.binary, [scaling.family + "/.*"], None, repetitions, None)
+    except RuntimeError as error:
+        log(f"[bench] {error}")
+        return []
+    by_workers = {int(name.split("/")[1]): measure for name, measure in measures.items()}
+    points = []
+    for workers in sorted(by_workers):
+        case = PyCase(scaling.python.script, scaling.python.case, scaling.python.cpus, ("--workers", str(workers)))
+        log(f"[bench] python {case.script} {case.case} --workers {workers}: {python_runs} runs ...")
+        points.append((workers, by_workers[workers], run_python(case, python_runs, python_min_time)))
+    return points
+
+
+def build_scaling_table(scaling, points):
+    lines = [f"Scaling: {scaling.description}", "",
+             "| Workers | mproc | Python | ideal |", "|---:|---:|---:|---:|"]
+    for workers, mproc, python in points:
+        lines.append(f"| {workers} | {with_spread(format_value(mproc.value(SPEEDUP), SPEEDUP), mproc, SPEEDUP)} | "
+                     f"{with_spread(format_value(python.value(SPEEDUP), SPEEDUP), python, SPEEDUP)} | {workers}× |")
+    return "\n".join(lines)
 
 
 # --- the table ------------------------------------------------------------------------
@@ -625,6 +670,8 @@ def main():
         log(f"[bench] python {case.script} {case.case}{where}: {python_runs} runs ...")
         python[case] = run_python(case, python_runs, python_min_time)
 
+    scaling_points = run_scaling(SCALING, bin_dir, repetitions, python_runs, python_min_time)
+
     def lookup(case):
         return gbench[case] if case else None
 
@@ -658,10 +705,13 @@ def main():
     print()
     print(table)
     print()
+    scaling_table = build_scaling_table(SCALING, scaling_points)
+    print(scaling_table)
+    print()
     print(legend, flush=True)
 
     markdown = "\n\n".join([
-        "# mproc benchmarks", heading, settings, table, legend, notes,
+        "# mproc benchmarks", heading, settings, table, legend, notes, scaling_table,
         "## Every case (Google Benchmark medians)", build_case_list(gbench)]) + "\n"
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -694,6 +744,15 @@ def main():
             "target": describe_target(r["workload"].target, r["workload"].metric) or None,
             "target_met": r["target_met"],
         } for r in rows],
+        "scaling": {
+            "description": SCALING.description,
+            "mproc_case": f"{SCALING.binary}:{SCALING.family}",
+            "python_case": f"{SCALING.python.script}:{SCALING.python.case}",
+            "points": [{"workers": workers,
+                        "mproc_speedup": mproc.value(SPEEDUP), "python_speedup": python.value(SPEEDUP),
+                        "mproc": measure_json(mproc), "python": measure_json(python)}
+                       for workers, mproc, python in scaling_points],
+        },
         "gbench": [{"binary": c.binary, "name": c.name, "cpus": c.cpus, **measure_json(m)} for c, m in gbench.items()],
     }
     (out_dir / "results.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -50,6 +50,7 @@ def parse_args(cases, description):
     parser.add_argument("case", choices=sorted(cases), help="which case to measure")
     parser.add_argument("--min-time", type=float, default=0.5, help="seconds of timed loop (default 0.5)")
     parser.add_argument("--size", type=int, default=1 << 20, help="message size in bytes for bulk cases (default 1 MiB)")
+    parser.add_argument("--workers", type=int, default=2, help="pool size for the scaling cases (default 2)")
     return parser.parse_args()
 
 

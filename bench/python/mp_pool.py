@@ -9,6 +9,9 @@ map          `pool.map(inc, items)`, 1,000,000 ints, default chunksize   (BM_Poo
 cpu_map      `pool.map(burn, 16 tasks of ~30 ms)`; speedup = the same    (BM_Pool_CpuMapSpeedup/1)
              calls run serially in this process / the pool's time; before each map, untimed,
              100 tiny apply_async tasks
+cpu_scaling  `pool.map(burn, ...)` of a fixed total of ~0.25 s of computation (BM_Pool_CpuScaling/N)
+             split into 4 tasks per CPU, on Pool(--workers N); speedup = serial / pool time;
+             3 iterations, like the C++ case
 memory       Private_Clean + Private_Dirty (and Pss) of an idle worker   (BM_Pool_WorkerMemory)
 
 As in the C++ benchmarks, one Pool(2) (start method 'fork') is created before the timed loop
@@ -16,6 +19,7 @@ and warmed up with a few tasks. The burst cases time whole bursts (one takes sec
 after a warm-up burst of 2,000 tasks.
 """
 
+import os
 import time
 
 import _common
@@ -131,6 +135,20 @@ def calibrate_burn():
         steps *= 4
 
 
+def serial_vs_pool(pool, items):
+    """Runs burn over items serially in this process, then pool.map(burn, items); returns
+    (serial seconds, pool seconds)."""
+    start = time.perf_counter()
+    expected = [burn(n) for n in items]
+    serial = time.perf_counter() - start
+    start = time.perf_counter()
+    results = pool.map(burn, items)
+    parallel = time.perf_counter() - start
+    if results != expected:
+        raise RuntimeError("wrong results")
+    return serial, parallel
+
+
 def cpu_map(args):
     pool = _common.context().Pool(WORKERS)
     items = [calibrate_burn()] * CPU_TASKS
@@ -138,18 +156,31 @@ def cpu_map(args):
     iterations = 0
     while iterations == 0 or parallel < args.min_time:
         warm_up(pool, 100)  # untimed: a pool that also serves tiny tasks, as BM_Pool_CpuMapSpeedup/1
-        start = time.perf_counter()
-        expected = [burn(n) for n in items]
-        serial += time.perf_counter() - start
-        start = time.perf_counter()
-        results = pool.map(burn, items)
-        parallel += time.perf_counter() - start
-        if results != expected:
-            raise RuntimeError("wrong results")
+        serial_seconds, pool_seconds = serial_vs_pool(pool, items)
+        serial += serial_seconds
+        parallel += pool_seconds
         iterations += 1
     pool.terminate()
     _common.report("cpu_map", iterations, parallel, items_per_iteration=CPU_TASKS,
                    speedup=serial / parallel, task_ms=serial / iterations / CPU_TASKS * 1e3)
+
+
+SCALING_TOTAL_SECONDS = 0.25
+SCALING_ITERATIONS = 3
+
+
+def cpu_scaling(args):
+    workers = args.workers
+    pool = _common.context().Pool(workers)
+    warm_up(pool, 100)
+    tasks = 4 * (os.cpu_count() or 1)  # the C++ case: 4 per hardware thread
+    items = [int(calibrate_burn() * SCALING_TOTAL_SECONDS / CPU_TASK_SECONDS / tasks)] * tasks
+    times = [serial_vs_pool(pool, items) for _ in range(SCALING_ITERATIONS)]
+    serial = sum(t[0] for t in times)
+    parallel = sum(t[1] for t in times)
+    pool.terminate()
+    _common.report("cpu_scaling", SCALING_ITERATIONS, parallel, items_per_iteration=tasks,
+                   speedup=serial / parallel, workers=workers, tasks=tasks)
 
 
 def footprint(pid):
@@ -178,7 +209,7 @@ def memory(args):
 
 
 CASES = {"apply": apply, "apply_async": apply_async, "imap": imap, "map": map_, "cpu_map": cpu_map,
-         "memory": memory}
+         "cpu_scaling": cpu_scaling, "memory": memory}
 
 if __name__ == "__main__":
     arguments = _common.parse_args(CASES, __doc__)
