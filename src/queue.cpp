@@ -190,20 +190,20 @@ class Lock {
   bool owner_died_ = false;
 };
 
-// The wake-up protocol (an event count). A sleeper first counts itself in `asleep`, *then*
-// reads the word, re-checks its condition under the mutex and sleeps while the word still
-// holds what it read. A waker changes the word, then wakes everyone if `asleep` is not zero,
-// zeroing it: sleepers never decrement it. Counting before reading is what makes the zeroing
-// safe: a sleeper the waker un-counted either read the word after the change (and found the
-// condition true), or sleeps on the old value (the kernel refuses: the word moved on, or the
-// wake-up finds it queued). While woken sleepers are still getting onto a CPU — tens of
-// microseconds on a VM — the count is zero, so puts and gets meanwhile make no syscall.
-// A stale count (a sleeper that found its condition true after counting itself) costs one
-// needless wake-up. Everyone is woken, not one: a sleeper woken and then killed before it
-// acted would otherwise swallow the wake-up its peers needed.
+// The wake-up protocol (an event count). A sleeper counts itself in `asleep`, *then* reads
+// the word, re-checks its condition under the mutex and sleeps while the word still holds
+// what it read; it un-counts itself when it wakes (or when the re-check made sleeping
+// unnecessary). A waker changes the word, then wakes everyone if `asleep` is not zero.
+// Sequentially consistent on both sides (count then read; change then load the count): a
+// waker that saw no sleeper changed the word before the sleeper read it, so the sleeper's
+// futex wait returns at once. Wakers never un-count sleepers: a waker zeroing the count
+// would also erase a sleeper whose condition it did not satisfy (an item the consumer had
+// already taken in its previous get, visible before the word moved on) — a lost wake-up.
+// Everyone is woken, not one: a sleeper woken and then killed before it acted would
+// otherwise swallow the wake-up its peers needed. A sleeper killed while counted leaves the
+// count high: later wakers make a needless syscall, nothing worse.
 void wake_sleepers(std::atomic<std::uint32_t>& word, std::atomic<std::uint32_t>& asleep) noexcept {
-  if (asleep.load(std::memory_order_seq_cst) != 0 && asleep.exchange(0, std::memory_order_seq_cst) != 0)
-    (void)sys::futex_wake(word, INT_MAX);
+  if (asleep.load(std::memory_order_seq_cst) != 0) (void)sys::futex_wake(word, INT_MAX);
 }
 
 // How a blocking call waits for `word` to move on: first a short spin, then it counts itself
@@ -212,6 +212,12 @@ class Waiter {
  public:
   Waiter(std::atomic<std::uint32_t>& word, std::atomic<std::uint32_t>& asleep, const QueueCore::Deadline& deadline)
       : word_(word), asleep_(asleep), deadline_(deadline) {}
+  // The re-check after counting found the condition true (or threw): un-count.
+  ~Waiter() {
+    if (stage_ == Stage::sleep) asleep_.fetch_sub(1, std::memory_order_seq_cst);
+  }
+  Waiter(const Waiter&) = delete;
+  Waiter& operator=(const Waiter&) = delete;
 
   // Called with the caller's condition false, `seen` read before checking it.
   bool wait(std::uint32_t seen) noexcept {
@@ -224,11 +230,13 @@ class Waiter {
         asleep_.fetch_add(1, std::memory_order_seq_cst);
         stage_ = Stage::sleep;
         return true;  // re-check with the count in place before sleeping
-      case Stage::sleep:
-        // Woken: spin again before the next sleep (the waker is likely busy producing), and
-        // count again (the waker un-counted us).
+      case Stage::sleep: {
+        const bool in_time = sys::futex_wait(word_, seen, deadline_) != -ETIMEDOUT;
+        asleep_.fetch_sub(1, std::memory_order_seq_cst);
+        // Woken: spin again before the next sleep (the waker is likely busy producing).
         stage_ = Stage::spin;
-        return sys::futex_wait(word_, seen, deadline_) != -ETIMEDOUT;
+        return in_time;
+      }
     }
     return true;
   }

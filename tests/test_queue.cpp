@@ -132,6 +132,26 @@ TEST_F(QueueTest, BlockedGetWakesWhenAnotherProcessPuts) {
 }
 
 // _TestQueue.test_fork: items put before a fork are got by the child; the child's puts by us.
+// A consumer that keeps catching up with its producer sleeps and wakes over and over; an item
+// it takes before the producer's wake-up for that item arrives must not make it miss the next
+// one (a lost wake-up here once hung the 1-producer/1-consumer benchmark). Every get has a
+// deadline far beyond what a round needs, so a lost wake-up fails instead of hanging. The race
+// is narrow (the producer must stall between publishing and announcing an item): many rounds.
+TEST_F(QueueTest, ConsumerThatCatchesUpNeverMissesAWakeUp) {
+  constexpr std::int64_t kItems = 500'000;
+  for (int round = 0; round < 10; ++round) {
+    mproc::Queue<std::int64_t> q;
+    mproc::Process consumer([&] {
+      for (std::int64_t i = 0; i < kItems; ++i)
+        if (q.get(true, 20s) != i) ::_exit(2);
+    });
+    consumer.start();
+    for (std::int64_t i = 0; i < kItems; ++i) q.put(i);
+    consumer.join();
+    ASSERT_EQ(exit_code(consumer), 0) << "round " << round;
+  }
+}
+
 TEST_F(QueueTest, ChildSeesItemsPutBeforeFork) {
   mproc::Queue<int> q;
   for (int i = 0; i < 10; ++i) q.put(i);

@@ -13,12 +13,14 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <stdexcept>
 #include <type_traits>
 #include <utility>
 #include <vector>
 
 #include "mproc/detail/result_state.hpp"
 #include "mproc/error.hpp"
+#include "mproc/imap_iterator.hpp"
 
 namespace mproc {
 
@@ -138,6 +140,38 @@ struct MapCollector {
     }
   }
 };
+
+/// The chunks of an eager map (Python's map_async): the items, materialised as Python does to
+/// size the chunks, `chunksize` at a time (nullopt: Python's rule for `workers`). Throws
+/// std::invalid_argument for chunksize 0.
+template <class Item, class Range>
+std::vector<std::vector<Item>> split_into_chunks(Range&& items, std::optional<std::size_t> chunksize, int workers) {
+  if (chunksize && *chunksize == 0) throw std::invalid_argument("mproc: chunksize must be at least 1");
+  std::vector<Item> all;
+  for (auto&& item : items) all.push_back(Item(std::forward<decltype(item)>(item)));
+  const std::size_t size = chunksize.value_or(default_chunksize(all.size(), workers));
+  std::vector<std::vector<Item>> chunks;
+  chunks.reserve((all.size() + size - 1) / size);
+  for (std::size_t first = 0; first < all.size(); first += size) {
+    auto begin = all.begin() + static_cast<std::ptrdiff_t>(first);
+    auto end = all.begin() + static_cast<std::ptrdiff_t>(std::min(all.size(), first + size));
+    chunks.emplace_back(std::make_move_iterator(begin), std::make_move_iterator(end));
+  }
+  return chunks;
+}
+
+/// The result of an eager map of `count` chunks, with the call's callbacks, and the collector
+/// its chunks deliver to. With no chunks the result is already complete.
+template <class R, class Options>
+std::shared_ptr<MapCollector<R>> start_map(Options& callbacks, std::size_t count) {
+  auto collector = std::make_shared<MapCollector<R>>();
+  collector->state = std::make_shared<ResultState<MapResult<R>>>();
+  install_callbacks(*collector->state, callbacks);
+  collector->chunks.resize(count);
+  collector->remaining = count;
+  if (count == 0) collector->state->set_value({});
+  return collector;
+}
 
 }  // namespace detail
 

@@ -195,34 +195,16 @@ auto Pool::map_async_impl(Options callbacks, F f, Range&& items, std::optional<s
   detail::require_plain_function<F>();
   using R = detail::ResultOf<F>;
   using Item = detail::ItemOf<F, Star>;
-  if (chunksize && *chunksize == 0) throw std::invalid_argument("mproc: chunksize must be at least 1");
   engine_.check_caller();
-  // Python's map materialises its input to size the chunks; so do we (only the items).
-  std::vector<Item> all;
-  for (auto&& item : items) all.push_back(Item(std::forward<decltype(item)>(item)));
-  std::size_t size = chunksize.value_or(default_chunksize(all.size()));
-
-  auto state = std::make_shared<detail::ResultState<detail::MapResult<R>>>();
-  detail::install_callbacks(*state, callbacks);
-  std::size_t count = (all.size() + size - 1) / size;
-  if (count == 0) {
-    state->set_value({});
-    return AsyncResult<detail::MapResult<R>>(std::move(state));
-  }
-  auto collector = std::make_shared<detail::MapCollector<R>>();
-  collector->chunks.resize(count);
-  collector->remaining = count;
-  collector->state = state;
-
+  auto chunks = detail::split_into_chunks<Item>(std::forward<Range>(items), chunksize, processes());
+  auto collector = detail::start_map<R>(callbacks, chunks.size());
   std::vector<detail::TaskSpec> tasks;
-  tasks.reserve(count);
-  for (std::size_t index = 0; index < count; ++index) {
-    auto first = all.begin() + static_cast<std::ptrdiff_t>(index * size);
-    auto last = all.begin() + static_cast<std::ptrdiff_t>(std::min(all.size(), (index + 1) * size));
+  tasks.reserve(chunks.size());
+  for (std::size_t index = 0; index < chunks.size(); ++index) {
     detail::TaskSpec task;
     task.invoker = &detail::invoke_chunk<detail::FunctionPointer<F>, Star>;
     task.function = detail::code_ref(+f);
-    task.args = dumps(std::vector<Item>(std::make_move_iterator(first), std::make_move_iterator(last)));
+    task.args = dumps(chunks[index]);
     task.timeout = callbacks.timeout;
     task.done = [collector, index](std::span<const std::byte> payload, std::exception_ptr error) {
       if (error) return collector->state->set_error(std::move(error));
@@ -234,8 +216,8 @@ auto Pool::map_async_impl(Options callbacks, F f, Range&& items, std::optional<s
     };
     tasks.push_back(std::move(task));
   }
-  engine_.submit(std::move(tasks));
-  return AsyncResult<detail::MapResult<R>>(std::move(state));
+  if (!tasks.empty()) engine_.submit(std::move(tasks));
+  return AsyncResult<detail::MapResult<R>>(collector->state);
 }
 
 }  // namespace mproc

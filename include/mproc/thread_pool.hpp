@@ -165,23 +165,8 @@ auto ThreadPool::map_async_impl(Options callbacks, F f, Range&& items, std::opti
   using Item = std::ranges::range_value_t<Range>;
   using R = detail::ItemResult<Star, F, Item>;
   reject_timeout(callbacks);
-  if (chunksize && *chunksize == 0) throw std::invalid_argument("mproc: chunksize must be at least 1");
-  // As Python, the input is materialised to size the chunks.
-  std::vector<Item> all;
-  for (auto&& item : items) all.push_back(Item(std::forward<decltype(item)>(item)));
-  const std::size_t size = chunksize.value_or(detail::default_chunksize(all.size(), processes()));
-
-  auto state = std::make_shared<detail::ResultState<detail::MapResult<R>>>();
-  detail::install_callbacks(*state, callbacks);
-  const std::size_t count = (all.size() + size - 1) / size;
-  if (count == 0) {
-    state->set_value({});
-    return AsyncResult<detail::MapResult<R>>(std::move(state));
-  }
-  auto collector = std::make_shared<detail::MapCollector<R>>();
-  collector->chunks.resize(count);
-  collector->remaining = count;
-  collector->state = state;
+  auto chunks = detail::split_into_chunks<Item>(std::forward<Range>(items), chunksize, processes());
+  auto collector = detail::start_map<R>(callbacks, chunks.size());
   auto function = std::make_shared<F>(std::move(f));
 
   struct ChunkJob final : detail::ThreadJob {
@@ -207,19 +192,17 @@ auto ThreadPool::map_async_impl(Options callbacks, F f, Range&& items, std::opti
     void fail(std::exception_ptr error) noexcept override { collector->state->set_error(std::move(error)); }
   };
   std::vector<std::unique_ptr<detail::ThreadJob>> jobs;
-  jobs.reserve(count);
-  for (std::size_t index = 0; index < count; ++index) {
+  jobs.reserve(chunks.size());
+  for (std::size_t index = 0; index < chunks.size(); ++index) {
     auto job = std::make_unique<ChunkJob>();
     job->collector = collector;
     job->function = function;
-    auto first = all.begin() + static_cast<std::ptrdiff_t>(index * size);
-    auto last = all.begin() + static_cast<std::ptrdiff_t>(std::min(all.size(), (index + 1) * size));
-    job->items.assign(std::make_move_iterator(first), std::make_move_iterator(last));
+    job->items = std::move(chunks[index]);
     job->index = index;
     jobs.push_back(std::move(job));
   }
-  workers_.submit(std::move(jobs));
-  return AsyncResult<detail::MapResult<R>>(std::move(state));
+  if (!jobs.empty()) workers_.submit(std::move(jobs));
+  return AsyncResult<detail::MapResult<R>>(collector->state);
 }
 
 }  // namespace mproc
