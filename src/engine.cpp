@@ -23,6 +23,7 @@
 #include "sys/fd.hpp"
 #include "sys/futex.hpp"
 #include "sys/shm.hpp"
+#include "sys/spawn.hpp"
 
 namespace mproc::detail {
 
@@ -153,7 +154,7 @@ class DirectResult final : public WaitDriver {
 
 class EngineCore : public std::enable_shared_from_this<EngineCore> {
  public:
-  explicit EngineCore(EngineOptions options) : options_(std::move(options)), owner_(::getpid()) {
+  explicit EngineCore(EngineOptions options) : options_(std::move(options)), owner_(sys::current_pid()) {
     int fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (fd < 0) throw OSError(errno, "eventfd");
     wake_.reset(fd);
@@ -167,7 +168,7 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
 
   ~EngineCore() {
     // In a forked copy of this process the thread does not exist: nothing to stop.
-    if (::getpid() == owner_ && thread_.joinable()) {
+    if (sys::current_pid() == owner_ && thread_.joinable()) {
       {
         std::lock_guard lock(mutex_);
         closed_ = true;
@@ -178,7 +179,7 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   }
 
   void check_caller() const {
-    if (::getpid() != owner_)
+    if (sys::current_pid() != owner_)
       throw Error(inside_worker ? "a pool cannot be used from one of its own tasks (it would deadlock)"
                                 : "a pool can only be used by the process that created it");
   }
@@ -594,7 +595,7 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   /// task over (the caller then waits on the result's state), or the deadline has passed.
   void drive_direct(std::uint64_t serial, std::uint64_t task_id, WorkerShared& shared, const StateCore& state,
                     const std::optional<Clock::time_point>& deadline) {
-    if (::getpid() != owner_) return;
+    if (sys::current_pid() != owner_) return;
     WorkerWords& words = shared.words();
     for (;;) {
       std::uint32_t seen = words.result_seq.load(std::memory_order_seq_cst);

@@ -32,6 +32,7 @@
 
 #include "sys/arena.hpp"
 #include "sys/futex.hpp"
+#include "sys/spawn.hpp"
 #include "sys/robust_mutex.hpp"
 #include "sys/shm.hpp"
 
@@ -457,12 +458,11 @@ void QueueCore::check_open(const char* operation) const {
   if (closed()) throw Error(std::string("Queue.") + operation + ": the queue is closed in this process");
 }
 
-void QueueCore::close() noexcept { closed_by_.store(static_cast<int>(::getpid()), std::memory_order_relaxed); }
+void QueueCore::close() noexcept { closed_by_.store(static_cast<int>(sys::current_pid()), std::memory_order_relaxed); }
 
 bool QueueCore::closed() const noexcept {
-  // getpid() is a syscall: ask only when some process did close.
   const int by = closed_by_.load(std::memory_order_relaxed);
-  return by != 0 && by == static_cast<int>(::getpid());
+  return by != 0 && by == static_cast<int>(sys::current_pid());
 }
 
 void QueueCore::put(std::size_t size, Fill fill, const void* context, bool block, const Deadline& deadline) {

@@ -17,6 +17,7 @@
 #include "sys/futex.hpp"
 #include "sys/robust_mutex.hpp"
 #include "sys/shm.hpp"
+#include "sys/spawn.hpp"
 
 namespace {
 
@@ -107,6 +108,14 @@ TEST_F(SysShared, RobustMutexPassesToTheNextOwnerWhenItsHolderIsKilled) {
   EXPECT_EQ(mproc::sys::robust_mutex_lock(mutex, std::nullopt), 0);  // consistent again
   EXPECT_EQ(mproc::sys::robust_mutex_unlock(mutex), 0);
   EXPECT_EQ(mproc::sys::robust_mutex_destroy(mutex), 0);
+}
+
+TEST_F(SysShared, CachedPidFollowsFork) {
+  EXPECT_EQ(mproc::sys::current_pid(), ::getpid());
+  pid_t child = fork_child([] { ::_exit(mproc::sys::current_pid() == ::getpid() ? 0 : 1); });
+  int status = wait_status(child);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
 }
 
 }  // namespace

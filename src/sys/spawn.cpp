@@ -1,6 +1,8 @@
 #include "sys/spawn.hpp"
 
+#include <atomic>
 #include <cerrno>
+#include <pthread.h>
 #include <unistd.h>
 
 #include "sys/signals.hpp"
@@ -24,5 +26,23 @@ pid_t fork_child(void (*child_main)(void*), void* argument) noexcept {
 }
 
 const sigset_t* forked_child_saved_mask() noexcept { return &saved_mask; }
+
+namespace {
+std::atomic<pid_t> cached_pid{0};
+
+void refresh_cached_pid() noexcept { cached_pid.store(::getpid(), std::memory_order_relaxed); }
+
+// Registered during static initialisation; a fork before that leaves the child's cache at 0,
+// which current_pid() treats as "ask the kernel".
+[[maybe_unused]] const bool cached_pid_registered = [] {
+  refresh_cached_pid();
+  return ::pthread_atfork(nullptr, nullptr, &refresh_cached_pid) == 0;
+}();
+}  // namespace
+
+pid_t current_pid() noexcept {
+  pid_t pid = cached_pid.load(std::memory_order_relaxed);
+  return pid != 0 ? pid : ::getpid();
+}
 
 }  // namespace mproc::sys
