@@ -8,6 +8,7 @@
 #include <csignal>
 #include <cstdio>
 #include <deque>
+#include <map>
 #include <mutex>
 #include <poll.h>
 #include <pthread.h>
@@ -123,6 +124,14 @@ struct Worker {
 // Set in a worker process: a task that calls back into a pool gets a clear error.
 std::atomic<bool> inside_worker{false};
 
+// The engine whose thread this is, if any: a callback (which runs there) that joins or
+// destroys its own pool must not wait for itself.
+thread_local const EngineCore* current_engine_thread = nullptr;
+
+std::exception_ptr cancelled_map_error() {
+  return std::make_exception_ptr(CancelledError("the map was abandoned before this chunk started"));
+}
+
 void complete(Task& task, std::span<const std::byte> payload, std::exception_ptr error) noexcept {
   try {
     task.spec.done(payload, std::move(error));
@@ -159,24 +168,30 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
     if (fd < 0) throw OSError(errno, "eventfd");
     wake_.reset(fd);
     // Workers are forked by one thread only: this one now, the engine's thread later.
-    {
-      std::lock_guard lock(mutex_);
-      for (int i = 0; i < options_.processes; ++i) spawn_worker();
-    }
-    thread_ = std::thread([this] { run(); });
+    std::lock_guard lock(mutex_);
+    for (int i = 0; i < options_.processes; ++i) spawn_worker();
+  }
+
+  // The thread holds the engine alive until it has finished (Engine's destructor closes and
+  // joins it; a callback may drop the last other reference while it runs).
+  void start() {
+    thread_ = std::thread([self = shared_from_this()] { self->run(); });
   }
 
   ~EngineCore() {
     // In a forked copy of this process the thread does not exist: nothing to stop.
-    if (sys::current_pid() == owner_ && thread_.joinable()) {
-      {
-        std::lock_guard lock(mutex_);
-        closed_ = true;
-      }
-      wake();
-      thread_.join();
+    if (sys::current_pid() != owner_ || !thread_.joinable()) return;
+    // The thread's own reference was the last one: it is returning from run(), touching
+    // nothing of ours any more.
+    if (std::this_thread::get_id() == thread_.get_id()) {
+      thread_.detach();
+      return;
     }
+    thread_.join();
   }
+
+  bool on_engine_thread() const noexcept { return current_engine_thread == this; }
+  pid_t owner() const noexcept { return owner_; }
 
   void check_caller() const {
     if (sys::current_pid() != owner_)
@@ -184,12 +199,11 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
                                 : "a pool can only be used by the process that created it");
   }
 
-  void submit(std::vector<TaskSpec> specs) {
+  void submit(std::vector<TaskSpec> specs, bool from_stream = false) {
     bool was_empty;
     {
       std::lock_guard lock(mutex_);
-      if (broken_) throw BrokenExecutor(broken_reason_);
-      if (closed_ || terminating_) throw Error("the pool is closed");
+      check_accepting(from_stream);
       was_empty = incoming_.empty();
       for (auto& spec : specs) {
         auto task = std::make_unique<Task>();
@@ -205,7 +219,7 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
           incoming_.front()->spec.args.size() <= kPrefetchBytes) {
         // Only a ready worker: until its "ready" message is read, the engine watches its pipe.
         if (Worker* idle = idle_worker(); idle != nullptr && idle->ready) {
-          if (!claim(*incoming_.front())) {
+          if (!claim(incoming_.front())) {
             incoming_.pop_front();
             return;
           }
@@ -231,23 +245,51 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
     if (was_empty) wake();
   }
 
+  std::shared_ptr<EngineStream> open_stream(std::function<void()> drain) {
+    std::lock_guard lock(mutex_);
+    check_accepting(false);
+    std::uint64_t id = next_stream_id_++;
+    streams_.emplace(id, std::move(drain));
+    return std::make_shared<EngineStream>(shared_from_this(), id);
+  }
+
+  void close_stream(std::uint64_t id) {
+    {
+      std::lock_guard lock(mutex_);
+      streams_.erase(id);
+    }
+    wake();  // the engine may be waiting for the last stream to finish
+  }
+
+  void post(std::function<void()> fn) {
+    {
+      std::lock_guard lock(mutex_);
+      check_accepting(false);
+      auto task = std::make_unique<Task>();
+      task->spec.done = [fn = std::move(fn)](std::span<const std::byte>, std::exception_ptr) { fn(); };
+      finish(std::move(task), {}, nullptr);
+    }
+    wake();
+  }
+
   void cancel_pending() {
-    // Cancelling runs the results' done callbacks, which may call back into the engine:
-    // collect under the lock, cancel outside it, and put back what could not be cancelled.
-    std::deque<std::unique_ptr<Task>> candidates;
+    // Cancelling runs the results' done callbacks, which may call back into the engine: the
+    // states are collected under the lock and cancelled outside it. The tasks stay queued
+    // (taking them out would let a closed engine see an empty queue and finish without
+    // them); dispatch drops what was cancelled, and a purge does so at once.
+    std::vector<std::shared_ptr<StateCore>> controls;
+    std::vector<std::shared_ptr<std::atomic<bool>>> maps;
     {
       std::lock_guard lock(mutex_);
       take_incoming();
-      candidates.swap(pending_);
+      for (auto& task : pending_) {
+        if (task->spec.control) controls.push_back(task->spec.control);
+        if (task->spec.abandoned) maps.push_back(task->spec.abandoned);
+      }
+      purge_requested_ = true;
     }
-    std::deque<std::unique_ptr<Task>> kept;
-    for (auto& task : candidates)
-      if (!task->spec.control || !task->spec.control->cancel()) kept.push_back(std::move(task));
-    candidates.clear();
-    {
-      std::lock_guard lock(mutex_);
-      for (auto it = kept.rbegin(); it != kept.rend(); ++it) pending_.push_front(std::move(*it));
-    }
+    for (auto& flag : maps) flag->store(true, std::memory_order_relaxed);
+    for (auto& control : controls) control->cancel();
     wake();
   }
 
@@ -269,12 +311,25 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   }
 
   void join() {
+    if (on_engine_thread())
+      throw Error("a pool cannot be joined from its own callbacks (the pool's thread would wait for itself)");
     {
       std::lock_guard lock(mutex_);
       if (!closed_) throw Error("join() requires close() or terminate() first");
     }
+    drain_streams();
     std::unique_lock lock(mutex_);
     finished_cv_.wait(lock, [&] { return finished_; });
+  }
+
+  // The destructor's policy: finish the accepted work (unless terminate() came first), and
+  // let the thread go, so that the engine's descriptors close before the destructor returns.
+  // From a callback, only close: the thread finishes on its own once the callback returns.
+  void close_and_join() {
+    close();
+    if (on_engine_thread()) return;
+    join();
+    if (thread_.joinable()) thread_.join();  // its reference to the engine (start()) goes with it
   }
 
   int processes() const noexcept { return options_.processes; }
@@ -285,6 +340,25 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   }
 
  private:
+  // Requires mutex_. Throws unless new work is accepted: a stream's work is, after close().
+  void check_accepting(bool from_stream) const {
+    if (broken_) throw BrokenExecutor(broken_reason_);
+    if (terminating_ || finished_ || (closed_ && !from_stream)) throw Error("the pool is closed");
+  }
+
+  // Reads the rest of every open stream's input (the maps accepted before close()), on this
+  // thread. Each drain closes its stream once its input has ended; no stream opens after
+  // close().
+  void drain_streams() {
+    std::vector<std::function<void()>> drains;
+    {
+      std::lock_guard lock(mutex_);
+      if (terminating_ || broken_) return;
+      for (auto& [id, drain] : streams_) drains.push_back(drain);
+    }
+    for (auto& drain : drains) drain();
+  }
+
   void wake() {
     std::uint64_t one = 1;
     [[maybe_unused]] ssize_t ignored = ::write(wake_.get(), &one, sizeof one);
@@ -403,6 +477,7 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
     sigaddset(&sigpipe_only, SIGPIPE);
     pthread_sigmask(SIG_BLOCK, &sigpipe_only, nullptr);
     sys::sigpipe_handled_on_this_thread();
+    current_engine_thread = this;
     try {
       serve();
     } catch (const std::exception& error) {
@@ -444,8 +519,9 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
         return;
       }
       if (broken_flag_) fail_pending(std::make_exception_ptr(BrokenExecutor(broken_reason_)));
+      if (purge_requested_) purge_pending();
       dispatch();
-      if (closed_ && pending_.empty() && all_idle()) {
+      if (closed_ && pending_.empty() && all_idle() && streams_.empty()) {
         shut_down_gracefully();
         return;
       }
@@ -522,8 +598,10 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
     return std::all_of(workers_.begin(), workers_.end(), [](const auto& w) { return w->in_flight.empty(); });
   }
 
+  // Until a task's duration is known, none is queued ahead: the first tasks may be long, and
+  // work queued on one worker cannot move to another that falls idle.
   std::size_t prefetch_depth() const {
-    if (average_service_ns_ <= 0) return 4;
+    if (average_service_ns_ <= 0) return 1;
     return std::clamp<std::size_t>(static_cast<std::size_t>(kPrefetchTargetNs / average_service_ns_), 1,
                                    kMaxPrefetchTasks);
   }
@@ -539,20 +617,26 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
     // No worker takes more than its share of what is pending: the durations measured so far
     // may come from other, shorter tasks, and work queued on one worker cannot move to an
     // idle one.
-    std::size_t live = static_cast<std::size_t>(
-        std::count_if(order.begin(), order.end(), [](Worker* w) { return !w->killed && w->remaining > 0; }));
+    auto takes_work = [](const Worker* w) { return w->ready && !w->killed && w->remaining > 0; };
+    std::size_t live = static_cast<std::size_t>(std::count_if(order.begin(), order.end(), takes_work));
     if (live == 0) return;
     const std::size_t share = (pending_.size() + live - 1) / live;
+    const auto now = Clock::now();
     for (Worker* worker : order) {
       if (pending_.empty()) break;
-      if (worker->killed) continue;
+      // A worker still running its initializer takes nothing: a task's time limit counts
+      // from its hand-off, and the initializer's time is not the task's.
+      if (!takes_work(worker)) continue;
+      // Nothing is queued behind a task that runs far longer than the average: it would
+      // wait there while another worker may fall idle.
+      if (!worker->in_flight.empty() && now - worker->front_started > stall_threshold()) continue;
       std::vector<std::unique_ptr<Task>> batch;
       std::size_t batch_bytes = 0;
       long quota = worker->remaining;
       while (!pending_.empty() && quota > 0 && worker->in_flight.size() + batch.size() < depth &&
              batch.size() < share) {
-        if (!claim(*pending_.front())) {
-          pending_.pop_front();  // cancelled while it waited: its result is already final
+        if (!claim(pending_.front())) {
+          pending_.pop_front();  // cancelled while it waited
           continue;
         }
         std::size_t size = pending_.front()->spec.args.size();
@@ -567,9 +651,38 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
     }
   }
 
-  // Requires mutex_. Marks a task as running as it leaves for a worker; false if its result
-  // was cancelled meanwhile (the task must then be dropped, not run).
-  static bool claim(Task& task) noexcept { return !task.spec.control || task.spec.control->set_running(); }
+  // Requires mutex_. Marks a task as running as it leaves for a worker; false if it must be
+  // dropped instead: its result was cancelled (and is final already), or its map was
+  // abandoned (it completes with CancelledError; `task` is then moved from).
+  bool claim(std::unique_ptr<Task>& task) {
+    if (task->spec.control && !task->spec.control->set_running()) return false;
+    if (task->spec.abandoned && task->spec.abandoned->load(std::memory_order_relaxed)) {
+      finish(std::move(task), {}, cancelled_map_error());
+      return false;
+    }
+    return true;
+  }
+
+  // Requires mutex_. Drops every queued task that cancel_pending() cancelled or abandoned.
+  void purge_pending() {
+    purge_requested_ = false;
+    std::deque<std::unique_ptr<Task>> kept;
+    for (auto& task : pending_) {
+      bool cancelled = task->spec.control && task->spec.control->cancelled();
+      bool abandoned = task->spec.abandoned && task->spec.abandoned->load(std::memory_order_relaxed);
+      if (abandoned && !cancelled)
+        finish(std::move(task), {}, cancelled_map_error());
+      else if (!cancelled)
+        kept.push_back(std::move(task));
+    }
+    pending_.swap(kept);
+  }
+
+  // How long a running task may take before nothing more is queued behind it.
+  Clock::duration stall_threshold() const {
+    auto ns = std::max(kPrefetchTargetNs, 4 * average_service_ns_);
+    return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double, std::nano>(ns));
+  }
 
   // Requires mutex_. The engine takes over reading `worker`'s results (it polls its pipe
   // from now on), and a caller asleep in drive_direct wakes to notice.
@@ -748,7 +861,8 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
     worker.process.join();
     int exitcode = worker.process.exitcode().value_or(-1);
     pid_t pid = worker.process.pid();
-    bool initializer_failed = options_.initializer && !worker.ready;
+    // Killed by us before it was ready (terminate): not the initializer's fault.
+    bool initializer_failed = options_.initializer && !worker.ready && !worker.killed;
     std::deque<std::unique_ptr<Task>> unfinished = std::move(worker.in_flight);
     bool front_was_running =
         !unfinished.empty() && worker.shared->words().started.load(std::memory_order_relaxed) == unfinished.front()->id;
@@ -763,6 +877,7 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
       finish(std::move(lost), {}, error);
     }
     while (!unfinished.empty()) {
+      unfinished.back()->timed_out = false;  // it never started: its time limit starts afresh
       pending_.push_front(std::move(unfinished.back()));
       unfinished.pop_back();
     }
@@ -840,7 +955,20 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   int spawned_ = 0;
   double average_service_ns_ = 0;
   bool broken_flag_ = false;
+  bool purge_requested_ = false;
+  // Open lazy maps (EngineStream), by id: how to read the rest of each one's input.
+  std::map<std::uint64_t, std::function<void()>> streams_;
+  std::uint64_t next_stream_id_ = 1;
 };
+
+EngineStream::~EngineStream() {
+  if (core_) core_->close_stream(id_);
+}
+
+void EngineStream::submit(std::vector<TaskSpec> tasks) {
+  core_->check_caller();
+  core_->submit(std::move(tasks), true);
+}
 
 void DirectResult::drive(const StateCore& state, const std::optional<std::chrono::steady_clock::time_point>& deadline) {
   if (auto engine = engine_.lock()) engine->drive_direct(serial_, task_id_, *shared_, state, deadline);
@@ -853,9 +981,19 @@ Engine::Engine(EngineOptions options) {
   if (options.task_timeout && options.task_timeout->count() <= 0)
     throw std::invalid_argument("mproc: the task timeout must be positive");
   core_ = std::make_shared<EngineCore>(std::move(options));
+  core_->start();
 }
 
-Engine::~Engine() = default;
+// Waits for the accepted work (after terminate(): for the killed workers). Only in the
+// process that made the engine: a worker holds a forked copy that is not its to stop.
+Engine::~Engine() {
+  if (inside_worker || sys::current_pid() != core_->owner()) return;
+  try {
+    core_->close_and_join();
+  } catch (const std::exception& error) {
+    std::fprintf(stderr, "mproc: closing a pool failed: %s\n", error.what());
+  }
+}
 
 // In a worker the engine object is a copy made by fork, possibly half-constructed (the
 // first workers are forked by the constructor), so the worker flag is checked before the
@@ -873,6 +1011,14 @@ void Engine::submit(TaskSpec task) {
 void Engine::submit(std::vector<TaskSpec> tasks) {
   check_caller();
   core_->submit(std::move(tasks));
+}
+std::shared_ptr<EngineStream> Engine::open_stream(std::function<void()> drain) {
+  check_caller();
+  return core_->open_stream(std::move(drain));
+}
+void Engine::post(std::function<void()> fn) {
+  check_caller();
+  core_->post(std::move(fn));
 }
 void Engine::cancel_pending() {
   check_caller();

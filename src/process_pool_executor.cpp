@@ -25,16 +25,9 @@ detail::EngineOptions engine_options(ProcessPoolExecutorOptions options) {
 ProcessPoolExecutor::ProcessPoolExecutor(ProcessPoolExecutorOptions options)
     : engine_(engine_options(std::move(options))) {}
 
-ProcessPoolExecutor::~ProcessPoolExecutor() {
-  // In a forked copy (a worker) the engine is not ours to stop; the engine's own
-  // destructor knows that.
-  try {
-    engine_.check_caller();
-  } catch (const Error&) {
-    return;
-  }
-  shutdown(true);
-}
+// shutdown(true) is the engine's own destructor policy (it also knows not to wait when the
+// executor is dropped by one of its own callbacks, nor in a forked worker).
+ProcessPoolExecutor::~ProcessPoolExecutor() { shut_down_.store(true, std::memory_order_release); }
 
 void ProcessPoolExecutor::check_open() const {
   engine_.check_caller();

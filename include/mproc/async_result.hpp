@@ -16,8 +16,10 @@
 #include <stdexcept>
 #include <type_traits>
 #include <utility>
+#include <variant>
 #include <vector>
 
+#include "mproc/detail/deadline.hpp"
 #include "mproc/detail/result_state.hpp"
 #include "mproc/error.hpp"
 #include "mproc/imap_iterator.hpp"
@@ -49,8 +51,7 @@ class AsyncResult {
   /// Returns true if the result is ready.
   template <class Rep, class Period>
   bool wait(std::chrono::duration<Rep, Period> timeout) const {
-    return state_->wait_until(std::chrono::steady_clock::now() +
-                              std::chrono::duration_cast<std::chrono::steady_clock::duration>(timeout));
+    return state_->wait_until(detail::saturating_deadline(timeout));
   }
 
   bool ready() const { return state_->done(); }
@@ -96,8 +97,13 @@ namespace detail {
 
 template <class Options, class R>
 void install_callbacks(ResultState<R>& state, Options& callbacks) {
-  if constexpr (!std::is_same_v<decltype(callbacks.callback), std::nullptr_t>)
+  using OnValue = decltype(callbacks.callback);
+  if constexpr (std::is_void_v<R> && std::is_invocable_v<OnValue&>) {
+    // A void task's callback may take no argument (Python passes None).
+    state.callback = [fn = std::move(callbacks.callback)](const std::monostate&) mutable { fn(); };
+  } else if constexpr (!std::is_same_v<OnValue, std::nullptr_t>) {
     state.callback = std::move(callbacks.callback);
+  }
   if constexpr (!std::is_same_v<decltype(callbacks.error_callback), std::nullptr_t>)
     state.error_callback = std::move(callbacks.error_callback);
 }
@@ -121,6 +127,9 @@ struct MapCollector {
   std::vector<ChunkResult<R>> chunks;
   std::size_t remaining = 0;
   std::shared_ptr<ResultState<MapResult<R>>> state;
+
+  /// A map of nothing: an empty result.
+  void complete_empty() { state->set_value({}); }
 
   void deliver(std::size_t index, ChunkResult<R> chunk) {
     {
@@ -161,7 +170,8 @@ std::vector<std::vector<Item>> split_into_chunks(Range&& items, std::optional<st
 }
 
 /// The result of an eager map of `count` chunks, with the call's callbacks, and the collector
-/// its chunks deliver to. With no chunks the result is already complete.
+/// its chunks deliver to. With no chunks, the backend completes it (complete_empty) on its
+/// own thread, where callbacks run.
 template <class R, class Options>
 std::shared_ptr<MapCollector<R>> start_map(Options& callbacks, std::size_t count) {
   auto collector = std::make_shared<MapCollector<R>>();
@@ -169,7 +179,6 @@ std::shared_ptr<MapCollector<R>> start_map(Options& callbacks, std::size_t count
   install_callbacks(*collector->state, callbacks);
   collector->chunks.resize(count);
   collector->remaining = count;
-  if (count == 0) collector->state->set_value({});
   return collector;
 }
 

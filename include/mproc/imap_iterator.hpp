@@ -5,8 +5,10 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <deque>
 #include <cstddef>
 #include <exception>
 #include <functional>
@@ -19,6 +21,7 @@
 #include <utility>
 #include <vector>
 
+#include "mproc/detail/deadline.hpp"
 #include "mproc/error.hpp"
 
 namespace mproc {
@@ -38,6 +41,7 @@ class IMapState {
     {
       std::lock_guard lock(mutex_);
       finished_.emplace(index, Outcome{std::move(values), std::move(error)});
+      arrivals_.push_back(index);
     }
     cv_.notify_all();
   }
@@ -52,6 +56,7 @@ class IMapState {
   std::mutex mutex_;
   std::condition_variable cv_;
   std::map<std::size_t, Outcome> finished_;
+  std::deque<std::size_t> arrivals_;  // finished chunks in completion order (imap_unordered)
 };
 
 /// How an IMapIterator feeds its backend.
@@ -60,7 +65,108 @@ struct IMapFeed {
   /// IMapState::deliver). Returns false at the end of the input; throws what reading threw.
   std::function<bool(std::size_t index)> stage;
   /// Submits every staged chunk, in one batch (one wake-up of the backend for many chunks).
+  /// Throws if the backend no longer accepts them (the staged chunks are then dropped).
   std::function<void()> flush;
+  /// Optional: drops the chunks submitted but not started, when the map is abandoned (its
+  /// iterator destroyed before the end, or its overall deadline passed) — an executor
+  /// map's semantics; a Pool's imap lets them run, as Python's does.
+  std::function<void()> abandon;
+};
+
+/// The input side of a lazy map: its position in the input and what has been submitted.
+/// Shared by the iterator (which reads ahead a window at a time) and the backend, which may
+/// read all the rest (drain) when it is joined, as Python finishes a map accepted before
+/// close(). Thread safety: feed_more/drain serialize on `mutex`; the atomics may be read
+/// without it.
+class IMapSource {
+ public:
+  explicit IMapSource(IMapFeed feed) : feed_(std::move(feed)) {}
+  ~IMapSource() {
+    if (!input_done_.load(std::memory_order_acquire) && feed_.abandon) feed_.abandon();
+  }
+  IMapSource(const IMapSource&) = delete;
+  IMapSource& operator=(const IMapSource&) = delete;
+
+  /// Requires: the source is not yet in use. (A backend's stream may need the source's
+  /// address, and the feed the stream.)
+  void set_feed(IMapFeed feed) { feed_ = std::move(feed); }
+
+  /// Reads and submits up to `room` more chunks. Once the input ends (or fails, or the
+  /// backend refuses), the feed is released: with it the backend's stream and the range.
+  void feed_more(std::size_t room) {
+    std::lock_guard lock(mutex_);
+    feed_locked(room);
+  }
+  /// Reads and submits the whole rest of the input.
+  void drain() {
+    std::lock_guard lock(mutex_);
+    while (!input_done_.load(std::memory_order_relaxed)) feed_locked(kDrainBatch);
+  }
+  /// The map was given up: drop what has not started (if the backend can).
+  void abandon() {
+    std::lock_guard lock(mutex_);
+    if (feed_.abandon) feed_.abandon();
+    finish_input(nullptr);
+  }
+
+  std::size_t submitted() const noexcept { return submitted_.load(std::memory_order_acquire); }
+  bool input_done() const noexcept { return input_done_.load(std::memory_order_acquire); }
+  /// Requires input_done(): why the input ended early, once (nullptr afterwards).
+  std::exception_ptr take_error() {
+    std::lock_guard lock(mutex_);
+    return std::exchange(error_, nullptr);
+  }
+
+ private:
+  static constexpr std::size_t kDrainBatch = 64;
+
+  void feed_locked(std::size_t room) {
+    if (input_done_.load(std::memory_order_relaxed)) return;
+    const std::size_t first = submitted_.load(std::memory_order_relaxed);
+    std::size_t staged = 0;
+    std::exception_ptr failure;
+    bool ended = false;
+    while (staged < room) {
+      try {
+        if (!feed_.stage(first + staged)) {
+          ended = true;
+          break;
+        }
+      } catch (...) {
+        // The caller's range failed. As in Python, the error is raised where that item's
+        // result would have been: after every result before it.
+        failure = std::current_exception();
+        ended = true;
+        break;
+      }
+      ++staged;
+    }
+    if (staged > 0) {
+      try {
+        feed_.flush();
+        submitted_.store(first + staged, std::memory_order_release);
+      } catch (...) {
+        // Not submitted: those chunks' results will never come; the map ends here.
+        failure = std::current_exception();
+        ended = true;
+      }
+    }
+    if (ended) finish_input(std::move(failure));
+  }
+
+  void finish_input(std::exception_ptr failure) {
+    if (input_done_.load(std::memory_order_relaxed)) return;
+    if (!error_) error_ = std::move(failure);
+    input_done_.store(true, std::memory_order_release);
+    // Releases the range and the backend's stream (the backend may now finish).
+    feed_ = IMapFeed{};
+  }
+
+  std::mutex mutex_;
+  IMapFeed feed_;
+  std::exception_ptr error_;
+  std::atomic<std::size_t> submitted_{0};
+  std::atomic<bool> input_done_{false};
 };
 
 /// Python's default chunksize for `items` over `workers`: about four chunks per worker.
@@ -97,7 +203,10 @@ std::function<bool(std::vector<Item>&)> chunk_reader(Range&& items, std::size_t 
 }  // namespace detail
 
 /// Python's IMapIterator. Move-only. Use it in a range-for loop, or call next() /
-/// next(timeout). Reads its input on the calling thread. Thread safety: one consumer.
+/// next(timeout). The first window of input is read and submitted when the map is made (as
+/// Python starts a map at once); the rest is read on the consuming thread as results are
+/// taken — or all at once by the pool's join() / the executor's shutdown(wait), so that a
+/// map made before close() still completes. Thread safety: one consumer.
 template <class R>
 class IMapIterator {
  public:
@@ -105,13 +214,19 @@ class IMapIterator {
 
   /// Internal: made by the pools and executors. At most `max_in_flight` chunks are submitted
   /// and not yet consumed. `deadline`, if any, bounds every wait (an executor's map timeout).
-  IMapIterator(std::shared_ptr<detail::IMapState<R>> state, detail::IMapFeed feed, bool ordered,
-               std::size_t max_in_flight, Deadline deadline = std::nullopt)
+  IMapIterator(std::shared_ptr<detail::IMapState<R>> state, std::shared_ptr<detail::IMapSource> source,
+               bool ordered, std::size_t max_in_flight, Deadline deadline = std::nullopt)
       : state_(std::move(state)),
-        feed_(std::move(feed)),
+        source_(std::move(source)),
         ordered_(ordered),
         max_in_flight_(max_in_flight),
-        deadline_(deadline) {}
+        deadline_(deadline) {
+    top_up();
+  }
+  IMapIterator(std::shared_ptr<detail::IMapState<R>> state, detail::IMapFeed feed, bool ordered,
+               std::size_t max_in_flight, Deadline deadline = std::nullopt)
+      : IMapIterator(std::move(state), std::make_shared<detail::IMapSource>(std::move(feed)), ordered, max_in_flight,
+                     deadline) {}
   IMapIterator(IMapIterator&&) noexcept = default;
   IMapIterator& operator=(IMapIterator&&) noexcept = default;
 
@@ -123,7 +238,7 @@ class IMapIterator {
   /// As next(); throws TimeoutError if no result arrives within `timeout`.
   template <class Rep, class Period>
   std::optional<R> next(std::chrono::duration<Rep, Period> timeout) {
-    Deadline until = std::chrono::steady_clock::now() + std::chrono::ceil<std::chrono::steady_clock::duration>(timeout);
+    Deadline until = detail::saturating_deadline(timeout);
     if (deadline_ && *deadline_ < *until) until = deadline_;
     return next_until(until);
   }
@@ -151,38 +266,18 @@ class IMapIterator {
   std::default_sentinel_t end() { return {}; }
 
  private:
-  // Stages chunks until the in-flight bound is reached or the input ends, then submits them
-  // together.
+  // Reads ahead until the in-flight bound is reached or the input ends, submitting the new
+  // chunks together.
   void top_up() {
-    if (!can_top_up()) return;
-    const std::size_t room = max_in_flight_ - outstanding();
-    std::size_t staged = 0;
-    while (staged < room) {
-      try {
-        if (!feed_.stage(submitted_ + staged)) {
-          input_done_ = true;
-          break;
-        }
-      } catch (...) {
-        // The caller's range failed. As in Python, the error is raised where that item's
-        // result would have been: after every result before it.
-        input_done_ = true;
-        input_error_ = std::current_exception();
-        break;
-      }
-      ++staged;
-    }
-    if (staged == 0) return;
-    feed_.flush();
-    submitted_ += staged;
+    if (can_top_up()) source_->feed_more(max_in_flight_ - outstanding());
   }
 
   std::optional<R> next_until(Deadline deadline) {
     for (;;) {
       if (position_ < current_.size()) return std::move(current_[position_++]);
       top_up();
-      if (input_done_ && consumed_ == submitted_) {
-        if (input_error_) std::rethrow_exception(std::exchange(input_error_, nullptr));
+      if (source_->input_done() && consumed_ == source_->submitted()) {
+        if (auto error = source_->take_error()) std::rethrow_exception(error);
         return std::nullopt;
       }
       std::unique_lock lock(state_->mutex_);
@@ -192,7 +287,13 @@ class IMapIterator {
       while (!available()) {
         auto ready = [&] { return available() || can_top_up(); };
         if (deadline) {
-          if (!state_->cv_.wait_until(lock, *deadline, ready)) throw TimeoutError("imap: no result within the timeout");
+          if (!state_->cv_.wait_until(lock, *deadline, ready)) {
+            lock.unlock();
+            // The executor map's own deadline ends the map (Python's iterator is finished
+            // then, its pending calls cancelled); next(timeout) may be tried again.
+            if (deadline == deadline_) source_->abandon();
+            throw TimeoutError("imap: no result within the timeout");
+          }
         } else {
           state_->cv_.wait(lock, ready);
         }
@@ -202,7 +303,10 @@ class IMapIterator {
           lock.lock();
         }
       }
-      auto it = ordered_ ? finished.find(consumed_) : finished.begin();
+      auto& arrivals = state_->arrivals_;
+      std::size_t index = ordered_ ? consumed_ : arrivals.front();
+      arrivals.erase(std::find(arrivals.begin(), arrivals.end(), index));  // near the front
+      auto it = finished.find(index);
       auto outcome = std::move(it->second);
       finished.erase(it);
       lock.unlock();
@@ -216,19 +320,16 @@ class IMapIterator {
   // Chunks submitted and not yet consumed: running, queued, or finished and waiting for the
   // consumer. Bounding this (not just what runs) is what bounds memory when the consumer is
   // slower than the workers.
-  std::size_t outstanding() const { return submitted_ - consumed_; }
+  std::size_t outstanding() const { return source_->submitted() - consumed_; }
   // Refill once half the window has drained: fewer, larger submissions (each one wakes the
   // backend) while the workers still have work queued.
-  bool can_top_up() const { return !input_done_ && outstanding() <= max_in_flight_ / 2; }
+  bool can_top_up() const { return !source_->input_done() && outstanding() <= max_in_flight_ / 2; }
 
   std::shared_ptr<detail::IMapState<R>> state_;
-  detail::IMapFeed feed_;
+  std::shared_ptr<detail::IMapSource> source_;
   bool ordered_;
   std::size_t max_in_flight_;
   Deadline deadline_;
-  bool input_done_ = false;
-  std::exception_ptr input_error_;
-  std::size_t submitted_ = 0;
   std::size_t consumed_ = 0;
   std::vector<R> current_;
   std::size_t position_ = 0;

@@ -108,18 +108,7 @@ class Pool {
   template <class F, std::ranges::input_range Range>
   auto map(F f, Range&& items, std::optional<std::size_t> chunksize = std::nullopt)
       -> detail::MapResult<detail::ResultOf<F>> {
-    using R = detail::ResultOf<F>;
-    if constexpr (std::is_void_v<R> || !std::ranges::sized_range<Range>) {
-      return map_async(f, std::forward<Range>(items), chunksize).get();
-    } else {
-      if (chunksize && *chunksize == 0) throw std::invalid_argument("mproc: chunksize must be at least 1");
-      std::size_t total = static_cast<std::size_t>(std::ranges::size(items));
-      std::vector<R> results;
-      results.reserve(total);
-      auto lazy = imap(f, std::forward<Range>(items), chunksize.value_or(default_chunksize(total)));
-      while (auto value = lazy.next()) results.push_back(std::move(*value));
-      return results;
-    }
+    return map_impl<false>(f, std::forward<Range>(items), chunksize);
   }
 
   template <class F, std::ranges::input_range Range>
@@ -137,7 +126,7 @@ class Pool {
   template <class F, std::ranges::input_range Range>
   auto starmap(F f, Range&& items, std::optional<std::size_t> chunksize = std::nullopt)
       -> detail::MapResult<detail::ResultOf<F>> {
-    return starmap_async(f, std::forward<Range>(items), chunksize).get();
+    return map_impl<true>(f, std::forward<Range>(items), chunksize);
   }
   template <class F, std::ranges::input_range Range>
   auto starmap_async(F f, Range&& items, std::optional<std::size_t> chunksize = std::nullopt)
@@ -178,6 +167,26 @@ class Pool {
   std::vector<int> worker_pids() const { return engine_.worker_pids(); }
 
  private:
+  // map and starmap: a sized input with results goes through the lazy window (bounded
+  // memory); the rest (void functions, unsized ranges, which Python also materialises to
+  // size the chunks) through map_async.
+  template <bool Star, class F, class Range>
+  auto map_impl(F f, Range&& items, std::optional<std::size_t> chunksize) -> detail::MapResult<detail::ResultOf<F>> {
+    using R = detail::ResultOf<F>;
+    if constexpr (std::is_void_v<R> || !std::ranges::sized_range<Range>) {
+      return map_async_impl<Star>(CallOptions{}, f, std::forward<Range>(items), chunksize).get();
+    } else {
+      if (chunksize && *chunksize == 0) throw std::invalid_argument("mproc: chunksize must be at least 1");
+      std::size_t total = static_cast<std::size_t>(std::ranges::size(items));
+      std::vector<R> results;
+      results.reserve(total);
+      auto lazy = detail::engine_imap<Star>(engine_, f, std::forward<Range>(items),
+                                            chunksize.value_or(default_chunksize(total)), true, map_window(), {});
+      while (auto value = lazy.next()) results.push_back(std::move(*value));
+      return results;
+    }
+  }
+
   template <bool Star, class Options, class F, class Range>
   auto map_async_impl(Options callbacks, F f, Range&& items, std::optional<std::size_t> chunksize)
       -> AsyncResult<detail::MapResult<detail::ResultOf<F>>>;
@@ -198,12 +207,15 @@ auto Pool::map_async_impl(Options callbacks, F f, Range&& items, std::optional<s
   engine_.check_caller();
   auto chunks = detail::split_into_chunks<Item>(std::forward<Range>(items), chunksize, processes());
   auto collector = detail::start_map<R>(callbacks, chunks.size());
+  // Nothing to run: the result is complete, but its callbacks still run on the pool's
+  // thread, never the caller's.
+  if (chunks.empty()) engine_.post([collector] { collector->complete_empty(); });
   std::vector<detail::TaskSpec> tasks;
   tasks.reserve(chunks.size());
   for (std::size_t index = 0; index < chunks.size(); ++index) {
     detail::TaskSpec task;
     task.invoker = &detail::invoke_chunk<detail::FunctionPointer<F>, Star>;
-    task.function = detail::code_ref(+f);
+    task.function = detail::function_ref(f);
     task.args = dumps(chunks[index]);
     task.timeout = callbacks.timeout;
     task.done = [collector, index](std::span<const std::byte> payload, std::exception_ptr error) {

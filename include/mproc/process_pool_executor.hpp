@@ -79,8 +79,11 @@ class ProcessPoolExecutor {
   /// exception is rethrown when its result is reached. Items are sent `chunksize` at a time,
   /// with at most `buffersize` chunks submitted and not yet consumed (default: enough to keep
   /// every worker busy), so an endless range runs in bounded memory. `timeout` counts from
-  /// this call: reaching for a result after it throws TimeoutError. `items` is held by
-  /// reference if it is an lvalue; it and the executor must outlive the iteration.
+  /// this call: reaching for a result after it throws TimeoutError and cancels the calls not
+  /// yet started, as does destroying the iterator before its end. The first `buffersize`
+  /// chunks are submitted at once; the rest as results are consumed, or all of them by
+  /// shutdown(wait = true), so a map made before shutdown completes. `items` is held by
+  /// reference if it is an lvalue: it must outlive the iteration.
   /// Throws std::invalid_argument for chunksize 0 or buffersize 0.
   template <class F, std::ranges::input_range Range>
   IMapIterator<detail::ResultOf<F>> map(F f, Range&& items, std::optional<std::chrono::nanoseconds> timeout = std::nullopt,
@@ -89,7 +92,7 @@ class ProcessPoolExecutor {
     check_open();
     return detail::engine_imap<false>(engine_, f, std::forward<Range>(items), chunksize, true,
                                       buffersize.value_or(detail::default_map_window(max_workers())),
-                                      detail::deadline_after(timeout));
+                                      detail::deadline_after(timeout), /*cancel_on_abandon=*/true);
   }
 
   /// Python's shutdown: no more submissions; with `cancel_futures`, futures not yet handed

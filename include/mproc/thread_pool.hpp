@@ -175,6 +175,7 @@ auto ThreadPool::map_async_impl(Options callbacks, F f, Range&& items, std::opti
     std::vector<Item> items;
     std::size_t index = 0;
     void run() noexcept override {
+      if (collector->chunks.empty()) return collector->complete_empty();  // the map of nothing
       try {
         detail::ChunkResult<R> results{};
         if constexpr (std::is_void_v<R>) {
@@ -193,6 +194,12 @@ auto ThreadPool::map_async_impl(Options callbacks, F f, Range&& items, std::opti
   };
   std::vector<std::unique_ptr<detail::ThreadJob>> jobs;
   jobs.reserve(chunks.size());
+  // An empty map still completes (and calls its callbacks) on a pool thread: one job of nothing.
+  if (chunks.empty()) {
+    auto job = std::make_unique<ChunkJob>();
+    job->collector = collector;
+    jobs.push_back(std::move(job));
+  }
   for (std::size_t index = 0; index < chunks.size(); ++index) {
     auto job = std::make_unique<ChunkJob>();
     job->collector = collector;
@@ -201,7 +208,7 @@ auto ThreadPool::map_async_impl(Options callbacks, F f, Range&& items, std::opti
     job->index = index;
     jobs.push_back(std::move(job));
   }
-  if (!jobs.empty()) workers_.submit(std::move(jobs));
+  workers_.submit(std::move(jobs));
   return AsyncResult<detail::MapResult<R>>(collector->state);
 }
 

@@ -3,7 +3,9 @@
 // encoded arguments and results; the typed façades encode and decode.
 #pragma once
 
+#include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <cstddef>
 #include <exception>
 #include <functional>
@@ -42,9 +44,33 @@ struct TaskSpec {
   /// With a control: a thread waiting for the result may complete it itself (no callbacks
   /// that must run off the caller's thread), which saves a wake-up on a lone task's round trip.
   bool caller_may_complete = false;
+  /// Optional, shared by the chunks of one map: once true, chunks not yet handed to a worker
+  /// are dropped, completing with CancelledError (an executor map that timed out or was
+  /// dropped, or shutdown(cancel_futures=true)).
+  std::shared_ptr<std::atomic<bool>> abandoned;
 };
 
 class EngineCore;
+
+/// A lazy map's way into the engine (Engine::open_stream). While a stream is open, the
+/// engine keeps its workers even after close(), because the map may still submit: Python's
+/// Pool finishes an imap accepted before close(). Thread safety: any thread of the owner.
+class EngineStream {
+ public:
+  EngineStream(std::shared_ptr<EngineCore> core, std::uint64_t id) : core_(std::move(core)), id_(id) {}
+  /// Closes the stream: the engine may finish once its other work is done.
+  ~EngineStream();
+  EngineStream(const EngineStream&) = delete;
+  EngineStream& operator=(const EngineStream&) = delete;
+
+  /// Queues the stream's tasks. Throws Error once the engine was terminated or joined
+  /// (or is gone), BrokenExecutor if the initializer failed.
+  void submit(std::vector<TaskSpec> tasks);
+
+ private:
+  std::shared_ptr<EngineCore> core_;
+  std::uint64_t id_;
+};
 
 /// Owns the workers and the thread that serves them. Thread safety: every member may be
 /// called from any thread of the process that created the engine; from any other process
@@ -63,15 +89,27 @@ class Engine {
   void submit(TaskSpec task);
   void submit(std::vector<TaskSpec> tasks);
 
+  /// Opens a stream for a lazy map. `drain` reads the rest of the map's input and submits
+  /// it through the stream; join() calls it (on the joining thread) so that what a map
+  /// accepted before close() is finished, as in Python. Throws as submit() does.
+  std::shared_ptr<EngineStream> open_stream(std::function<void()> drain);
+
+  /// Runs `fn` on the engine's thread, in order with completions: how a result that is
+  /// complete from the start (an empty map) still calls its callbacks off the caller's
+  /// thread. Throws as submit() does.
+  void post(std::function<void()> fn);
+
   /// Cancels every task not yet handed to a worker whose TaskSpec has a control (Python's
-  /// shutdown(cancel_futures=True)); the others stay queued.
+  /// shutdown(cancel_futures=True)), and abandons maps; the others stay queued.
   void cancel_pending();
 
   /// No more tasks; the workers exit once the queued ones are done.
   void close();
   /// Kills the workers now; every unfinished task completes with CancelledError.
   void terminate();
-  /// Waits until the workers have exited. Throws Error unless close() or terminate() came first.
+  /// Reads the rest of every open stream's input, then waits until the workers have exited.
+  /// Throws Error unless close() or terminate() came first, and when called on the engine's
+  /// own thread (from a callback: it would wait for itself).
   void join();
 
   int processes() const noexcept;

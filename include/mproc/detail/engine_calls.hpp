@@ -3,6 +3,7 @@
 // map over chunks of an input range.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <exception>
 #include <memory>
@@ -41,7 +42,7 @@ Completion complete_into(std::shared_ptr<ResultState<R>> state) {
 template <class F, class... Args>
 std::vector<std::byte> encode_arguments(Args&&... args) {
   using Arguments = ArgumentsOf<F>;
-  static_assert(std::is_constructible_v<Arguments, Args&&...>,
+  static_assert(!PlainFunction<F> || std::is_constructible_v<Arguments, Args&&...>,
                 "mproc: the arguments do not match the task function's parameters");
   return dumps(Arguments(std::forward<Args>(args)...));
 }
@@ -52,7 +53,7 @@ TaskSpec call_task(const std::shared_ptr<ResultState<ResultOf<F>>>& state, F f, 
   require_plain_function<F>();
   TaskSpec task;
   task.invoker = &invoke_call<FunctionPointer<F>>;
-  task.function = code_ref(+f);
+  task.function = function_ref(f);
   task.args = encode_arguments<F>(std::forward<Args>(args)...);
   task.done = complete_into<ResultOf<F>>(state);
   task.control = state;
@@ -62,14 +63,14 @@ TaskSpec call_task(const std::shared_ptr<ResultState<ResultOf<F>>>& state, F f, 
   return task;
 }
 
-template <class F, bool Star>
-using ItemOf = std::conditional_t<Star, ArgumentsOf<F>, std::tuple_element_t<0, ArgumentsOf<F>>>;
-
 /// A lazy map of f over `items` on `engine`, chunk by chunk. `items` is held by reference
-/// if it is an lvalue; `engine` must outlive the iterator.
+/// if it is an lvalue. The map holds the engine's stream, not the engine: once the pool is
+/// gone, reading further input throws Error. With `cancel_on_abandon` (executors), chunks
+/// not yet started are dropped when the iterator is destroyed early or times out.
 template <bool Star, class F, class Range>
 IMapIterator<ResultOf<F>> engine_imap(Engine& engine, F f, Range&& items, std::size_t chunksize, bool ordered,
-                                      std::size_t max_in_flight, typename IMapIterator<ResultOf<F>>::Deadline deadline) {
+                                      std::size_t max_in_flight, typename IMapIterator<ResultOf<F>>::Deadline deadline,
+                                      bool cancel_on_abandon = false) {
   require_plain_function<F>();
   using R = ResultOf<F>;
   static_assert(!std::is_void_v<R>, "mproc: a lazy map needs a function that returns a value; use map for void functions");
@@ -78,15 +79,17 @@ IMapIterator<ResultOf<F>> engine_imap(Engine& engine, F f, Range&& items, std::s
   engine.check_caller();
   auto state = std::make_shared<IMapState<R>>();
   auto staged = std::make_shared<std::vector<TaskSpec>>();
+  auto abandoned = cancel_on_abandon ? std::make_shared<std::atomic<bool>>(false) : nullptr;
   IMapFeed feed;
-  feed.stage = [read = chunk_reader<Item>(std::forward<Range>(items), chunksize), staged, state,
-                function = code_ref(+f)](std::size_t index) mutable {
+  feed.stage = [read = chunk_reader<Item>(std::forward<Range>(items), chunksize), staged, state, abandoned,
+                function = function_ref(f)](std::size_t index) mutable {
     std::vector<Item> chunk;
     if (!read(chunk)) return false;
     TaskSpec task;
     task.invoker = &invoke_chunk<FunctionPointer<F>, Star>;
     task.function = function;
     task.args = dumps(chunk);
+    task.abandoned = abandoned;
     task.done = [state, index](std::span<const std::byte> payload, std::exception_ptr error) {
       std::vector<R> values;
       if (!error) {
@@ -101,8 +104,23 @@ IMapIterator<ResultOf<F>> engine_imap(Engine& engine, F f, Range&& items, std::s
     staged->push_back(std::move(task));
     return true;
   };
-  feed.flush = [staged, &engine] { engine.submit(std::exchange(*staged, {})); };
-  return IMapIterator<R>(std::move(state), std::move(feed), ordered, max_in_flight, deadline);
+  if (abandoned) feed.abandon = [abandoned] { abandoned->store(true, std::memory_order_relaxed); };
+  // The stream lives in the feed: released when the input ends or the iterator goes.
+  auto source = std::make_shared<IMapSource>(IMapFeed{});
+  std::shared_ptr<EngineStream> stream =
+      engine.open_stream([weak = std::weak_ptr<IMapSource>(source)] {
+        if (auto alive = weak.lock()) alive->drain();
+      });
+  feed.flush = [staged, stream] {
+    try {
+      stream->submit(std::exchange(*staged, {}));
+    } catch (...) {
+      staged->clear();
+      throw;
+    }
+  };
+  source->set_feed(std::move(feed));
+  return IMapIterator<R>(std::move(state), std::move(source), ordered, max_in_flight, deadline);
 }
 
 }  // namespace mproc::detail

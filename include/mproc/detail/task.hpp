@@ -55,8 +55,21 @@ constexpr void require_plain_function() {
                 "process; pass what it captures as arguments instead.");
 }
 
+/// Stands in for a callable that is not a plain function, so that the pool's members still
+/// match it and their require_plain_function<F>() is the one error the user sees (a
+/// substitution failure in a return type would only say "no matching function").
+struct NotAPlainFunction {};
+
 template <class F>
-using FunctionPointer = decltype(+std::declval<F>());
+struct FunctionPointerOf {
+  using type = NotAPlainFunction (*)();
+};
+template <PlainFunction F>
+struct FunctionPointerOf<F> {
+  using type = decltype(+std::declval<F>());
+};
+template <class F>
+using FunctionPointer = typename FunctionPointerOf<F>::type;
 
 template <class Fp>
 struct Signature;
@@ -72,6 +85,35 @@ template <class F>
 using ResultOf = typename Signature<FunctionPointer<F>>::result;
 template <class F>
 using ArgumentsOf = typename Signature<FunctionPointer<F>>::arguments;
+
+/// The wire name of a plain function (0 for anything else, which require_plain_function
+/// has already refused).
+template <class F>
+CodeRef function_ref(F f) noexcept {
+  if constexpr (PlainFunction<F>) {
+    return code_ref(+f);
+  } else {
+    return 0;
+  }
+}
+
+/// What one map item is: the argument tuple for starmap; for map, the function's only
+/// argument (a function of another arity is refused with a readable message).
+template <class F, bool Star>
+struct MapItem {
+  using type = ArgumentsOf<F>;
+};
+template <class F>
+struct MapItem<F, false> {
+  static_assert(!PlainFunction<F> || std::tuple_size_v<ArgumentsOf<F>> == 1,
+                "mproc: map/imap need a function of exactly one argument; use starmap for several");
+  using type = std::conditional_t<std::tuple_size_v<ArgumentsOf<F>> == 1,
+                                  std::tuple_element_t<0, std::conditional_t<std::tuple_size_v<ArgumentsOf<F>> == 1,
+                                                                             ArgumentsOf<F>, std::tuple<int>>>,
+                                  NotAPlainFunction>;
+};
+template <class F, bool Star>
+using ItemOf = typename MapItem<F, Star>::type;
 
 // ---- invokers ----------------------------------------------------------------------------
 
