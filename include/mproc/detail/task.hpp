@@ -164,9 +164,12 @@ struct RemoteFailure {
   std::string type_name;
   std::string message;
   std::int32_t pid = 0;
+  // A std::system_error's code (and its category's name), to rebuild it as itself.
+  std::int32_t code = 0;
+  std::string category;
   template <class Archive>
   void serialize(Archive& archive) {
-    archive(type_name, message, pid);
+    archive(type_name, message, pid, code, category);
   }
 };
 
