@@ -80,16 +80,16 @@ struct IMapFeed {
 /// without it.
 class IMapSource {
  public:
-  explicit IMapSource(IMapFeed feed) : feed_(std::move(feed)) {}
-  ~IMapSource() {
-    if (!input_done_.load(std::memory_order_acquire) && feed_.abandon) feed_.abandon();
-  }
+  explicit IMapSource(IMapFeed feed) { set_feed(std::move(feed)); }
   IMapSource(const IMapSource&) = delete;
   IMapSource& operator=(const IMapSource&) = delete;
 
   /// Requires: the source is not yet in use. (A backend's stream may need the source's
   /// address, and the feed the stream.)
-  void set_feed(IMapFeed feed) { feed_ = std::move(feed); }
+  void set_feed(IMapFeed feed) {
+    abandon_ = feed.abandon;  // kept past the end of the input: what was submitted may still be dropped
+    feed_ = std::move(feed);
+  }
 
   /// Reads and submits up to `room` more chunks. Once the input ends (or fails, or the
   /// backend refuses), the feed is released: with it the backend's stream and the range.
@@ -105,7 +105,7 @@ class IMapSource {
   /// The map was given up: drop what has not started (if the backend can).
   void abandon() {
     std::lock_guard lock(mutex_);
-    if (feed_.abandon) feed_.abandon();
+    if (abandon_) abandon_();
     finish_input(nullptr);
   }
 
@@ -164,6 +164,7 @@ class IMapSource {
 
   std::mutex mutex_;
   IMapFeed feed_;
+  std::function<void()> abandon_;
   std::exception_ptr error_;
   std::atomic<std::size_t> submitted_{0};
   std::atomic<bool> input_done_{false};
@@ -229,6 +230,12 @@ class IMapIterator {
                      deadline) {}
   IMapIterator(IMapIterator&&) noexcept = default;
   IMapIterator& operator=(IMapIterator&&) noexcept = default;
+  /// An iterator dropped after it started yielding abandons its map (Python closes the
+  /// generator: an executor map's calls not yet started are cancelled). One never used
+  /// leaves the submitted calls running, as Python's unstarted generator does.
+  ~IMapIterator() {
+    if (source_ && started_ && (!source_->input_done() || consumed_ < source_->submitted())) source_->abandon();
+  }
 
   /// The next result, or nullopt when all are consumed. Rethrows the exception of the
   /// chunk the result belongs to (iteration may continue after it), and any exception
@@ -273,6 +280,7 @@ class IMapIterator {
   }
 
   std::optional<R> next_until(Deadline deadline) {
+    started_ = true;
     for (;;) {
       if (position_ < current_.size()) return std::move(current_[position_++]);
       top_up();
@@ -331,6 +339,7 @@ class IMapIterator {
   std::size_t max_in_flight_;
   Deadline deadline_;
   std::size_t consumed_ = 0;
+  bool started_ = false;
   std::vector<R> current_;
   std::size_t position_ = 0;
 };

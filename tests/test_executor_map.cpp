@@ -1,0 +1,112 @@
+// ProcessPoolExecutor::map's life against shutdown, timeouts and abandonment, as CPython's
+// test_concurrent_futures has it: a map is started by the call, finished by shutdown(wait),
+// and its calls not yet started are cancelled when it times out or is dropped mid-way.
+#include <mproc/mproc.hpp>
+
+#include <chrono>
+#include <mutex>
+#include <numeric>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include "support/leak_check.hpp"
+
+using namespace std::chrono_literals;
+using mproc::testing::LeakCheckedTest;
+
+namespace {
+
+// Shared with the workers (forked after it is set): how many calls have started.
+mproc::Value<int>* calls_started = nullptr;
+
+int counted_sleep_ms(int ms) {
+  {
+    std::lock_guard guard(calls_started->get_lock());
+    ++calls_started->value();
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+  return ms;
+}
+int absolute(int x) { return x < 0 ? -x : x; }
+
+class ExecutorMap : public LeakCheckedTest {
+ protected:
+  void SetUp() override {
+    LeakCheckedTest::SetUp();
+    calls_started = &started_;
+  }
+  void TearDown() override {
+    calls_started = nullptr;
+    LeakCheckedTest::TearDown();
+  }
+  int started() {
+    std::lock_guard guard(started_.get_lock());
+    return started_.value();
+  }
+  mproc::Value<int> started_{0};
+};
+
+TEST_F(ExecutorMap, SubmitsWithoutIteration) {
+  // CPython's test_map_submits_without_iteration.
+  mproc::ProcessPoolExecutor executor(2);
+  (void)executor.map(counted_sleep_ms, std::vector<int>(10, 1));
+  executor.shutdown(true);
+  EXPECT_EQ(started(), 10);
+}
+
+TEST_F(ExecutorMap, ShutdownWithoutWaitThenIterate) {
+  // CPython's test_shutdown_no_wait: the results were computed, and remain readable.
+  mproc::ProcessPoolExecutor executor(5);
+  std::vector<int> input(10);
+  std::iota(input.begin(), input.end(), -5);
+  auto results = executor.map(absolute, input);
+  executor.shutdown(false);
+  for (int x : input) EXPECT_EQ(results.next(), absolute(x));
+  EXPECT_EQ(results.next(), std::nullopt);
+}
+
+TEST_F(ExecutorMap, ShutdownWaitFinishesAMapLongerThanItsWindow) {
+  // Python submits a whole map at the call; mproc submits a window and reads the rest as
+  // results are consumed — or all of it when the executor shuts down and waits.
+  mproc::ProcessPoolExecutor executor(2);
+  std::vector<int> input(3000);
+  std::iota(input.begin(), input.end(), -1500);
+  auto results = executor.map(absolute, input, std::nullopt, 1, 8);
+  executor.shutdown(true);
+  for (int x : input) ASSERT_EQ(results.next(), absolute(x));
+  EXPECT_EQ(results.next(), std::nullopt);
+}
+
+TEST_F(ExecutorMap, ATimeoutCancelsTheCallsNotStarted) {
+  // CPython's test_map_timeout / test_executor_map_current_future_cancel.
+  mproc::ProcessPoolExecutor executor(2);
+  auto results = executor.map(counted_sleep_ms, std::vector<int>(20, 300), 100ms);
+  EXPECT_THROW(results.next(), mproc::TimeoutError);
+  executor.shutdown(true);
+  EXPECT_LE(started(), 6);  // the two running (and a few at most in hand-off), not twenty
+}
+
+TEST_F(ExecutorMap, DroppingAStartedMapCancelsTheRest) {
+  mproc::ProcessPoolExecutor executor(2);
+  {
+    auto results = executor.map(counted_sleep_ms, std::vector<int>(20, 200));
+    EXPECT_EQ(results.next(), 200);
+  }
+  executor.shutdown(true);
+  EXPECT_LE(started(), 8);
+}
+
+TEST_F(ExecutorMap, ContextManagerShape) {
+  // CPython's test_context_manager_shutdown.
+  std::vector<int> results;
+  {
+    mproc::ProcessPoolExecutor executor(5);
+    std::vector<int> input(10);
+    std::iota(input.begin(), input.end(), -5);
+    for (int value : executor.map(absolute, input)) results.push_back(value);
+  }
+  EXPECT_EQ(results, (std::vector<int>{5, 4, 3, 2, 1, 0, 1, 2, 3, 4}));
+}
+
+}  // namespace
