@@ -36,24 +36,26 @@ using Clock = std::chrono::steady_clock;
 // worker's "ready" message, sent once its initializer has run.
 struct WireTask {
   std::uint64_t id = 0;
+  std::uint32_t seq = 0;  // this worker's count of tasks handed to it (see WorkerWords::claim)
   CodeRef invoker = 0;
   CodeRef function = 0;
   std::vector<std::byte> args;
   bool direct = false;  // announce the result through WorkerWords (see there)
   template <class Archive>
   void serialize(Archive& archive) {
-    archive(id, invoker, function, args, direct);
+    archive(id, seq, invoker, function, args, direct);
   }
 };
 
 struct WireResult {
   std::uint64_t id = 0;
   bool ok = true;
+  bool skipped = false;  // the task was taken back (WorkerWords::claim): it did not run
   std::vector<std::byte> payload;
   RemoteFailure failure;
   template <class Archive>
   void serialize(Archive& archive) {
-    archive(id, ok, payload, failure);
+    archive(id, ok, skipped, payload, failure);
   }
 };
 
@@ -70,6 +72,7 @@ constexpr double kPrefetchTargetNs = 200'000;
 
 struct Task {
   std::uint64_t id = 0;
+  std::uint32_t seq = 0;  // on the worker it was handed to
   TaskSpec spec;
   bool timed_out = false;  // its worker was killed for running past the timeout
 };
@@ -84,11 +87,36 @@ struct Task {
 //   sides use sequentially consistent operations: the worker stores result_seq then loads
 //   caller_waiting, the caller stores caller_waiting then looks at the pipe, so at least one
 //   of them sees the other (no lost wake-up).
+// - claim: work queued ahead on a worker can be taken back for another (EngineCore::
+//   revoke). Low half: the seq of the last task the worker has claimed (started); high half:
+//   the last seq it may claim. Both sides change it only by compare-exchange of the whole
+//   word, so a task is either claimed by the worker or taken back by the engine, never both:
+//   the worker claims `seq` only while seq <= limit; the engine lowers the limit to what is
+//   claimed. Seqs are compared as serial numbers (they wrap after 2^32 tasks).
 struct WorkerWords {
   std::atomic<std::uint64_t> started{0};
+  std::atomic<std::uint64_t> claim{0};
   std::atomic<std::uint32_t> result_seq{0};
   std::atomic<std::uint32_t> caller_waiting{0};
 };
+
+constexpr std::uint32_t claimed_of(std::uint64_t claim) { return static_cast<std::uint32_t>(claim); }
+constexpr std::uint32_t limit_of(std::uint64_t claim) { return static_cast<std::uint32_t>(claim >> 32); }
+constexpr std::uint64_t make_claim(std::uint32_t claimed, std::uint32_t limit) {
+  return (std::uint64_t{limit} << 32) | claimed;
+}
+// a <= b for sequence numbers that wrap.
+constexpr bool seq_at_most(std::uint32_t a, std::uint32_t b) { return static_cast<std::int32_t>(b - a) >= 0; }
+
+// In a worker: claims task `seq`, or learns that the engine took it back.
+bool claim_task(WorkerWords& words, std::uint32_t seq) {
+  std::uint64_t word = words.claim.load(std::memory_order_acquire);
+  for (;;) {
+    if (!seq_at_most(seq, limit_of(word))) return false;
+    if (words.claim.compare_exchange_weak(word, make_claim(seq, limit_of(word)), std::memory_order_acq_rel))
+      return true;
+  }
+}
 static_assert(std::atomic<std::uint64_t>::is_always_lock_free, "a process-shared word must be lock-free");
 
 class WorkerShared {
@@ -114,6 +142,8 @@ struct Worker {
   Clock::time_point front_started{};
   std::size_t queued_bytes = 0;
   long remaining = LONG_MAX;  // tasks it may still be given (maxtasksperchild)
+  std::uint32_t sent_seq = 0;          // seq of the last task handed to it
+  std::size_t revoked_unacked = 0;     // tasks taken back that it has not yet skipped
   bool ready = false;         // its initializer has run
   bool killed = false;        // we sent SIGKILL (timeout or terminate)
   // Its one task was handed over by submit() and its result is the waiting caller's to read
@@ -218,7 +248,7 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
       if (was_empty && incoming_.size() == 1 && pending_.empty() && !incoming_.front()->spec.timeout &&
           incoming_.front()->spec.args.size() <= kPrefetchBytes) {
         // Only a ready worker: until its "ready" message is read, the engine watches its pipe.
-        if (Worker* idle = idle_worker(); idle != nullptr && idle->ready) {
+        if (Worker* idle = idle_worker()) {
           if (!claim(incoming_.front())) {
             incoming_.pop_front();
             return;
@@ -438,6 +468,12 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
       for (auto& task : batch) {
         WireResult result;
         result.id = task.id;
+        if (!claim_task(words, task.seq)) {
+          // Taken back for another worker: say so, so the engine knows this one is past it.
+          result.skipped = true;
+          results.send(result);
+          continue;
+        }
         // Relaxed is enough: the engine reads it only after this process is dead.
         words.started.store(task.id, std::memory_order_relaxed);
         try {
@@ -550,7 +586,8 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
       // An idle worker sends nothing (its death shows on the sentinel), and a direct one's
       // result is its caller's to read: poll(2) ignores a negative fd. Never polling an idle
       // worker's pipe is what lets submit() hand it a direct task while this thread sleeps.
-      bool watched = !worker->direct && (!worker->ready || !worker->in_flight.empty());
+      bool watched =
+          !worker->direct && (!worker->ready || !worker->in_flight.empty() || worker->revoked_unacked > 0);
       entries.push_back({watched ? worker->results.fileno() : -1, POLLIN, 0});
       entries.push_back({worker->process.sentinel(), POLLIN, 0});
     }
@@ -607,6 +644,49 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   }
 
   void dispatch() {
+    distribute();
+    // Work queued behind a task that runs far longer than expected moves to a worker that
+    // has nothing to do, as Python's workers would each pull it from the shared queue.
+    if (pending_.empty() && revoke_from_stalled_workers()) distribute();
+  }
+
+  // Requires mutex_. Takes back the tasks queued behind stalled tasks, if a worker is idle.
+  // True if it took any back (they are at the front of pending_ again).
+  bool revoke_from_stalled_workers() {
+    const auto now = Clock::now();
+    bool someone_idle = idle_worker() != nullptr;
+    if (!someone_idle) return false;
+    bool took = false;
+    for (auto& worker : workers_)
+      if (worker->in_flight.size() >= 2 && !worker->killed && !worker->direct &&
+          now - worker->front_started > stall_threshold())
+        took |= revoke(*worker);
+    return took;
+  }
+
+  // Requires mutex_. Takes back every task queued on `worker` that it has not claimed.
+  bool revoke(Worker& worker) {
+    WorkerWords& words = worker.shared->words();
+    std::uint64_t word = words.claim.load(std::memory_order_acquire);
+    while (!words.claim.compare_exchange_weak(word, make_claim(claimed_of(word), claimed_of(word)),
+                                              std::memory_order_acq_rel)) {
+    }
+    const std::uint32_t claimed = claimed_of(word);
+    std::size_t taken = 0;
+    // in_flight is in seq order: everything past `claimed` is at its back.
+    while (!worker.in_flight.empty() && !seq_at_most(worker.in_flight.back()->seq, claimed)) {
+      std::unique_ptr<Task> task = std::move(worker.in_flight.back());
+      worker.in_flight.pop_back();
+      worker.queued_bytes -= std::min(worker.queued_bytes, task->spec.args.size());
+      ++worker.remaining;
+      pending_.push_front(std::move(task));
+      ++taken;
+    }
+    worker.revoked_unacked += taken;
+    return taken > 0;
+  }
+
+  void distribute() {
     if (pending_.empty()) return;
     std::size_t depth = prefetch_depth();
     // Idle workers first, so that queued-ahead work never waits while a worker sleeps.
@@ -617,8 +697,8 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
     // No worker takes more than its share of what is pending: the durations measured so far
     // may come from other, shorter tasks, and work queued on one worker cannot move to an
     // idle one.
-    auto takes_work = [](const Worker* w) { return w->ready && !w->killed && w->remaining > 0; };
-    std::size_t live = static_cast<std::size_t>(std::count_if(order.begin(), order.end(), takes_work));
+    std::size_t live =
+        static_cast<std::size_t>(std::count_if(order.begin(), order.end(), [](Worker* w) { return takes_work(*w); }));
     if (live == 0) return;
     const std::size_t share = (pending_.size() + live - 1) / live;
     const auto now = Clock::now();
@@ -626,7 +706,7 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
       if (pending_.empty()) break;
       // A worker still running its initializer takes nothing: a task's time limit counts
       // from its hand-off, and the initializer's time is not the task's.
-      if (!takes_work(worker)) continue;
+      if (!takes_work(*worker)) continue;
       // Nothing is queued behind a task that runs far longer than the average: it would
       // wait there while another worker may fall idle.
       if (!worker->in_flight.empty() && now - worker->front_started > stall_threshold()) continue;
@@ -760,10 +840,14 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
     return true;
   }
 
-  // Requires mutex_. A worker that takes new work without queueing behind other tasks.
+  // Requires mutex_. A worker that takes new work and would start it at once: ready, not
+  // busy, not dying, and past any task taken back from it.
+  static bool takes_work(const Worker& worker) {
+    return worker.ready && !worker.killed && worker.remaining > 0 && worker.revoked_unacked == 0;
+  }
   Worker* idle_worker() const {
     for (auto& worker : workers_)
-      if (worker->in_flight.empty() && !worker->killed && worker->remaining > 0) return worker.get();
+      if (worker->in_flight.empty() && takes_work(*worker)) return worker.get();
     return nullptr;
   }
 
@@ -775,10 +859,19 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
     batch.reserve(tasks.size());
     if (worker.in_flight.empty()) worker.front_started = Clock::now();
     for (auto& task : tasks) {
-      batch.push_back(WireTask{task->id, code_ref(task->spec.invoker), task->spec.function, task->spec.args, direct});
+      task->seq = ++worker.sent_seq;
+      batch.push_back(
+          WireTask{task->id, task->seq, code_ref(task->spec.invoker), task->spec.function, task->spec.args, direct});
       worker.queued_bytes += task->spec.args.size();
       --worker.remaining;
       worker.in_flight.push_back(std::move(task));
+    }
+    // The worker may claim them once the limit covers them: raised before they are sent.
+    // (Never while a taken-back task is unread in its pipe: dispatch skips such a worker.)
+    WorkerWords& words = worker.shared->words();
+    std::uint64_t word = words.claim.load(std::memory_order_acquire);
+    while (!words.claim.compare_exchange_weak(word, make_claim(claimed_of(word), worker.sent_seq),
+                                              std::memory_order_acq_rel)) {
     }
     try {
       worker.tasks.send(batch);
@@ -789,6 +882,14 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
 
   sys::Deadline nearest_deadline() const {
     sys::Deadline nearest;
+    // When a task with others queued behind it becomes stalled, an idle worker may take them.
+    bool someone_idle = idle_worker() != nullptr;
+    if (someone_idle)
+      for (auto& worker : workers_)
+        if (worker->in_flight.size() >= 2 && !worker->killed && !worker->direct) {
+          auto stalls_at = worker->front_started + stall_threshold();
+          if (!nearest || stalls_at < *nearest) nearest = stalls_at;
+        }
     for (auto& worker : workers_) {
       if (worker->in_flight.empty() || worker->killed) continue;
       const auto& timeout = worker->in_flight.front()->spec.timeout;
@@ -824,6 +925,10 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
         auto result = worker.results.recv<WireResult>();
         if (result.id == 0) {
           worker.ready = true;
+          continue;
+        }
+        if (result.skipped) {
+          if (worker.revoked_unacked > 0) --worker.revoked_unacked;
           continue;
         }
         if (worker.in_flight.empty() || worker.in_flight.front()->id != result.id) {

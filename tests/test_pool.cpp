@@ -600,6 +600,23 @@ TEST_F(PoolTest, SkewedMapKeepsBothWorkersBusy) {
   EXPECT_EQ(results, (std::vector<int>{400, 400, 400, 400, 0, 0, 0, 0}));
 }
 
+TEST_F(PoolTest, WorkQueuedBehindAnUnexpectedlyLongTaskMovesToAnIdleWorker) {
+  mproc::Pool pool(2);
+  // A burst of tiny tasks: the engine learns they are tiny and queues many ahead.
+  std::vector<mproc::AsyncResult<int>> warm;
+  for (int i = 0; i < 2000; ++i) warm.push_back(pool.apply_async(square, i));
+  for (auto& result : warm) result.get();
+  auto begin = std::chrono::steady_clock::now();
+  auto slow = pool.apply_async(sleep_ms, 1500);
+  std::vector<mproc::AsyncResult<int>> quick;
+  for (int i = 0; i < 200; ++i) quick.push_back(pool.apply_async(square, i));
+  for (int i = 0; i < 200; ++i) EXPECT_EQ(quick[static_cast<std::size_t>(i)].get(), i * i);
+  // Left behind the slow task, half of them would take 1.5 s.
+  EXPECT_LT(std::chrono::steady_clock::now() - begin, 1000ms);
+  EXPECT_EQ(slow.get(), 1500);
+  EXPECT_EQ(pool.map(square, std::vector<int>(500, 3)), std::vector<int>(500, 9));  // all still in order
+}
+
 TEST_F(PoolTest, CallbacksMayTakeNothingForVoidAndSeeTheOriginalError) {
   mproc::Pool pool(2);
   std::atomic<int> calls{0};
