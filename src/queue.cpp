@@ -699,12 +699,25 @@ void QueueCore::get(Consume consume, void* context, bool block, const Deadline& 
 }
 
 std::size_t QueueCore::qsize() {
-  // Got first: a get is counted only after the put it took (see Fifo::append), so the
-  // difference is never negative. The clamp guards against a stray write into the shared
-  // memory only — and keeps empty() and full(), which derive from it, in agreement.
-  const std::uint64_t got = shared_->total_got.load(std::memory_order_seq_cst);
-  const std::uint64_t put = shared_->total_put.load(std::memory_order_seq_cst);
-  return put > got ? static_cast<std::size_t>(put - got) : 0;
+  // A snapshot: total_got unchanged across the read of total_put means both held these values
+  // at that instant (both only grow). Then the difference is never negative — a get is
+  // counted only after the put it took (see Fifo::append) — and never above maxsize — a put is
+  // counted only after a room check that read total_got no later than this. Reading each
+  // once would not do: a reader preempted between the two reads would see thousands of
+  // items put since it read total_got. While the queue flows fast, a few tries may miss;
+  // then the difference of the last try is clamped into those bounds.
+  Shared& s = *shared_;
+  std::uint64_t got = s.total_got.load(std::memory_order_seq_cst);
+  std::uint64_t put = 0;
+  for (int attempt = 0; attempt < 8; ++attempt) {
+    put = s.total_put.load(std::memory_order_seq_cst);
+    const std::uint64_t again = s.total_got.load(std::memory_order_seq_cst);
+    if (again == got) break;
+    got = again;
+  }
+  std::uint64_t items = put > got ? put - got : 0;
+  if (maxsize_ > 0) items = std::min(items, static_cast<std::uint64_t>(maxsize_));
+  return static_cast<std::size_t>(items);
 }
 
 QueueCore::Sleepers QueueCore::sleepers() const noexcept {

@@ -105,7 +105,7 @@ class QueueCore {
   /// `block`, a busy consumers' end throws Empty at once, as Python's get(block=False).
   void get(Consume consume, void* context, bool block, const Deadline& deadline);
 
-  /// total_put - total_got: never negative, and never more than maxsize for a bounded queue.
+  /// Items in the queue: never negative, and never more than maxsize for a bounded queue.
   /// May count an item a few nanoseconds before it can be got (a put in flight) or after it
   /// was got (a get in flight), or until the next operation on that end when the process
   /// doing it died there.
