@@ -228,14 +228,15 @@ class Lock {
 // otherwise swallow the wake-up its peers needed.
 //
 // A sleeper killed while counted must not stay counted, or every later put or get would pay a
-// futex_wake syscall forever. So a count is tagged with the time slice (kSlice on the
-// system-wide monotonic clock) it was made in, and a sleeper sleeps at most until the end of
-// the slice it counted itself in. A count whose slice has ended is stale: every sleeper in it
-// has passed its futex deadline, so it sleeps no longer (it will look at its condition
-// before sleeping again, and count itself anew first). Stale counts may be dropped by anyone:
-// the next sleeper replaces them; a waker whose wake-up found nobody in the kernel clears
-// them. The word: the slice's number (mod 2^32) in the high half, the count in the low half;
-// 0 whenever the count is 0, so a waker's fast path is one load compared with zero.
+// futex_wake syscall forever. So a count is tagged with a time slice (kSlice on the
+// system-wide monotonic clock), and a sleeper sleeps no later than the end of the slice it
+// read on the clock before counting itself, which is never after the end of the tag it is
+// counted under. A count whose slice has ended is stale: every sleeper in it has passed its
+// futex deadline, so it sleeps no longer (it will look at its condition before sleeping again,
+// and count itself anew first). Stale counts may be dropped by anyone: the next sleeper
+// replaces them; a waker whose wake-up found nobody in the kernel clears them. The word: the
+// slice's number (mod 2^32) in the high half, the count in the low half; 0 whenever the count
+// is 0, so a waker's fast path is still one load compared with zero.
 namespace sleepers {
 
 constexpr std::uint64_t kCountMask = 0xffff'ffff;
@@ -247,30 +248,32 @@ std::uint32_t tag_of(std::uint64_t word) noexcept { return static_cast<std::uint
 // Whether slice tag `a` comes before `b`, modulo 2^32 (13 years of 100 ms slices).
 bool before(std::uint32_t a, std::uint32_t b) noexcept { return static_cast<std::int32_t>(a - b) < 0; }
 
-// Counts the caller asleep; returns the slice it is counted in (the caller sleeps no later
-// than its end).
-std::uint64_t count(std::atomic<std::uint64_t>& asleep) noexcept {
+// Where a sleeper stands: it sleeps no later than the end of `slice` (its own clock reading),
+// and is counted under `tag` — its slice, or a later one if others counted there since it read
+// the clock (the count then outlives its sleep a little: harmless).
+struct Counted {
+  std::uint64_t slice;
+  std::uint32_t tag;
+};
+
+// Counts the caller asleep.
+Counted count(std::atomic<std::uint64_t>& asleep) noexcept {
+  const std::uint64_t slice = current_slice();
+  const auto tag = static_cast<std::uint32_t>(slice);
+  std::uint64_t word = asleep.load(std::memory_order_seq_cst);
   for (;;) {
-    const std::uint64_t slice = current_slice();
-    const auto tag = static_cast<std::uint32_t>(slice);
-    std::uint64_t word = asleep.load(std::memory_order_seq_cst);
-    for (;;) {
-      std::uint64_t next;
-      if (word != 0 && tag_of(word) == tag) {
-        next = word + 1;
-      } else if (word == 0 || before(tag_of(word), tag)) {
-        next = std::uint64_t{tag} << 32 | 1;  // drops a stale count: those sleepers are awake
-      } else {
-        break;  // counted in a later slice: we were preempted since reading the clock
-      }
-      if (asleep.compare_exchange_weak(word, next, std::memory_order_seq_cst)) return slice;
+    Counted counted{slice, tag};
+    std::uint64_t next = std::uint64_t{tag} << 32 | 1;  // none yet, or a stale count: those sleepers are awake
+    if (word != 0 && !before(tag_of(word), tag)) {
+      counted.tag = tag_of(word);
+      next = word + 1;
     }
+    if (asleep.compare_exchange_weak(word, next, std::memory_order_seq_cst)) return counted;
   }
 }
 
-// Un-counts a sleeper counted in `slice`, unless its count was dropped as stale meanwhile.
-void uncount(std::atomic<std::uint64_t>& asleep, std::uint64_t slice) noexcept {
-  const auto tag = static_cast<std::uint32_t>(slice);
+// Un-counts a sleeper counted under `tag`, unless its count was dropped as stale meanwhile.
+void uncount(std::atomic<std::uint64_t>& asleep, std::uint32_t tag) noexcept {
   std::uint64_t word = asleep.load(std::memory_order_seq_cst);
   while (word != 0 && tag_of(word) == tag) {
     const std::uint64_t next = (word & kCountMask) == 1 ? 0 : word - 1;
@@ -313,7 +316,7 @@ class Waiter {
       : word_(word), asleep_(asleep), deadline_(deadline) {}
   // The re-check after counting found the condition true (or threw): un-count.
   ~Waiter() {
-    if (stage_ == Stage::sleep) sleepers::uncount(asleep_, slice_);
+    if (stage_ == Stage::sleep) sleepers::uncount(asleep_, counted_.tag);
   }
   Waiter(const Waiter&) = delete;
   Waiter& operator=(const Waiter&) = delete;
@@ -326,15 +329,15 @@ class Waiter {
         stage_ = Stage::count;
         return Woke::again;
       case Stage::count:
-        slice_ = sleepers::count(asleep_);
+        counted_ = sleepers::count(asleep_);
         stage_ = Stage::sleep;
         return Woke::again;  // re-check with the count in place before sleeping
       case Stage::sleep: {
         const QueueCore::Clock::time_point slice_end{
-            std::chrono::duration_cast<QueueCore::Clock::duration>(kSlice * static_cast<std::int64_t>(slice_ + 1))};
+            std::chrono::duration_cast<QueueCore::Clock::duration>(kSlice * static_cast<std::int64_t>(counted_.slice + 1))};
         const bool deadline_first = deadline_ && *deadline_ <= slice_end;
         const int rc = sys::futex_wait(word_, seen, deadline_first ? deadline_ : QueueCore::Deadline(slice_end));
-        sleepers::uncount(asleep_, slice_);
+        sleepers::uncount(asleep_, counted_.tag);
         if (rc != -ETIMEDOUT) {
           // Woken: spin again before the next sleep (the waker is likely busy producing).
           stage_ = Stage::spin;
@@ -358,7 +361,7 @@ class Waiter {
   std::atomic<std::uint64_t>& asleep_;
   const QueueCore::Deadline& deadline_;
   Stage stage_ = Stage::spin;
-  std::uint64_t slice_ = 0;  // the slice this waiter is counted in (Stage::sleep)
+  sleepers::Counted counted_{};  // where this waiter is counted (Stage::sleep)
 };
 
 // The operations on the structure in shared memory. Each says which mutex it needs.

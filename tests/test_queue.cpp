@@ -492,70 +492,76 @@ TEST_F(QueueTest, HandlesAreCheapCopiesOfOneQueue) {
 // Audit (issue 6), a process killed between its commit and its wake-up: a producer killed
 // after its item is in the queue but before it woke the getters — holding the producers'
 // mutex, or just after releasing it — must not leave a consumer blocked in get() asleep.
+void producer_killed_at_strands_no_getter(QueueCheckpoint point) {
+  Probe<mproc::Queue<int>> q;
+  mproc::Process consumer([&] {
+    try {
+      mproc::exit(q.get(kStrandedWait) == 42 ? 0 : 1);
+    } catch (const mproc::Empty&) {
+      mproc::exit(2);
+    }
+  });
+  consumer.start();
+  ASSERT_TRUE(mproc::testing::eventually([&] { return q.core().sleepers().getters > 0; }));
+  mproc::Process producer([&] {
+    die_at(point);
+    q.put(42);
+    mproc::exit(3);
+  });
+  producer.start();
+  ASSERT_EQ(exit_code(producer), -SIGKILL);
+  const auto died = Clock::now();
+  ASSERT_EQ(exit_code(consumer), 0);
+  EXPECT_LT(Clock::now() - died, kNoticeBound) << "the getter noticed the item only at its deadline";
+  // The dead producer's end is repaired by the next put; counts are exact.
+  EXPECT_EQ(q.qsize(), 0u);
+  q.put(7);
+  EXPECT_EQ(q.qsize(), 1u);
+  EXPECT_EQ(q.get(1s), 7);
+  EXPECT_TRUE(q.empty());
+}
 TEST_F(QueueTest, ProducerKilledBeforeItsWakeUpStrandsNoGetter) {
-  for (const QueueCheckpoint point : {QueueCheckpoint::put_committed, QueueCheckpoint::put_unlocked}) {
-    SCOPED_TRACE(static_cast<int>(point));
-    Probe<mproc::Queue<int>> q;
-    mproc::Process consumer([&] {
-      try {
-        mproc::exit(q.get(kStrandedWait) == 42 ? 0 : 1);
-      } catch (const mproc::Empty&) {
-        mproc::exit(2);
-      }
-    });
-    consumer.start();
-    ASSERT_TRUE(mproc::testing::eventually([&] { return q.core().sleepers().getters > 0; }));
-    mproc::Process producer([&] {
-      die_at(point);
-      q.put(42);
-      mproc::exit(3);
-    });
-    producer.start();
-    ASSERT_EQ(exit_code(producer), -SIGKILL);
-    const auto died = Clock::now();
-    EXPECT_EQ(exit_code(consumer), 0);
-    EXPECT_LT(Clock::now() - died, kNoticeBound) << "the getter noticed the item only at its deadline";
-    // The dead producer's end is repaired by the next put; counts are exact.
-    EXPECT_EQ(q.qsize(), 0u);
-    q.put(7);
-    EXPECT_EQ(q.qsize(), 1u);
-    EXPECT_EQ(q.get(1s), 7);
-    EXPECT_TRUE(q.empty());
-  }
+  producer_killed_at_strands_no_getter(QueueCheckpoint::put_committed);
+}
+TEST_F(QueueTest, ProducerKilledAfterUnlockBeforeItsWakeUpStrandsNoGetter) {
+  producer_killed_at_strands_no_getter(QueueCheckpoint::put_unlocked);
 }
 
 // Audit: a consumer killed after taking an item but before waking a blocked put() — holding
 // the consumers' mutex with the count of its get unmade, or after releasing it — must not
 // leave that put() waiting for room that is there.
+void consumer_killed_at_strands_no_putter(QueueCheckpoint point) {
+  Probe<mproc::Queue<int>> q(1);
+  q.put(1);
+  mproc::Process producer([&] {
+    try {
+      q.put(2, kStrandedWait);
+      mproc::exit(0);
+    } catch (const mproc::Full&) {
+      mproc::exit(2);
+    }
+  });
+  producer.start();
+  ASSERT_TRUE(mproc::testing::eventually([&] { return q.core().sleepers().putters > 0; }));
+  mproc::Process consumer([&] {
+    die_at(point);
+    q.get();
+    mproc::exit(3);
+  });
+  consumer.start();
+  ASSERT_EQ(exit_code(consumer), -SIGKILL);
+  const auto died = Clock::now();
+  ASSERT_EQ(exit_code(producer), 0);
+  EXPECT_LT(Clock::now() - died, kNoticeBound) << "the putter noticed the room only at its deadline";
+  EXPECT_EQ(q.qsize(), 1u);
+  EXPECT_EQ(q.get(1s), 2);  // item 1 died with the consumer
+  EXPECT_TRUE(q.empty());
+}
 TEST_F(QueueTest, ConsumerKilledBeforeItsWakeUpStrandsNoPutter) {
-  for (const QueueCheckpoint point : {QueueCheckpoint::get_committed, QueueCheckpoint::get_unlocked}) {
-    SCOPED_TRACE(static_cast<int>(point));
-    Probe<mproc::Queue<int>> q(1);
-    q.put(1);
-    mproc::Process producer([&] {
-      try {
-        q.put(2, kStrandedWait);
-        mproc::exit(0);
-      } catch (const mproc::Full&) {
-        mproc::exit(2);
-      }
-    });
-    producer.start();
-    ASSERT_TRUE(mproc::testing::eventually([&] { return q.core().sleepers().putters > 0; }));
-    mproc::Process consumer([&] {
-      die_at(point);
-      q.get();
-      mproc::exit(3);
-    });
-    consumer.start();
-    ASSERT_EQ(exit_code(consumer), -SIGKILL);
-    const auto died = Clock::now();
-    EXPECT_EQ(exit_code(producer), 0);
-    EXPECT_LT(Clock::now() - died, kNoticeBound) << "the putter noticed the room only at its deadline";
-    EXPECT_EQ(q.qsize(), 1u);
-    EXPECT_EQ(q.get(1s), 2);  // item 1 died with the consumer
-    EXPECT_TRUE(q.empty());
-  }
+  consumer_killed_at_strands_no_putter(QueueCheckpoint::get_committed);
+}
+TEST_F(QueueTest, ConsumerKilledAfterUnlockBeforeItsWakeUpStrandsNoPutter) {
+  consumer_killed_at_strands_no_putter(QueueCheckpoint::get_unlocked);
 }
 
 // Audit: a process killed in task_done() after counting, before waking join(), must not leave
