@@ -333,8 +333,8 @@ class Waiter {
         stage_ = Stage::sleep;
         return Woke::again;  // re-check with the count in place before sleeping
       case Stage::sleep: {
-        const QueueCore::Clock::time_point slice_end{
-            std::chrono::duration_cast<QueueCore::Clock::duration>(kSlice * static_cast<std::int64_t>(counted_.slice + 1))};
+        const auto slice_end = QueueCore::Clock::time_point(std::chrono::duration_cast<QueueCore::Clock::duration>(
+            kSlice * static_cast<std::int64_t>(counted_.slice + 1)));
         const bool deadline_first = deadline_ && *deadline_ <= slice_end;
         const int rc = sys::futex_wait(word_, seen, deadline_first ? deadline_ : QueueCore::Deadline(slice_end));
         sleepers::uncount(asleep_, counted_.tag);
@@ -615,7 +615,9 @@ QueueCore::QueueCore(long maxsize, bool joinable) : maxsize_(maxsize), joinable_
 
 QueueCore::~QueueCore() = default;
 
-void set_queue_checkpoint_hook(QueueCheckpointHook hook) noexcept { checkpoint_hook.store(hook, std::memory_order_relaxed); }
+void set_queue_checkpoint_hook(QueueCheckpointHook hook) noexcept {
+  checkpoint_hook.store(hook, std::memory_order_relaxed);
+}
 
 void QueueCore::check_open(const char* operation) const {
   if (closed()) throw Error(std::string("Queue.") + operation + ": the queue is closed in this process");
