@@ -213,14 +213,15 @@ class QueueBase {
 template <class T>
 class Queue : public detail::QueueBase<T> {
  public:
-  /// Effects: makes the queue's shared memory. maxsize <= 0: unbounded (put never waits).
+  /// Effects: makes the queue's shared memory. maxsize <= 0: unbounded (put never waits for room).
   /// Throws: OSError if the shared mapping cannot be made.
   explicit Queue(long maxsize = 0) : detail::QueueBase<T>(maxsize, false) {}
 
   /// Puts `value`, waiting for room in a bounded queue. Throws: mproc::Error after close();
   /// OSError(ENOMEM) when memory is short; what encoding `value` throws.
   void put(const T& value) { this->put_value(value, true, std::nullopt); }
-  /// Waits at most `timeout` for room, then throws Full.
+  /// Waits at most `timeout` — for room, and for another producer's copy in progress — then
+  /// throws Full.
   template <class Rep, class Period>
   void put(const T& value, std::chrono::duration<Rep, Period> timeout) {
     this->put_value(value, true, detail::deadline_in(timeout));
@@ -232,13 +233,16 @@ class Queue : public detail::QueueBase<T> {
   void put(const T& value, bool block, std::chrono::duration<Rep, Period> timeout) {
     this->put_value(value, block, block ? detail::deadline_in(timeout) : std::nullopt);
   }
-  /// Puts without waiting: throws Full when a bounded queue is full.
+  /// Puts without waiting: throws Full when a bounded queue is full, or when another producer
+  /// is busy putting into it (as Python's put(block=False) when its semaphore is taken). An
+  /// unbounded queue is never Full: it waits for another producer's copy in progress.
   void put_nowait(const T& value) { this->put_value(value, false, std::nullopt); }
 
   /// Removes and returns the oldest item, waiting for one. Throws: mproc::Error after
   /// close(); SerializationError when the entry was corrupted in memory (it is consumed).
   T get() { return this->get_value(true, std::nullopt); }
-  /// Waits at most `timeout`, then throws Empty.
+  /// Waits at most `timeout` — for an item, and for another consumer's get in progress (it
+  /// may be decoding a huge item) — then throws Empty.
   template <class Rep, class Period>
   T get(std::chrono::duration<Rep, Period> timeout) {
     return this->get_value(true, detail::deadline_in(timeout));
@@ -249,10 +253,12 @@ class Queue : public detail::QueueBase<T> {
   T get(bool block, std::chrono::duration<Rep, Period> timeout) {
     return this->get_value(block, block ? detail::deadline_in(timeout) : std::nullopt);
   }
-  /// Returns the oldest item without waiting: throws Empty when there is none.
+  /// Returns the oldest item without waiting: throws Empty when there is none, or when another
+  /// consumer is busy getting one (as Python's get(block=False) when its lock is taken).
   T get_nowait() { return this->get_value(false, std::nullopt); }
 
-  /// Items in the queue now (exact at the moment of the call; stale as soon as it returns).
+  /// Items in the queue now: between 0 and maxsize, a snapshot that may already count a put
+  /// in flight or still count a get in flight; stale as soon as it returns (as Python's).
   std::size_t qsize() { return this->core_->qsize(); }
   bool empty() { return qsize() == 0; }
   /// True when a bounded queue holds maxsize items; always false when unbounded.
