@@ -16,10 +16,16 @@
 // for a put, its `read` for a get, `next`/`tail`/`head` for the chain, a free-list head for
 // the allocator), made with release ordering after everything it publishes. A process killed
 // before its commit store changed nothing anyone can see (a half-written entry lies beyond
-// `write`, invisible); one killed after it left the structure valid. What follows a commit —
-// the item count, the unfinished-task count, the wake-up — is described beforehand in a
-// journal of absolute values, which the next owner (told by EOWNERDEAD) replays: replaying is
-// idempotent. The worst a crash can do is leak one segment.
+// `write`, invisible); one killed after it left the structure valid. The counts and the
+// wake-up around a commit are described beforehand in a journal of absolute values, which the
+// next owner (told by EOWNERDEAD) replays — completing a committed operation, or taking back
+// the count of a put that did not commit: replaying is idempotent. The worst a crash can do is
+// leak one segment.
+//
+// A process killed after its commit but before its wake-up, or with its count unmade and its
+// mutex not yet taken by anyone, would leave sleepers waiting for news that never comes. So
+// nobody sleeps for long: blocked calls sleep in slices (kSlice), and after each they look at
+// their condition again and repair an end whose owner died (see repair_abandoned_ends).
 #include "mproc/queue.hpp"
 
 #include <bit>
@@ -57,6 +63,10 @@ constexpr std::size_t kSharedEntryMax = std::size_t{4} << 20;
 // Drained segments keep their pages (ready for reuse, no page faults) up to this total;
 // beyond it their pages go back to the kernel.
 constexpr std::size_t kRetainBytes = std::size_t{64} << 20;
+// The longest a blocked call sleeps before it looks again (see the top). Long enough to cost
+// nothing (a few µs of CPU per slice), short enough that a process killed before its wake-up
+// delays the others by a fraction of a second only.
+constexpr std::chrono::nanoseconds kSlice = std::chrono::milliseconds(100);
 
 constexpr std::uint64_t align8(std::uint64_t n) { return (n + 7) & ~std::uint64_t{7}; }
 constexpr std::uint64_t align_up(std::uint64_t n, std::uint64_t to) { return (n + to - 1) / to * to; }
@@ -129,15 +139,16 @@ struct QueueCore::Shared {
   std::uint64_t retained;                 // bytes of free segments that keep their pages
   std::uint64_t free_list[kClasses];
 
+  // The `*_asleep` words are Sleepers words (see below), not plain counts.
   alignas(64) std::atomic<std::uint64_t> total_put;
   std::atomic<std::uint32_t> items_seq;  // bumped by every put
-  std::atomic<std::uint32_t> getters_asleep;
+  std::atomic<std::uint64_t> getters_asleep;
   alignas(64) std::atomic<std::uint64_t> total_got;
   std::atomic<std::uint32_t> space_seq;  // bumped by every get of a bounded queue
-  std::atomic<std::uint32_t> putters_asleep;
+  std::atomic<std::uint64_t> putters_asleep;
   alignas(64) std::atomic<std::uint64_t> total_done;
   std::atomic<std::uint32_t> tasks_seq;  // bumped when the last unfinished task is done
-  std::atomic<std::uint32_t> joiners_asleep;
+  std::atomic<std::uint64_t> joiners_asleep;
 };
 
 namespace {
@@ -150,25 +161,38 @@ void set_op(Journal& journal, Op op) noexcept {
   std::atomic_ref<Op>(journal.op).store(op, std::memory_order_release);
 }
 
+std::atomic<QueueCheckpointHook> checkpoint_hook{nullptr};
+
+// Relaxed: the hook is installed by the thread that then runs the queue operations.
+void checkpoint(QueueCheckpoint point) noexcept {
+  if (const QueueCheckpointHook hook = checkpoint_hook.load(std::memory_order_relaxed)) [[unlikely]]
+    hook(point);
+}
+
+// Whether a Lock may sleep until its deadline for a busy mutex, or only spin briefly.
+enum class Wait { yes, no };
+
 // Locks `mutex`, spinning a little first: it is held for the copy of one entry, far less than
 // sleeping on it costs (glibc's robust mutexes sleep at the first contention). Returns what
-// robust_mutex_lock returns.
-int acquire(pthread_mutex_t& mutex, const QueueCore::Deadline& deadline) noexcept {
+// robust_mutex_lock returns, or -EBUSY when `wait` is no and the spin did not get it.
+int acquire(pthread_mutex_t& mutex, const QueueCore::Deadline& deadline, Wait wait) noexcept {
   for (int i = 0; i < 200; ++i) {
     const int rc = sys::robust_mutex_try_lock(&mutex);
     if (rc != -EBUSY) return rc;
     sys::cpu_relax();
   }
+  if (wait == Wait::no) return -EBUSY;
   return sys::robust_mutex_lock(&mutex, deadline);
 }
 
 // Holds a mutex for a scope. owner_died() tells the caller to repair what the mutex guards.
 class Lock {
  public:
-  // Locks, or returns with owns() false when the deadline passed first. Throws OSError.
-  Lock(pthread_mutex_t& mutex, const QueueCore::Deadline& deadline) : mutex_(mutex) {
-    const int rc = acquire(mutex, deadline);
-    if (rc == -ETIMEDOUT) return;
+  // Locks, or returns with owns() false when the deadline passed first (or, with Wait::no,
+  // when the mutex stayed busy through a short spin). Throws OSError.
+  Lock(pthread_mutex_t& mutex, const QueueCore::Deadline& deadline, Wait wait = Wait::yes) : mutex_(mutex) {
+    const int rc = acquire(mutex, deadline, wait);
+    if (rc == -ETIMEDOUT || rc == -EBUSY) return;
     if (rc == -EDEADLK) throw Error("Queue: used re-entrantly (from a value's serialize code)");
     if (rc < 0) throw_os(rc, "Queue: locking a shared mutex");
     owns_ = true;
@@ -197,57 +221,147 @@ class Lock {
 // unnecessary). A waker changes the word, then wakes everyone if `asleep` is not zero.
 // Sequentially consistent on both sides (count then read; change then load the count): a
 // waker that saw no sleeper changed the word before the sleeper read it, so the sleeper's
-// futex wait returns at once. Wakers never un-count sleepers: a waker zeroing the count
+// futex wait returns at once. Wakers never un-count live sleepers: a waker zeroing the count
 // would also erase a sleeper whose condition it did not satisfy (an item the consumer had
 // already taken in its previous get, visible before the word moved on) — a lost wake-up.
 // Everyone is woken, not one: a sleeper woken and then killed before it acted would
-// otherwise swallow the wake-up its peers needed. A sleeper killed while counted leaves the
-// count high: later wakers make a needless syscall, nothing worse.
-void wake_sleepers(std::atomic<std::uint32_t>& word, std::atomic<std::uint32_t>& asleep) noexcept {
-  if (asleep.load(std::memory_order_seq_cst) != 0) (void)sys::futex_wake(word, INT_MAX);
+// otherwise swallow the wake-up its peers needed.
+//
+// A sleeper killed while counted must not stay counted, or every later put or get would pay a
+// futex_wake syscall forever. So a count is tagged with a time slice (kSlice on the
+// system-wide monotonic clock), and a sleeper sleeps no later than the end of the slice it
+// read on the clock before counting itself, which is never after the end of the tag it is
+// counted under. A count whose slice has ended is stale: every sleeper in it has passed its
+// futex deadline, so it sleeps no longer (it will look at its condition before sleeping again,
+// and count itself anew first). Stale counts may be dropped by anyone: the next sleeper
+// replaces them; a waker whose wake-up found nobody in the kernel clears them. The word: the
+// slice's number (mod 2^32) in the high half, the count in the low half; 0 whenever the count
+// is 0, so a waker's fast path is still one load compared with zero.
+namespace sleepers {
+
+constexpr std::uint64_t kCountMask = 0xffff'ffff;
+
+std::uint64_t current_slice() noexcept {
+  return static_cast<std::uint64_t>(QueueCore::Clock::now().time_since_epoch() / kSlice);
+}
+std::uint32_t tag_of(std::uint64_t word) noexcept { return static_cast<std::uint32_t>(word >> 32); }
+// Whether slice tag `a` comes before `b`, modulo 2^32 (13 years of 100 ms slices).
+bool before(std::uint32_t a, std::uint32_t b) noexcept { return static_cast<std::int32_t>(a - b) < 0; }
+
+// Where a sleeper stands: it sleeps no later than the end of `slice` (its own clock reading),
+// and is counted under `tag` — its slice, or a later one if others counted there since it read
+// the clock (the count then outlives its sleep a little: harmless).
+struct Counted {
+  std::uint64_t slice;
+  std::uint32_t tag;
+};
+
+// Counts the caller asleep.
+Counted count(std::atomic<std::uint64_t>& asleep) noexcept {
+  const std::uint64_t slice = current_slice();
+  const auto tag = static_cast<std::uint32_t>(slice);
+  std::uint64_t word = asleep.load(std::memory_order_seq_cst);
+  for (;;) {
+    Counted counted{slice, tag};
+    std::uint64_t next = std::uint64_t{tag} << 32 | 1;  // none yet, or a stale count: those sleepers are awake
+    if (word != 0 && !before(tag_of(word), tag)) {
+      counted.tag = tag_of(word);
+      next = word + 1;
+    }
+    if (asleep.compare_exchange_weak(word, next, std::memory_order_seq_cst)) return counted;
+  }
 }
 
+// Un-counts a sleeper counted under `tag`, unless its count was dropped as stale meanwhile.
+void uncount(std::atomic<std::uint64_t>& asleep, std::uint32_t tag) noexcept {
+  std::uint64_t word = asleep.load(std::memory_order_seq_cst);
+  while (word != 0 && tag_of(word) == tag) {
+    const std::uint64_t next = (word & kCountMask) == 1 ? 0 : word - 1;
+    if (asleep.compare_exchange_weak(word, next, std::memory_order_seq_cst)) return;
+  }
+}
+
+// The count in `word` as a number of processes (tests).
+std::uint32_t number(const std::atomic<std::uint64_t>& asleep) noexcept {
+  return static_cast<std::uint32_t>(asleep.load(std::memory_order_seq_cst) & kCountMask);
+}
+
+}  // namespace sleepers
+
+void wake_sleepers(std::atomic<std::uint32_t>& word, std::atomic<std::uint64_t>& asleep) noexcept {
+  const std::uint64_t counted = asleep.load(std::memory_order_seq_cst);
+  if (counted == 0) [[likely]] return;
+  if (sys::futex_wake(word, INT_MAX) > 0) return;
+  // Nobody was in the kernel: the count may be a dead sleeper's. Drop it if its slice ended
+  // (read the clock after the count: every sleeper in it had passed its deadline by then).
+  // A failed exchange means a live sleeper changed the count: leave it to the next waker.
+  if (sleepers::before(sleepers::tag_of(counted), static_cast<std::uint32_t>(sleepers::current_slice()))) {
+    std::uint64_t expected = counted;
+    (void)asleep.compare_exchange_strong(expected, 0, std::memory_order_seq_cst);
+  }
+}
+
+// What Waiter::wait tells its caller.
+enum class Woke {
+  again,        // look at the condition again (and call wait() again if still false)
+  slice_ended,  // as `again`, after a whole slice asleep: also repair_abandoned_ends()
+  timed_out,    // the deadline passed: one last look, then give up
+};
+
 // How a blocking call waits for `word` to move on: first a short spin, then it counts itself
-// asleep and has the caller re-check, then it sleeps. Returns false once the deadline passed.
+// asleep and has the caller re-check, then it sleeps until woken or the end of its slice.
 class Waiter {
  public:
-  Waiter(std::atomic<std::uint32_t>& word, std::atomic<std::uint32_t>& asleep, const QueueCore::Deadline& deadline)
+  Waiter(std::atomic<std::uint32_t>& word, std::atomic<std::uint64_t>& asleep, const QueueCore::Deadline& deadline)
       : word_(word), asleep_(asleep), deadline_(deadline) {}
   // The re-check after counting found the condition true (or threw): un-count.
   ~Waiter() {
-    if (stage_ == Stage::sleep) asleep_.fetch_sub(1, std::memory_order_seq_cst);
+    if (stage_ == Stage::sleep) sleepers::uncount(asleep_, counted_.tag);
   }
   Waiter(const Waiter&) = delete;
   Waiter& operator=(const Waiter&) = delete;
 
   // Called with the caller's condition false, `seen` read before checking it.
-  bool wait(std::uint32_t seen) noexcept {
+  Woke wait(std::uint32_t seen) noexcept {
     switch (stage_) {
       case Stage::spin:
         spin_while_unchanged(word_, seen);
         stage_ = Stage::count;
-        return true;
+        return Woke::again;
       case Stage::count:
-        asleep_.fetch_add(1, std::memory_order_seq_cst);
+        counted_ = sleepers::count(asleep_);
         stage_ = Stage::sleep;
-        return true;  // re-check with the count in place before sleeping
+        return Woke::again;  // re-check with the count in place before sleeping
       case Stage::sleep: {
-        const bool in_time = sys::futex_wait(word_, seen, deadline_) != -ETIMEDOUT;
-        asleep_.fetch_sub(1, std::memory_order_seq_cst);
-        // Woken: spin again before the next sleep (the waker is likely busy producing).
-        stage_ = Stage::spin;
-        return in_time;
+        const auto slice_end = QueueCore::Clock::time_point(std::chrono::duration_cast<QueueCore::Clock::duration>(
+            kSlice * static_cast<std::int64_t>(counted_.slice + 1)));
+        const bool deadline_first = deadline_ && *deadline_ <= slice_end;
+        const int rc = sys::futex_wait(word_, seen, deadline_first ? deadline_ : QueueCore::Deadline(slice_end));
+        sleepers::uncount(asleep_, counted_.tag);
+        if (rc != -ETIMEDOUT) {
+          // Woken: spin again before the next sleep (the waker is likely busy producing).
+          stage_ = Stage::spin;
+          return Woke::again;
+        }
+        if (deadline_first) {
+          stage_ = Stage::spin;
+          return Woke::timed_out;
+        }
+        // Nothing happened for a while: no point spinning, count again straight away.
+        stage_ = Stage::count;
+        return Woke::slice_ended;
       }
     }
-    return true;
+    return Woke::again;
   }
 
  private:
   enum class Stage { spin, count, sleep };
   std::atomic<std::uint32_t>& word_;
-  std::atomic<std::uint32_t>& asleep_;
+  std::atomic<std::uint64_t>& asleep_;
   const QueueCore::Deadline& deadline_;
   Stage stage_ = Stage::spin;
+  sleepers::Counted counted_{};  // where this waiter is counted (Stage::sleep)
 };
 
 // The operations on the structure in shared memory. Each says which mutex it needs.
@@ -319,8 +433,10 @@ class Fifo {
     if (segment(end.segment).write + need > segment(end.segment).size) {
       const std::uint64_t fresh = allocate(need);
       // Two commits; a process killed between them leaves tail one short of the chain's end,
-      // which repair_producers() walks to. Consumers follow `next`, so they see it at once.
+      // which repair_producers() walks to. Consumers follow `next`, so they see it at once
+      // (but leave the old tail in place meanwhile: see front()).
       publish(segment(end.segment).next, fresh);
+      checkpoint(QueueCheckpoint::segment_linked);
       publish(end.segment, fresh);
     }
     const std::uint64_t tail = end.segment;
@@ -335,8 +451,15 @@ class Fifo {
     std::byte* entry = at(tail, seg.write);
     std::memcpy(entry, &size, sizeof size);
     fill(context, entry + kEntryHeader);
-    begin_op(end.journal, Op::put, tail, seg.write, s_.total_put.load(std::memory_order_relaxed));
+    const std::uint64_t before = s_.total_put.load(std::memory_order_relaxed);
+    begin_op(end.journal, Op::put, tail, seg.write, before);
+    // Counted *before* the commit, so that a get is never counted before the put it took:
+    // a consumer sees the entry only through the release below, which orders this store
+    // before it, and counts its get after that — total_got never passes total_put, and
+    // task_done() never finds more tasks done than items put. (Relaxed: the release orders it.)
+    s_.total_put.store(before + 1, std::memory_order_relaxed);
     publish(seg.write, stop);  // commit: the item is in the queue
+    checkpoint(QueueCheckpoint::put_committed);
     finish_put();
   }
 
@@ -362,6 +485,14 @@ class Fifo {
         return {at(end.segment, seg.read + kEntryHeader), static_cast<std::size_t>(length)};
       }
       if (next == 0) return {};
+      // The producers' tail still here: a producer has linked `next` but not yet moved its
+      // tail (or died in between, and the next producer will move it by following this very
+      // link). Releasing the segment now would overwrite that link with a free-list one, and
+      // the producers' end would walk into the free list. So leave it: nothing can be read
+      // past it yet, as a producer commits entries into `next` only after moving the tail.
+      // (A consumer that reads seen = items_seq after the wake-up for such an entry sees the
+      // moved tail too: the seq_cst bump that follows the move synchronizes with that read.)
+      if (observe(s_.producers.segment) == end.segment) return {};
       const std::uint64_t drained = end.segment;
       publish(end.segment, next);  // commit; a crash before release() leaks the segment only
       release(drained);
@@ -374,15 +505,23 @@ class Fifo {
     Segment& seg = segment(end.segment);
     begin_op(end.journal, Op::get, end.segment, seg.read, s_.total_got.load(std::memory_order_relaxed));
     publish(seg.read, seg.read + kEntryHeader + align8(entry.size()));  // commit: consumed
+    checkpoint(QueueCheckpoint::get_committed);
     finish_get();
   }
 
-  // Producers' mutex held, its previous owner dead: completes what it committed.
+  // Producers' mutex held, its previous owner dead: completes what it committed, takes back
+  // the count of a put that did not commit.
   void repair_producers() noexcept {
     End& end = s_.producers;
+    // Sound because front() never releases the segment the tail is on: its `next` is still
+    // the FIFO's link, not a free-list one.
     while (observe(segment(end.segment).next) != 0) publish(end.segment, segment(end.segment).next);
     const Journal& j = end.journal;
-    if (j.op == Op::put && segment(j.segment).write != j.position) finish_put();
+    if (j.op == Op::put) {
+      const bool committed = observe(segment(j.segment).write) != j.position;
+      s_.total_put.store(j.before + (committed ? 1 : 0), std::memory_order_seq_cst);
+      if (committed) s_.items_seq.fetch_add(1, std::memory_order_seq_cst);
+    }
     set_op(end.journal, Op::none);
   }
 
@@ -390,7 +529,7 @@ class Fifo {
   void repair_consumers() noexcept {
     End& end = s_.consumers;
     const Journal& j = end.journal;
-    if (j.op == Op::get && segment(j.segment).read != j.position) finish_get();
+    if (j.op == Op::get && observe(segment(j.segment).read) != j.position) finish_get();
     set_op(end.journal, Op::none);
   }
 
@@ -402,12 +541,13 @@ class Fifo {
     journal.before = before;
     set_op(journal, op);
   }
-  // Idempotent (absolute values from the journal), so repair may run them again.
+  // The count was made before the commit (see append()). A repeated bump of the word only
+  // costs a spurious wake-up.
   void finish_put() noexcept {
-    s_.total_put.store(s_.producers.journal.before + 1, std::memory_order_seq_cst);
     s_.items_seq.fetch_add(1, std::memory_order_seq_cst);
     set_op(s_.producers.journal, Op::none);
   }
+  // Idempotent (an absolute value from the journal), so repair may run it again.
   void finish_get() noexcept {
     s_.total_got.store(s_.consumers.journal.before + 1, std::memory_order_seq_cst);
     s_.space_seq.fetch_add(1, std::memory_order_seq_cst);
@@ -419,22 +559,43 @@ class Fifo {
   std::size_t arena_size_;
 };
 
-// Locks the producers' or consumers' end and repairs it after a dead owner. The wake-ups
-// after a repair cost nothing and make sure nobody waits on one the dead process owed.
+// With an end's mutex taken from a dead owner: repairs the end. The wake-ups cost nothing
+// (this is rare) and make sure nobody waits on one the dead process owed: getters for its
+// item, putters for the room it made, joiners for a count it took back.
+void repair_end(Shared& shared, Fifo& fifo, bool producers) noexcept {
+  if (producers) {
+    fifo.repair_producers();
+    (void)sys::futex_wake(shared.items_seq, INT_MAX);
+    (void)sys::futex_wake(shared.tasks_seq, INT_MAX);
+  } else {
+    fifo.repair_consumers();
+    (void)sys::futex_wake(shared.space_seq, INT_MAX);
+  }
+}
+
+// Locks the producers' or consumers' end and repairs it after a dead owner.
 class EndLock : public Lock {
  public:
-  EndLock(Shared& shared, Fifo& fifo, bool producers, const QueueCore::Deadline& deadline)
-      : Lock(producers ? shared.producers.mutex : shared.consumers.mutex, deadline) {
-    if (!owner_died()) return;
-    if (producers) {
-      fifo.repair_producers();
-      (void)sys::futex_wake(shared.items_seq, INT_MAX);
-    } else {
-      fifo.repair_consumers();
-      (void)sys::futex_wake(shared.space_seq, INT_MAX);
-    }
+  EndLock(Shared& shared, Fifo& fifo, bool producers, const QueueCore::Deadline& deadline, Wait wait = Wait::yes)
+      : Lock(producers ? shared.producers.mutex : shared.consumers.mutex, deadline, wait) {
+    if (owner_died()) repair_end(shared, fifo, producers);
   }
 };
+
+// Called by a waiter after a whole slice asleep: an owner killed between its commit and its
+// count leaves the count unmade until someone takes its mutex — a blocked put() would wait
+// for room that a dead consumer made, a join() for a put a dead producer never committed —
+// and nobody may ever take it. So take each free mutex for a moment. A busy one is owned by a
+// live process (robust mutexes report a dead owner to trylock too), which will finish.
+void repair_abandoned_ends(Shared& shared, Fifo& fifo) noexcept {
+  for (const bool producers : {true, false}) {
+    pthread_mutex_t& mutex = producers ? shared.producers.mutex : shared.consumers.mutex;
+    const int rc = sys::robust_mutex_try_lock(&mutex);
+    if (rc < 0) continue;
+    if (rc == sys::kOwnerDied) repair_end(shared, fifo, producers);
+    (void)sys::robust_mutex_unlock(&mutex);
+  }
+}
 
 }  // namespace
 
@@ -454,6 +615,10 @@ QueueCore::QueueCore(long maxsize, bool joinable) : maxsize_(maxsize), joinable_
 
 QueueCore::~QueueCore() = default;
 
+void set_queue_checkpoint_hook(QueueCheckpointHook hook) noexcept {
+  checkpoint_hook.store(hook, std::memory_order_relaxed);
+}
+
 void QueueCore::check_open(const char* operation) const {
   if (closed()) throw Error(std::string("Queue.") + operation + ": the queue is closed in this process");
 }
@@ -470,8 +635,12 @@ void QueueCore::put(std::size_t size, Fill fill, const void* context, bool block
   Shared& s = *shared_;
   Fifo fifo(s, base_, kArenaSize);
   Waiter waiter(s.space_seq, s.putters_asleep, deadline);
+  // Without `block`, a busy producers' end is Full, as Python's put(block=False) fails on a
+  // busy semaphore — but an unbounded queue is never Full, so it waits for the copy in
+  // progress (bounded by the other producer's copy, or by its death).
+  const Wait wait_for_end = block || maxsize_ <= 0 ? Wait::yes : Wait::no;
   for (;;) {
-    EndLock lock(s, fifo, true, deadline);
+    EndLock lock(s, fifo, true, deadline, wait_for_end);
     if (!lock.owns()) throw Full();
     // Read before the room check: a get after the check bumps it, so the futex wait below
     // cannot miss that get (it returns at once when the word moved on).
@@ -481,12 +650,17 @@ void QueueCore::put(std::size_t size, Fill fill, const void* context, bool block
                              static_cast<std::uint64_t>(maxsize_)) {
       fifo.append(size, fill, context);
       lock.unlock();
+      checkpoint(QueueCheckpoint::put_unlocked);
       wake_sleepers(s.items_seq, s.getters_asleep);
       return;
     }
     if (!block) throw Full();
     lock.unlock();
-    if (!waiter.wait(seen)) block = false;  // the deadline passed: one last look, then Full
+    switch (waiter.wait(seen)) {
+      case Woke::again: break;
+      case Woke::slice_ended: repair_abandoned_ends(s, fifo); break;
+      case Woke::timed_out: block = false; break;  // one last look, then Full
+    }
   }
 }
 
@@ -495,8 +669,11 @@ void QueueCore::get(Consume consume, void* context, bool block, const Deadline& 
   Shared& s = *shared_;
   Fifo fifo(s, base_, kArenaSize);
   Waiter waiter(s.items_seq, s.getters_asleep, deadline);
+  // Without `block`, a busy consumers' end is Empty, as Python's get(block=False): the owner
+  // may be decoding an item of hundreds of MiB.
+  const Wait wait_for_end = block ? Wait::yes : Wait::no;
   for (;;) {
-    EndLock lock(s, fifo, false, deadline);
+    EndLock lock(s, fifo, false, deadline, wait_for_end);
     if (!lock.owns()) throw Empty();
     const std::uint32_t seen = s.items_seq.load(std::memory_order_seq_cst);  // as in put()
     if (const std::span<const std::byte> entry = fifo.front(); entry.data() != nullptr) {
@@ -511,20 +688,46 @@ void QueueCore::get(Consume consume, void* context, bool block, const Deadline& 
       }
       fifo.pop(entry);
       lock.unlock();
+      checkpoint(QueueCheckpoint::get_unlocked);
       if (maxsize_ > 0) wake_sleepers(s.space_seq, s.putters_asleep);
       if (error) std::rethrow_exception(error);
       return;
     }
     if (!block) throw Empty();
     lock.unlock();
-    if (!waiter.wait(seen)) block = false;
+    switch (waiter.wait(seen)) {
+      case Woke::again: break;
+      case Woke::slice_ended: repair_abandoned_ends(s, fifo); break;
+      case Woke::timed_out: block = false; break;
+    }
   }
 }
 
 std::size_t QueueCore::qsize() {
-  // Got first: both only grow, so the difference is never negative.
-  const std::uint64_t got = shared_->total_got.load(std::memory_order_seq_cst);
-  return static_cast<std::size_t>(shared_->total_put.load(std::memory_order_seq_cst) - got);
+  // A snapshot: total_got unchanged across the read of total_put means both held these values
+  // at that instant (both only grow). Then the difference is never negative — a get is
+  // counted only after the put it took (see Fifo::append) — and never above maxsize — a put is
+  // counted only after a room check that read total_got no later than this. Reading each
+  // once would not do: a reader preempted between the two reads would see thousands of
+  // items put since it read total_got. While the queue flows fast, a few tries may miss;
+  // then the difference of the last try is clamped into those bounds.
+  Shared& s = *shared_;
+  std::uint64_t got = s.total_got.load(std::memory_order_seq_cst);
+  std::uint64_t put = 0;
+  for (int attempt = 0; attempt < 8; ++attempt) {
+    put = s.total_put.load(std::memory_order_seq_cst);
+    const std::uint64_t again = s.total_got.load(std::memory_order_seq_cst);
+    if (again == got) break;
+    got = again;
+  }
+  std::uint64_t items = put > got ? put - got : 0;
+  if (maxsize_ > 0) items = std::min(items, static_cast<std::uint64_t>(maxsize_));
+  return static_cast<std::size_t>(items);
+}
+
+QueueCore::Sleepers QueueCore::sleepers() const noexcept {
+  return {sleepers::number(shared_->getters_asleep), sleepers::number(shared_->putters_asleep),
+          sleepers::number(shared_->joiners_asleep)};
 }
 
 void QueueCore::task_done() {
@@ -534,6 +737,8 @@ void QueueCore::task_done() {
     if (done >= s.total_put.load(std::memory_order_seq_cst))
       throw Error("JoinableQueue.task_done: called more times than items were put");
   } while (!s.total_done.compare_exchange_weak(done, done + 1, std::memory_order_seq_cst));
+  // A process killed from here on leaves join() unwoken: it looks again after each slice.
+  checkpoint(QueueCheckpoint::task_done_counted);
   if (done + 1 < s.total_put.load(std::memory_order_seq_cst)) return;
   s.tasks_seq.fetch_add(1, std::memory_order_seq_cst);
   wake_sleepers(s.tasks_seq, s.joiners_asleep);
@@ -541,12 +746,19 @@ void QueueCore::task_done() {
 
 bool QueueCore::join(const Deadline& deadline) {
   Shared& s = *shared_;
+  Fifo fifo(s, base_, kArenaSize);
   Waiter waiter(s.tasks_seq, s.joiners_asleep, deadline);
   for (;;) {
     const std::uint32_t seen = s.tasks_seq.load(std::memory_order_seq_cst);
     if (s.total_done.load(std::memory_order_seq_cst) >= s.total_put.load(std::memory_order_seq_cst)) return true;
-    if (!waiter.wait(seen))
-      return s.total_done.load(std::memory_order_seq_cst) >= s.total_put.load(std::memory_order_seq_cst);
+    switch (waiter.wait(seen)) {
+      case Woke::again: break;
+      // A producer killed between counting its put and committing it holds total_put one
+      // too high until its end is repaired.
+      case Woke::slice_ended: repair_abandoned_ends(s, fifo); break;
+      case Woke::timed_out:
+        return s.total_done.load(std::memory_order_seq_cst) >= s.total_put.load(std::memory_order_seq_cst);
+    }
   }
 }
 

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <dirent.h>
 #include <map>
+#include <stdexcept>
 #include <thread>
 #include <string>
 #include <unistd.h>
@@ -54,6 +55,46 @@ int exit_code(mproc::Process& p) {
   p.join();
   return p.exitcode().value_or(-1000);
 }
+
+// A queue type with its shared core exposed, to read the sleeper counts.
+template <class Q>
+struct Probe : Q {
+  using Q::Q;
+  mproc::detail::QueueCore& core() { return *this->core_; }
+};
+
+// Crash and pause points (mproc::detail::QueueCheckpoint). A child arms one after fork, so
+// that only its own next operation stops there; the hook is a plain function, so its
+// parameters live in globals of the child's copy of this process.
+using mproc::detail::QueueCheckpoint;
+QueueCheckpoint g_point;
+mproc::Event* g_paused = nullptr;  // set by a paused child
+mproc::Event* g_resume = nullptr;  // set by the test to let it go on
+
+void kill_at_point(QueueCheckpoint point) noexcept {
+  // A real SIGKILL, as from outside: the kernel releases the robust mutexes it holds.
+  if (point == g_point) ::raise(SIGKILL);
+}
+void pause_at_point(QueueCheckpoint point) noexcept {
+  if (point != g_point) return;
+  mproc::detail::set_queue_checkpoint_hook(nullptr);
+  g_paused->set();
+  // Bounded, so that a regression shows as a failed expectation rather than a hang.
+  (void)g_resume->wait(20s);
+}
+void die_at(QueueCheckpoint point) {
+  g_point = point;
+  mproc::detail::set_queue_checkpoint_hook(&kill_at_point);
+}
+void pause_at(QueueCheckpoint point) {
+  g_point = point;
+  mproc::detail::set_queue_checkpoint_hook(&pause_at_point);
+}
+
+// How long a process stranded by a missed wake-up may take to notice: slices are 100 ms, so
+// this is generous; the bounded calls the stranded processes make wait twice as long.
+constexpr auto kNoticeBound = 5s;
+constexpr auto kStrandedWait = 10s;
 
 // _TestQueue.test_put / test_get: a bounded queue, put/get in several shapes, Full / Empty.
 TEST_F(QueueTest, PutGetFullEmptyAsPython) {
@@ -428,10 +469,10 @@ TEST_F(QueueTest, ConsumersKilledMidGetCorruptNothing) {
 
 // A consumer blocked in get() and killed does not keep the others from being woken.
 TEST_F(QueueTest, KilledSleepingConsumerDoesNotSwallowWakeUps) {
-  mproc::Queue<int> q;
+  Probe<mproc::Queue<int>> q;
   mproc::Process sleeper([&] { q.get(); });
   sleeper.start();
-  std::this_thread::sleep_for(20ms);  // let it fall asleep (the test holds either way)
+  ASSERT_TRUE(mproc::testing::eventually([&] { return q.core().sleepers().getters > 0; }));
   sleeper.kill();
   EXPECT_EQ(exit_code(sleeper), -SIGKILL);
   mproc::Process consumer([&] { mproc::exit(q.get(10s) == 5 ? 0 : 1); });
@@ -446,6 +487,313 @@ TEST_F(QueueTest, HandlesAreCheapCopiesOfOneQueue) {
   a.put(1);
   EXPECT_EQ(b.get(), 1);
   EXPECT_EQ(b.maxsize(), 2);
+}
+
+// Audit (issue 6), a process killed between its commit and its wake-up: a producer killed
+// after its item is in the queue but before it woke the getters — holding the producers'
+// mutex, or just after releasing it — must not leave a consumer blocked in get() asleep.
+void producer_killed_at_strands_no_getter(QueueCheckpoint point) {
+  Probe<mproc::Queue<int>> q;
+  mproc::Process consumer([&] {
+    try {
+      mproc::exit(q.get(kStrandedWait) == 42 ? 0 : 1);
+    } catch (const mproc::Empty&) {
+      mproc::exit(2);
+    }
+  });
+  consumer.start();
+  ASSERT_TRUE(mproc::testing::eventually([&] { return q.core().sleepers().getters > 0; }));
+  mproc::Process producer([&] {
+    die_at(point);
+    q.put(42);
+    mproc::exit(3);
+  });
+  producer.start();
+  ASSERT_EQ(exit_code(producer), -SIGKILL);
+  const auto died = Clock::now();
+  ASSERT_EQ(exit_code(consumer), 0);
+  EXPECT_LT(Clock::now() - died, kNoticeBound) << "the getter noticed the item only at its deadline";
+  // The dead producer's end is repaired by the next put; counts are exact.
+  EXPECT_EQ(q.qsize(), 0u);
+  q.put(7);
+  EXPECT_EQ(q.qsize(), 1u);
+  EXPECT_EQ(q.get(1s), 7);
+  EXPECT_TRUE(q.empty());
+}
+TEST_F(QueueTest, ProducerKilledBeforeItsWakeUpStrandsNoGetter) {
+  producer_killed_at_strands_no_getter(QueueCheckpoint::put_committed);
+}
+TEST_F(QueueTest, ProducerKilledAfterUnlockBeforeItsWakeUpStrandsNoGetter) {
+  producer_killed_at_strands_no_getter(QueueCheckpoint::put_unlocked);
+}
+
+// Audit: a consumer killed after taking an item but before waking a blocked put() — holding
+// the consumers' mutex with the count of its get unmade, or after releasing it — must not
+// leave that put() waiting for room that is there.
+void consumer_killed_at_strands_no_putter(QueueCheckpoint point) {
+  Probe<mproc::Queue<int>> q(1);
+  q.put(1);
+  mproc::Process producer([&] {
+    try {
+      q.put(2, kStrandedWait);
+      mproc::exit(0);
+    } catch (const mproc::Full&) {
+      mproc::exit(2);
+    }
+  });
+  producer.start();
+  ASSERT_TRUE(mproc::testing::eventually([&] { return q.core().sleepers().putters > 0; }));
+  mproc::Process consumer([&] {
+    die_at(point);
+    q.get();
+    mproc::exit(3);
+  });
+  consumer.start();
+  ASSERT_EQ(exit_code(consumer), -SIGKILL);
+  const auto died = Clock::now();
+  ASSERT_EQ(exit_code(producer), 0);
+  EXPECT_LT(Clock::now() - died, kNoticeBound) << "the putter noticed the room only at its deadline";
+  EXPECT_EQ(q.qsize(), 1u);
+  EXPECT_EQ(q.get(1s), 2);  // item 1 died with the consumer
+  EXPECT_TRUE(q.empty());
+}
+TEST_F(QueueTest, ConsumerKilledBeforeItsWakeUpStrandsNoPutter) {
+  consumer_killed_at_strands_no_putter(QueueCheckpoint::get_committed);
+}
+TEST_F(QueueTest, ConsumerKilledAfterUnlockBeforeItsWakeUpStrandsNoPutter) {
+  consumer_killed_at_strands_no_putter(QueueCheckpoint::get_unlocked);
+}
+
+// Audit: a process killed in task_done() after counting, before waking join(), must not leave
+// join() asleep after every task is done.
+TEST_F(QueueTest, TaskDoneKilledBeforeItsWakeUpStrandsNoJoin) {
+  Probe<mproc::JoinableQueue<int>> q;
+  q.put(1);
+  EXPECT_EQ(q.get(), 1);
+  mproc::Process joiner([&] { mproc::exit(q.join(kStrandedWait) ? 0 : 1); });
+  joiner.start();
+  ASSERT_TRUE(mproc::testing::eventually([&] { return q.core().sleepers().joiners > 0; }));
+  mproc::Process worker([&] {
+    die_at(QueueCheckpoint::task_done_counted);
+    q.task_done();
+    mproc::exit(3);
+  });
+  worker.start();
+  ASSERT_EQ(exit_code(worker), -SIGKILL);
+  const auto died = Clock::now();
+  EXPECT_EQ(exit_code(joiner), 0);
+  EXPECT_LT(Clock::now() - died, kNoticeBound) << "join() noticed only at its deadline";
+  EXPECT_TRUE(q.join(0s));
+}
+
+// Audit: a producer killed after linking a new segment behind the tail but before moving the
+// tail to it. A consumer draining the old tail must not hand it to the free list (that would
+// overwrite the link the next producer's repair follows, sending the producers' end into the
+// free list: later items lost, segments handed out twice).
+TEST_F(QueueTest, ProducerKilledWhileLinkingASegmentCorruptsNothing) {
+  using Bytes = std::vector<std::byte>;
+  mproc::Queue<Bytes> q;
+  auto item = [](int i) { return Bytes(static_cast<std::size_t>(1 + (i * 7919) % 90'000), static_cast<std::byte>(i)); };
+  mproc::Process producer([&] {
+    die_at(QueueCheckpoint::segment_linked);
+    q.put(Bytes(100'000));  // more than the first segment (64 KiB) holds: links a new one
+    mproc::exit(3);
+  });
+  producer.start();
+  ASSERT_EQ(exit_code(producer), -SIGKILL);
+  EXPECT_THROW(q.get_nowait(), mproc::Empty);  // the dead put never committed
+  // Through many segment switches, the living see every item, in order, whole; in the last
+  // rounds a child does the getting.
+  int next_put = 0, next_got = 0;
+  for (int round = 0; round < 4; ++round) {
+    for (int i = 0; i < 40; ++i) q.put(item(next_put++));
+    if (round < 2) {
+      for (int i = 0; i < 40; ++i) ASSERT_EQ(q.get_nowait(), item(next_got++));
+    } else {
+      mproc::Process consumer([&] {
+        for (int i = 0; i < 40; ++i)
+          if (q.get(10s) != item(next_got + i)) mproc::exit(1);
+      });
+      consumer.start();
+      ASSERT_EQ(exit_code(consumer), 0);
+      next_got += 40;
+    }
+    EXPECT_TRUE(q.empty());
+  }
+  EXPECT_THROW(q.get_nowait(), mproc::Empty);
+}
+
+// Audit: qsize() never wraps below zero. Here a consumer takes an item while its producer is
+// stopped between the commit of its put and its wake-up; the count must already include it.
+// Likewise task_done() for that item is not "more than items were put".
+TEST_F(QueueTest, QsizeAndTaskDoneCountAGetOnlyAfterItsPut) {
+  mproc::Event paused, resume;
+  g_paused = &paused;
+  g_resume = &resume;
+  mproc::JoinableQueue<int> q;
+  mproc::Process producer([&] {
+    pause_at(QueueCheckpoint::put_committed);
+    q.put(1);
+  });
+  producer.start();
+  ASSERT_TRUE(paused.wait(20s));
+  EXPECT_EQ(q.get(1s), 1);
+  EXPECT_EQ(q.qsize(), 0u);
+  EXPECT_TRUE(q.empty());
+  EXPECT_FALSE(q.full());
+  EXPECT_NO_THROW(q.task_done());
+  resume.set();
+  EXPECT_EQ(exit_code(producer), 0);
+  EXPECT_EQ(q.qsize(), 0u);
+  EXPECT_TRUE(q.join(1s));
+  g_paused = g_resume = nullptr;
+}
+
+// Audit: qsize() stays within [0, maxsize] while one producer and one consumer run flat out.
+TEST_F(QueueTest, QsizeStaysWithinBoundsUnderLoad) {
+  constexpr int kItems = 200'000;
+  constexpr long kMax = 4;
+  mproc::Queue<int> q(kMax);
+  mproc::Process producer([&] {
+    for (int i = 0; i < kItems; ++i) q.put(i);
+  });
+  mproc::Process consumer([&] {
+    for (int i = 0; i < kItems; ++i)
+      if (q.get(20s) != i) mproc::exit(1);
+  });
+  producer.start();
+  consumer.start();
+  std::size_t most = 0;
+  long polls = 0;
+  do {
+    for (int i = 0; i < 1000; ++i, ++polls) most = std::max(most, q.qsize());
+  } while (consumer.is_alive());
+  EXPECT_LE(most, static_cast<std::size_t>(kMax)) << "after " << polls << " polls";
+  EXPECT_EQ(exit_code(producer), 0);
+  EXPECT_EQ(exit_code(consumer), 0);
+  EXPECT_EQ(q.qsize(), 0u);
+}
+
+// Audit: a getter killed while counted asleep stops being counted, so that puts go back to
+// their fast path (no futex_wake syscall) instead of paying one forever.
+TEST_F(QueueTest, KilledSleeperStopsCostingWakeUps) {
+  Probe<mproc::Queue<int>> q;
+  mproc::Process sleeper([&] { q.get(); });
+  sleeper.start();
+  ASSERT_TRUE(mproc::testing::eventually([&] { return q.core().sleepers().getters > 0; }));
+  sleeper.kill();
+  EXPECT_EQ(exit_code(sleeper), -SIGKILL);
+  EXPECT_TRUE(mproc::testing::eventually([&] {
+    q.put(1);
+    EXPECT_EQ(q.get_nowait(), 1);
+    return q.core().sleepers().getters == 0;
+  }));
+}
+
+// Audit: get_nowait() / put_nowait() never wait for an end another process holds (Python's
+// get(block=False) try-acquires its lock), and the timed forms wait for it no longer than
+// their timeout. Here the holder is stopped with the mutex held, as a consumer decoding a
+// huge item (or a producer copying one) would hold it.
+TEST_F(QueueTest, NonBlockingAndTimedCallsDoNotWaitForABusyEnd) {
+  mproc::Event paused, resume;
+  g_paused = &paused;
+  g_resume = &resume;
+  {
+    mproc::Queue<int> q;
+    q.put(1);
+    q.put(2);
+    mproc::Process consumer([&] {
+      pause_at(QueueCheckpoint::get_committed);
+      mproc::exit(q.get() == 1 ? 0 : 1);
+    });
+    consumer.start();
+    ASSERT_TRUE(paused.wait(20s));
+    auto start = Clock::now();
+    EXPECT_THROW(q.get_nowait(), mproc::Empty);
+    EXPECT_THROW(q.get(false), mproc::Empty);
+    EXPECT_LT(Clock::now() - start, kNoticeBound);
+    start = Clock::now();
+    EXPECT_THROW(q.get(200ms), mproc::Empty);
+    EXPECT_GE(Clock::now() - start, 200ms);
+    EXPECT_LT(Clock::now() - start, kNoticeBound);
+    resume.set();
+    EXPECT_EQ(exit_code(consumer), 0);
+    EXPECT_EQ(q.get_nowait(), 2);
+  }
+  paused.clear();
+  resume.clear();
+  {
+    mproc::Queue<int> q(4);
+    mproc::Process producer([&] {
+      pause_at(QueueCheckpoint::put_committed);
+      q.put(1);
+    });
+    producer.start();
+    ASSERT_TRUE(paused.wait(20s));
+    auto start = Clock::now();
+    EXPECT_THROW(q.put_nowait(2), mproc::Full);
+    EXPECT_THROW(q.put(2, false), mproc::Full);
+    EXPECT_LT(Clock::now() - start, kNoticeBound);
+    start = Clock::now();
+    EXPECT_THROW(q.put(2, 200ms), mproc::Full);
+    EXPECT_GE(Clock::now() - start, 200ms);
+    EXPECT_LT(Clock::now() - start, kNoticeBound);
+    resume.set();
+    EXPECT_EQ(exit_code(producer), 0);
+    q.put_nowait(2);
+    EXPECT_EQ(q.get_nowait(), 1);
+    EXPECT_EQ(q.get_nowait(), 2);
+  }
+  g_paused = g_resume = nullptr;
+}
+
+// CPython's test_closed_queue_put_get_exceptions, for JoinableQueue too; and join_thread() /
+// cancel_join_thread() exist (and do nothing) so that Python code ports line by line.
+TEST_F(QueueTest, ClosedJoinableQueuePutGetThrowAndFeederThreadCallsAreNoOps) {
+  mproc::JoinableQueue<int> q;
+  q.put(1);
+  q.cancel_join_thread();
+  q.close();
+  q.join_thread();
+  EXPECT_THROW(q.put(2), mproc::Error);
+  EXPECT_THROW(q.put_nowait(2), mproc::Error);
+  EXPECT_THROW(q.get(), mproc::Error);
+  EXPECT_THROW(q.get_nowait(), mproc::Error);
+  EXPECT_EQ(q.qsize(), 1u);
+  mproc::Queue<int> plain;
+  plain.join_thread();
+  plain.cancel_join_thread();
+}
+
+// A value whose serialize code throws. `ok` is encoded first, so decoding (of the values that
+// made it into the queue) always succeeds.
+struct Picky {
+  bool ok = true;
+  std::string text;
+  template <class Archive>
+  void serialize(Archive& ar) {
+    ar(ok);
+    if (!ok) throw std::runtime_error("Picky: not serializable");
+    ar(text);
+  }
+};
+
+// CPython's test_queue_feeder_donot_stop_onexc: a put whose encoding throws propagates the
+// error and leaves the queue usable, in this process and in others (no mutex left held).
+TEST_F(QueueTest, PutWhoseEncodingThrowsLeavesTheQueueUsable) {
+  mproc::Queue<Picky> q(2);
+  EXPECT_THROW(q.put(Picky{false, "no"}), std::runtime_error);
+  EXPECT_TRUE(q.empty());
+  q.put(Picky{true, "yes"});
+  EXPECT_THROW(q.put(Picky{false, "no"}, 1s), std::runtime_error);
+  EXPECT_EQ(q.qsize(), 1u);
+  mproc::Process child([&] {
+    Picky p = q.get(10s);
+    q.put(Picky{true, p.text + "!"}, 10s);
+  });
+  child.start();
+  EXPECT_EQ(exit_code(child), 0);
+  EXPECT_EQ(q.get(1s).text, "yes!");
 }
 
 }  // namespace

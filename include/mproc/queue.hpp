@@ -21,10 +21,15 @@
 // - Many producers and consumers in any processes; items of one producer (thread) come out
 //   in the order it put them; every item put is got exactly once.
 //
+// - A process killed anywhere in put(), get() or task_done() strands no one: a blocked put(),
+//   get() or join() notices the change it was not woken for within a fraction of a second
+//   (blocked calls sleep in slices of 100 ms and look again after each).
+//
 // close() is per process, as in Python: it says "this process puts no more". Afterwards
 // put() and get() through any handle of this queue *in this process* throw mproc::Error;
 // other processes, and children forked later, are unaffected. There is no feeder thread, so
-// Python's join_thread() / cancel_join_thread() have nothing to do and do not exist.
+// Python's join_thread() and cancel_join_thread() exist only so that code ports line by line:
+// both return at once.
 //
 // Thread safety: every member may be called concurrently, from any thread of any process.
 #pragma once
@@ -33,6 +38,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
 #include <memory>
 #include <optional>
@@ -51,6 +57,22 @@ class SharedMapping;
 }
 
 namespace detail {
+
+/// Test instrumentation (tests/test_queue.cpp), off unless a test installs a hook: the points
+/// where a process that stops or dies leaves work undone for the others — a wake-up, a count,
+/// the second half of linking a segment. Tests pause a child at one, or kill it there, and
+/// check that the other processes recover. Each point costs one load and a never-taken branch.
+enum class QueueCheckpoint {
+  put_committed,      // an item is in the queue; the producers' mutex is held, the wake-up not made
+  put_unlocked,       // the producers' mutex is released; getters not yet woken
+  get_committed,      // an item is taken; the consumers' mutex is held, the count not yet made
+  get_unlocked,       // the consumers' mutex is released; blocked putters not yet woken
+  segment_linked,     // a new segment is linked after the tail, the tail not yet moved to it
+  task_done_counted,  // task_done() counted; join() not yet woken
+};
+using QueueCheckpointHook = void (*)(QueueCheckpoint point) noexcept;
+/// Installs `hook` for every queue of this process (nullptr: none). For mproc's tests only.
+void set_queue_checkpoint_hook(QueueCheckpointHook hook) noexcept;
 
 /// The shared state behind every queue handle of one queue in this process: a mapping of
 /// shared memory holding a FIFO of byte entries. Type-erased: the templates below turn values
@@ -72,17 +94,34 @@ class QueueCore {
 
   /// Appends one entry of `size` bytes, waiting for room in a bounded queue while `block`,
   /// until `deadline`. Throws Full, mproc::Error after close(), OSError when memory is short.
+  /// Waiting includes waiting for another producer's copy to finish: bounded by `deadline`;
+  /// without `block`, a bounded queue whose producers' end is busy throws Full at once (as
+  /// Python's put(block=False) fails when the semaphore is not free); an unbounded queue
+  /// waits for it, so that it never throws Full (as Python).
   void put(std::size_t size, Fill fill, const void* context, bool block, const Deadline& deadline);
   /// Removes the oldest entry and hands it to `consume`, waiting for one while `block`, until
-  /// `deadline`. Throws Empty, mproc::Error after close(), or what `consume` threw.
+  /// `deadline`. Throws Empty, mproc::Error after close(), or what `consume` threw. Waiting for
+  /// another consumer (which may be decoding a huge item) is bounded by `deadline`; without
+  /// `block`, a busy consumers' end throws Empty at once, as Python's get(block=False).
   void get(Consume consume, void* context, bool block, const Deadline& deadline);
 
+  /// Items in the queue: never negative, and never more than maxsize for a bounded queue.
+  /// May count an item a few nanoseconds before it can be got (a put in flight) or after it
+  /// was got (a get in flight), or until the next operation on that end when the process
+  /// doing it died there.
   std::size_t qsize();
   long maxsize() const noexcept { return maxsize_; }
   void close() noexcept;
   bool closed() const noexcept;
   void task_done();
   bool join(const Deadline& deadline);
+
+  /// Processes counted asleep on each wake-up word, as a waker reads them (for tests: a
+  /// count that stays above zero makes every put or get pay a wake-up syscall).
+  struct Sleepers {
+    std::uint32_t getters, putters, joiners;
+  };
+  Sleepers sleepers() const noexcept;
 
   struct Shared;  // the layout in shared memory (src/queue.cpp)
 
@@ -130,9 +169,14 @@ class QueueBase {
       core_->put(wire::kHeaderSize + sizeof(U), &fill_raw, std::addressof(value), block, deadline);
     } else {
       std::vector<std::byte>& frame = encode_scratch();
+      // Encoding runs before anything is locked or written: a value whose serialize code
+      // throws leaves the queue as it was (CPython's test_queue_feeder_donot_stop_onexc).
+      struct Trim {
+        std::vector<std::byte>& frame;
+        ~Trim() { trim_encode_scratch(frame); }
+      } trim{frame};
       wire::encode_frame(value, frame);
       core_->put(frame.size(), &fill_copy, &frame, block, deadline);
-      trim_encode_scratch(frame);
     }
   }
 
@@ -169,14 +213,15 @@ class QueueBase {
 template <class T>
 class Queue : public detail::QueueBase<T> {
  public:
-  /// Effects: makes the queue's shared memory. maxsize <= 0: unbounded (put never waits).
+  /// Effects: makes the queue's shared memory. maxsize <= 0: unbounded (put never waits for room).
   /// Throws: OSError if the shared mapping cannot be made.
   explicit Queue(long maxsize = 0) : detail::QueueBase<T>(maxsize, false) {}
 
   /// Puts `value`, waiting for room in a bounded queue. Throws: mproc::Error after close();
   /// OSError(ENOMEM) when memory is short; what encoding `value` throws.
   void put(const T& value) { this->put_value(value, true, std::nullopt); }
-  /// Waits at most `timeout` for room, then throws Full.
+  /// Waits at most `timeout` — for room, and for another producer's copy in progress — then
+  /// throws Full.
   template <class Rep, class Period>
   void put(const T& value, std::chrono::duration<Rep, Period> timeout) {
     this->put_value(value, true, detail::deadline_in(timeout));
@@ -188,13 +233,16 @@ class Queue : public detail::QueueBase<T> {
   void put(const T& value, bool block, std::chrono::duration<Rep, Period> timeout) {
     this->put_value(value, block, block ? detail::deadline_in(timeout) : std::nullopt);
   }
-  /// Puts without waiting: throws Full when a bounded queue is full.
+  /// Puts without waiting: throws Full when a bounded queue is full, or when another producer
+  /// is busy putting into it (as Python's put(block=False) when its semaphore is taken). An
+  /// unbounded queue is never Full: it waits for another producer's copy in progress.
   void put_nowait(const T& value) { this->put_value(value, false, std::nullopt); }
 
   /// Removes and returns the oldest item, waiting for one. Throws: mproc::Error after
   /// close(); SerializationError when the entry was corrupted in memory (it is consumed).
   T get() { return this->get_value(true, std::nullopt); }
-  /// Waits at most `timeout`, then throws Empty.
+  /// Waits at most `timeout` — for an item, and for another consumer's get in progress (it
+  /// may be decoding a huge item) — then throws Empty.
   template <class Rep, class Period>
   T get(std::chrono::duration<Rep, Period> timeout) {
     return this->get_value(true, detail::deadline_in(timeout));
@@ -205,10 +253,12 @@ class Queue : public detail::QueueBase<T> {
   T get(bool block, std::chrono::duration<Rep, Period> timeout) {
     return this->get_value(block, block ? detail::deadline_in(timeout) : std::nullopt);
   }
-  /// Returns the oldest item without waiting: throws Empty when there is none.
+  /// Returns the oldest item without waiting: throws Empty when there is none, or when another
+  /// consumer is busy getting one (as Python's get(block=False) when its lock is taken).
   T get_nowait() { return this->get_value(false, std::nullopt); }
 
-  /// Items in the queue now (exact at the moment of the call; stale as soon as it returns).
+  /// Items in the queue now: between 0 and maxsize, a snapshot that may already count a put
+  /// in flight or still count a get in flight; stale as soon as it returns (as Python's).
   std::size_t qsize() { return this->core_->qsize(); }
   bool empty() { return qsize() == 0; }
   /// True when a bounded queue holds maxsize items; always false when unbounded.
@@ -218,6 +268,15 @@ class Queue : public detail::QueueBase<T> {
 
   /// This process puts (and gets) no more: see the header comment. Idempotent, never throws.
   void close() noexcept { this->core_->close(); }
+
+  /// Python's join_thread(): waits for the feeder thread to flush the buffered puts. mproc has
+  /// no feeder thread — every put() that returned is already in shared memory — so this
+  /// returns at once. May be called before or after close(), from any thread; never throws.
+  void join_thread() noexcept {}
+  /// Python's cancel_join_thread(): lets the process exit without flushing its buffered puts
+  /// (which Python may then lose). Nothing is ever buffered here, so nothing can be lost and
+  /// this does nothing. Never throws.
+  void cancel_join_thread() noexcept {}
 
  protected:
   Queue(long maxsize, bool joinable) : detail::QueueBase<T>(maxsize, joinable) {}
