@@ -620,13 +620,16 @@ TYPED_TEST(ExecutorTest, ShutdownWithoutWaitThenTheDestructor) {
   for (bool cancel_futures : {false, true}) {
     auto executor = this->make(1);
     auto blocked = executor->submit(blocked_task, 1);
+    gate->wait_started();
     auto queued = executor->submit(square, 4);
     executor->shutdown(false, cancel_futures);
     gate->open(1);
     executor.reset();  // waits for the running task (and the queued one, unless cancelled)
     EXPECT_EQ(blocked.result(0s), 1);
     ASSERT_TRUE(queued.done());
-    if (!queued.cancelled()) EXPECT_EQ(queued.result(0s), 16);
+    if (!queued.cancelled()) {
+      EXPECT_EQ(queued.result(0s), 16);
+    }
   }
 }
 
@@ -891,8 +894,26 @@ TEST_F(ProcessExecutor, AResultThatFailsToSerializeFailsItsFutureOnly) {
   EXPECT_NE(bad.exception(), nullptr);
   std::vector<mproc::Future<int>> after;
   for (int i = 0; i < 20; ++i) after.push_back(executor.submit(square, i));
-  for (int i = 0; i < 20; ++i) EXPECT_EQ(after[static_cast<std::size_t>(i)].result(30s), i * i);
+  // wait(), not result(): result() on the first of a burst can hang the rest until the
+  // engine's direct-result fix lands (see DISABLED_ABurstBehindASlowDirectTask below).
+  EXPECT_TRUE(mproc::wait(after, 30s).not_done.empty());
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(after[static_cast<std::size_t>(i)].result(0s), i * i);
   EXPECT_EQ(executor.submit(make_poison, 0).result(30s).value, 7);
+}
+
+// The engine's bug, for its owner (src/engine.cpp, EngineCore::collect_direct): a caller that
+// collects a direct task's result frees the worker but does not wake the engine thread, so
+// tasks that were held back for that worker (prefetch depth 1: tasks measured as slow) stay
+// pending until some other event. Enable once collect_direct wakes the engine when tasks are
+// pending.
+TEST_F(ProcessExecutor, DISABLED_ABurstBehindASlowDirectTask) {
+  mproc::ProcessPoolExecutor executor(1);
+  for (int i = 0; i < 3; ++i) executor.submit(sleep_ms, 5).result();  // measured slow: depth 1
+  auto first = executor.submit(sleep_ms, 20);  // handed straight to the idle worker
+  std::vector<mproc::Future<int>> after;
+  for (int i = 0; i < 20; ++i) after.push_back(executor.submit(square, i));  // held back
+  EXPECT_EQ(first.result(), 20);  // collected by this thread
+  EXPECT_EQ(after.back().result(30s), 19 * 19);
 }
 
 // ---- thread-specific ------------------------------------------------------------------------
