@@ -1035,13 +1035,15 @@ TEST_F(ThreadExecutor, NoStaleReferences) {
   // cpython test_no_stale_references: once a task has run, the executor keeps nothing of it
   // alive, even though its future is gone and never looked at.
   struct Tracked {
-    std::promise<void>* destroyed;
+    explicit Tracked(std::promise<void>* p) : destroyed(p) {}
+    Tracked(const Tracked&) = delete;
     ~Tracked() { destroyed->set_value(); }
+    std::promise<void>* destroyed;
   };
   mproc::ThreadPoolExecutor executor(1);
   std::promise<void> destroyed;
   auto was_destroyed = destroyed.get_future();
-  auto tracked = std::make_shared<Tracked>(Tracked{&destroyed});
+  auto tracked = std::make_shared<Tracked>(&destroyed);
   std::weak_ptr<Tracked> weak = tracked;
   Notice ran;
   executor.submit([tracked = std::move(tracked), &ran] { ran.post(); });  // future discarded

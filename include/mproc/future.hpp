@@ -7,11 +7,14 @@
 #pragma once
 
 #include <chrono>
+#include <cmath>
+#include <cstdint>
 #include <cstddef>
 #include <exception>
 #include <functional>
 #include <memory>
 #include <optional>
+#include <ratio>
 #include <ranges>
 #include <span>
 #include <string>
@@ -25,6 +28,46 @@
 #include "mproc/error.hpp"
 
 namespace mproc {
+
+namespace detail {
+
+using OptionalDeadline = std::optional<std::chrono::steady_clock::time_point>;
+
+/// `timeout` in nanoseconds, rounded up and clamped to what nanoseconds can hold: a timeout
+/// of centuries (hours::max(), 1e300 seconds) means "wait", never an overflow that lands in
+/// the past. A floating-point NaN counts as no limit.
+template <class Rep, class Period>
+std::chrono::nanoseconds saturating_nanoseconds(std::chrono::duration<Rep, Period> timeout) noexcept {
+  using std::chrono::nanoseconds;
+  using PerTick = std::ratio_divide<Period, std::nano>;  // nanoseconds per tick
+  if constexpr (!std::chrono::treat_as_floating_point_v<Rep> && PerTick::den == 1) {
+    // Whole nanoseconds per tick (ns, us, ms, s, min, h): exact; clamped before multiplying.
+    constexpr std::intmax_t limit = nanoseconds::max().count() / PerTick::num;
+    const Rep count = timeout.count();
+    if (std::cmp_greater_equal(count, limit)) return nanoseconds::max();
+    if (std::cmp_less_equal(count, -limit)) return nanoseconds::min();
+    return nanoseconds(static_cast<std::intmax_t>(count) * PerTick::num);
+  } else {
+    // Floating-point or fractional ticks: computed in long double (64-bit mantissa), then
+    // rounded up.
+    const long double ns = static_cast<long double>(timeout.count()) * PerTick::num / PerTick::den;
+    constexpr long double bound = 9.2e18L;  // just inside nanoseconds' range
+    if (!(ns < bound)) return nanoseconds::max();
+    if (ns <= -bound) return nanoseconds::min();
+    return nanoseconds(static_cast<std::int64_t>(std::ceil(ns)));
+  }
+}
+
+/// The deadline `timeout` from now (nullopt: none), saturating at the clock's maximum; a
+/// negative timeout is a deadline already past.
+OptionalDeadline deadline_after(std::optional<std::chrono::nanoseconds> timeout);
+/// As above, for any duration type (converted without overflow).
+template <class Rep, class Period>
+OptionalDeadline deadline_after(std::chrono::duration<Rep, Period> timeout) {
+  return deadline_after(std::optional<std::chrono::nanoseconds>(saturating_nanoseconds(timeout)));
+}
+
+}  // namespace detail
 
 /// Python's concurrent.futures.Future: the result of a task submitted to an executor.
 /// Copies share one result. Thread safety: every member may be called from any thread.
@@ -46,6 +89,7 @@ class Future {
     return value();
   }
   /// As result(), waiting at most `timeout`; throws TimeoutError if it is not done by then.
+  /// Any duration type: zero or negative only looks, a huge one (hours::max()) has no limit.
   template <class Rep, class Period>
   R result(std::chrono::duration<Rep, Period> timeout) const {
     wait_or_throw(timeout);
@@ -95,8 +139,7 @@ class Future {
  private:
   template <class Rep, class Period>
   void wait_or_throw(std::chrono::duration<Rep, Period> timeout) const {
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::ceil<std::chrono::steady_clock::duration>(timeout);
-    if (!state_->wait_until(deadline)) throw TimeoutError("the future is not done");
+    if (!state_->wait_until(detail::deadline_after(timeout))) throw TimeoutError("the future is not done");
   }
   R value() const {
     if constexpr (std::is_void_v<R>) {
@@ -128,10 +171,6 @@ struct IsFuture<Future<R>> : std::true_type {};
 
 template <class Range>
 concept FutureRange = std::ranges::input_range<Range> && IsFuture<std::ranges::range_value_t<Range>>::value;
-
-using OptionalDeadline = std::optional<std::chrono::steady_clock::time_point>;
-
-OptionalDeadline deadline_after(std::optional<std::chrono::nanoseconds> timeout);
 
 /// Blocks until `return_when` holds for `states` or the deadline passes.
 void wait_for_states(std::span<StateCore* const> states, const OptionalDeadline& deadline, ReturnWhen return_when);
@@ -190,6 +229,12 @@ auto wait(const Futures& futures, std::optional<std::chrono::nanoseconds> timeou
   for (auto& future : unique) (future.done() ? split.done : split.not_done).push_back(std::move(future));
   return split;
 }
+/// As above, with a timeout of any duration type (a huge one, hours::max() say, means no
+/// limit rather than an overflow).
+template <detail::FutureRange Futures, class Rep, class Period>
+auto wait(const Futures& futures, std::chrono::duration<Rep, Period> timeout, ReturnWhen return_when = ALL_COMPLETED) {
+  return wait(futures, std::optional(detail::saturating_nanoseconds(timeout)), return_when);
+}
 
 /// The range returned by as_completed. Move-only; iterate it once.
 template <class R>
@@ -245,6 +290,11 @@ auto as_completed(const Futures& futures, std::optional<std::chrono::nanoseconds
   for (const F& future : futures)
     if (seen.insert(&future.core()).second) unique.push_back(future);
   return AsCompleted<R>(std::move(unique), deadline);
+}
+/// As above, with a timeout of any duration type (saturating, as for wait).
+template <detail::FutureRange Futures, class Rep, class Period>
+auto as_completed(const Futures& futures, std::chrono::duration<Rep, Period> timeout) {
+  return as_completed(futures, std::optional(detail::saturating_nanoseconds(timeout)));
 }
 
 }  // namespace mproc

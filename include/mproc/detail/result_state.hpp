@@ -135,9 +135,17 @@ class ResultState final : public StateCore {
   std::function<void(const Stored&)> callback;
   std::function<void(std::exception_ptr)> error_callback;
 
+  /// Completes with `value` unless already completed or cancelled. If storing the value
+  /// throws (a throwing move), the result fails with that exception instead; set_value then
+  /// returns normally. Calling set_error() for it would be too late: completion has begun.
   void set_value(Stored value) {
     if (!begin_completion()) return;
-    value_.emplace(std::move(value));  // only the completing thread touches it until done
+    try {
+      value_.emplace(std::move(value));  // only the completing thread touches it until done
+    } catch (...) {
+      complete_with_error(std::current_exception());
+      return;
+    }
     if (callback) {
       try {
         callback(*value_);
@@ -148,8 +156,21 @@ class ResultState final : public StateCore {
     end_completion(nullptr);
   }
 
+  /// Completes with `error` unless already completed or cancelled.
   void set_error(std::exception_ptr error) {
     if (!begin_completion()) return;
+    complete_with_error(std::move(error));
+  }
+
+  /// Requires done(). A copy of the value, or rethrows the error.
+  Stored value() const {
+    if (const auto& failure = final_error()) std::rethrow_exception(failure);
+    return *value_;
+  }
+
+ private:
+  // Requires begin_completion() to have succeeded on this thread.
+  void complete_with_error(std::exception_ptr error) {
     if (error_callback) {
       try {
         error_callback(error);
@@ -160,13 +181,6 @@ class ResultState final : public StateCore {
     end_completion(std::move(error));
   }
 
-  /// Requires done(). A copy of the value, or rethrows the error.
-  Stored value() const {
-    if (const auto& failure = final_error()) std::rethrow_exception(failure);
-    return *value_;
-  }
-
- private:
   std::optional<Stored> value_;
 };
 
