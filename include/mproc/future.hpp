@@ -7,14 +7,11 @@
 #pragma once
 
 #include <chrono>
-#include <cmath>
-#include <cstdint>
 #include <cstddef>
 #include <exception>
 #include <functional>
 #include <memory>
 #include <optional>
-#include <ratio>
 #include <ranges>
 #include <span>
 #include <string>
@@ -28,46 +25,6 @@
 #include "mproc/error.hpp"
 
 namespace mproc {
-
-namespace detail {
-
-using OptionalDeadline = std::optional<std::chrono::steady_clock::time_point>;
-
-/// `timeout` in nanoseconds, rounded up and clamped to what nanoseconds can hold: a timeout
-/// of centuries (hours::max(), 1e300 seconds) means "wait", never an overflow that lands in
-/// the past. A floating-point NaN counts as no limit.
-template <class Rep, class Period>
-std::chrono::nanoseconds saturating_nanoseconds(std::chrono::duration<Rep, Period> timeout) noexcept {
-  using std::chrono::nanoseconds;
-  using PerTick = std::ratio_divide<Period, std::nano>;  // nanoseconds per tick
-  if constexpr (!std::chrono::treat_as_floating_point_v<Rep> && PerTick::den == 1) {
-    // Whole nanoseconds per tick (ns, us, ms, s, min, h): exact; clamped before multiplying.
-    constexpr std::intmax_t limit = nanoseconds::max().count() / PerTick::num;
-    const Rep count = timeout.count();
-    if (std::cmp_greater_equal(count, limit)) return nanoseconds::max();
-    if (std::cmp_less_equal(count, -limit)) return nanoseconds::min();
-    return nanoseconds(static_cast<std::intmax_t>(count) * PerTick::num);
-  } else {
-    // Floating-point or fractional ticks: computed in long double (64-bit mantissa), then
-    // rounded up.
-    const long double ns = static_cast<long double>(timeout.count()) * PerTick::num / PerTick::den;
-    constexpr long double bound = 9.2e18L;  // just inside nanoseconds' range
-    if (!(ns < bound)) return nanoseconds::max();
-    if (ns <= -bound) return nanoseconds::min();
-    return nanoseconds(static_cast<std::int64_t>(std::ceil(ns)));
-  }
-}
-
-/// The deadline `timeout` from now (nullopt: none), saturating at the clock's maximum; a
-/// negative timeout is a deadline already past.
-OptionalDeadline deadline_after(std::optional<std::chrono::nanoseconds> timeout);
-/// As above, for any duration type (converted without overflow).
-template <class Rep, class Period>
-OptionalDeadline deadline_after(std::chrono::duration<Rep, Period> timeout) {
-  return deadline_after(std::optional<std::chrono::nanoseconds>(saturating_nanoseconds(timeout)));
-}
-
-}  // namespace detail
 
 /// Python's concurrent.futures.Future: the result of a task submitted to an executor.
 /// Copies share one result. Thread safety: every member may be called from any thread.
