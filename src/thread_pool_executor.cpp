@@ -25,7 +25,9 @@ detail::ThreadWorkersOptions workers_options(ThreadPoolExecutorOptions options) 
 
 ThreadPoolExecutor::ThreadPoolExecutor(ThreadPoolExecutorOptions options) : workers_(workers_options(std::move(options))) {}
 
-ThreadPoolExecutor::~ThreadPoolExecutor() { shutdown(true); }
+// ~ThreadWorkers is close() + join(), made safe for a destructor that runs on one of the
+// executor's own threads; shutdown(true) here would throw there.
+ThreadPoolExecutor::~ThreadPoolExecutor() = default;
 
 void ThreadPoolExecutor::shutdown(bool wait, bool cancel_futures) {
   if (cancel_futures) workers_.cancel_pending();

@@ -1,20 +1,125 @@
 #include "mproc/detail/thread_workers.hpp"
 
 #include <algorithm>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
 #include <pthread.h>
 #include <stdexcept>
+#include <thread>
 
 #include "mproc/error.hpp"
 
 namespace mproc::detail {
 
-ThreadWorkers::ThreadWorkers(ThreadWorkersOptions options) : options_(std::move(options)) {
-  if (options_.threads <= 0) throw std::invalid_argument("mproc: max_workers must be at least 1");
+namespace {
+// The pool whose worker the current thread is, if any. Set for the thread's whole life, so
+// it cannot be confused with a later thread that reuses an exited one's id.
+thread_local const void* current_pool_core = nullptr;
+}  // namespace
+
+// Everything the worker threads touch. Each thread holds a reference, so a thread that
+// outlives the ThreadWorkers (detached by a destructor that ran on it) still has its queue.
+struct ThreadWorkers::Core {
+  explicit Core(ThreadWorkersOptions o) : options(std::move(o)) {}
+
+  const ThreadWorkersOptions options;
+  std::mutex mutex;
+  std::condition_variable work_cv;
+  std::condition_variable joined_cv;
+  std::deque<std::unique_ptr<ThreadJob>> queue;
+  std::vector<std::thread> threads;  // moved out by the joiner
+  int idle = 0;
+  bool closed = false;
+  bool broken = false;
+  std::string broken_reason;
+  // One caller joins the threads; any other caller of join() waits for it to finish, so
+  // that every join() returns only once the threads have exited.
+  bool joining = false;
+  bool joined = false;
+
+  bool on_own_thread() const { return current_pool_core == this; }
+
+  // Requires the lock.
+  void start_thread_locked(const std::shared_ptr<Core>& self) {
+    std::size_t index = threads.size();
+    threads.emplace_back([core = self, index] {
+      current_pool_core = core.get();
+      core->name_this_thread(index);
+      core->serve();
+    });
+  }
+
+  void name_this_thread(std::size_t index) const {
+    if (options.name_prefix.empty()) return;
+    // Linux allows 15 characters: the prefix gives way, the index that tells the threads
+    // apart stays ("ThreadPoolExecutor" -> "ThreadPoolE_12").
+    constexpr std::size_t max_name = 15;
+    std::string suffix = "_" + std::to_string(index);
+    std::string name = options.name_prefix.substr(0, max_name - std::min(max_name, suffix.size())) + suffix;
+    ::pthread_setname_np(::pthread_self(), name.substr(0, max_name).c_str());
+  }
+
+  void serve() noexcept {
+    if (options.initializer) {
+      try {
+        options.initializer();
+      } catch (const std::exception& error) {
+        std::unique_lock lock(mutex);
+        break_locked(lock, std::string("a worker's initializer failed: ") + error.what());
+        return;
+      } catch (...) {
+        std::unique_lock lock(mutex);
+        break_locked(lock, "a worker's initializer failed");
+        return;
+      }
+    }
+    std::unique_lock lock(mutex);
+    for (;;) {
+      if (queue.empty()) {
+        // Closed and empty is final: nothing is ever queued again, nor put back.
+        if (closed || broken) return;
+        ++idle;
+        work_cv.wait(lock, [&] { return !queue.empty() || closed || broken; });
+        --idle;
+        continue;
+      }
+      std::unique_ptr<ThreadJob> job = std::move(queue.front());
+      queue.pop_front();
+      lock.unlock();
+      // A job cancelled while it waited is dropped: its result is already final.
+      StateCore* control = job->control();
+      if (control == nullptr || control->set_running()) job->run();
+      job.reset();
+      lock.lock();
+    }
+  }
+
+  // Requires the lock (released and retaken). Python's BrokenThreadPool: the pool takes no
+  // more work, and everything queued fails.
+  void break_locked(std::unique_lock<std::mutex>& lock, const std::string& reason) {
+    if (!broken) {
+      broken = true;
+      broken_reason = reason;
+    }
+    std::deque<std::unique_ptr<ThreadJob>> taken;
+    taken.swap(queue);
+    lock.unlock();
+    work_cv.notify_all();
+    auto error = std::make_exception_ptr(BrokenExecutor(reason));
+    for (auto& job : taken) job->fail(error);
+    lock.lock();
+  }
+};
+
+ThreadWorkers::ThreadWorkers(ThreadWorkersOptions options) : threads_(options.threads) {
+  if (options.threads <= 0) throw std::invalid_argument("mproc: max_workers must be at least 1");
+  core_ = std::make_shared<Core>(std::move(options));
 }
 
 ThreadWorkers::~ThreadWorkers() {
   close();
-  join();
+  join_threads(true);
 }
 
 void ThreadWorkers::submit(std::unique_ptr<ThreadJob> job) {
@@ -24,143 +129,98 @@ void ThreadWorkers::submit(std::unique_ptr<ThreadJob> job) {
 }
 
 void ThreadWorkers::submit(std::vector<std::unique_ptr<ThreadJob>> jobs) {
+  Core& core = *core_;
   std::size_t wake;
   {
-    std::lock_guard lock(mutex_);
-    if (broken_) throw BrokenExecutor(broken_reason_);
-    if (closed_) throw Error("cannot schedule new tasks after shutdown");
-    for (auto& job : jobs) queue_.push_back(std::move(job));
+    std::lock_guard lock(core.mutex);
+    if (core.broken) throw BrokenExecutor(core.broken_reason);
+    if (core.closed) throw Error("cannot schedule new tasks after shutdown");
+    for (auto& job : jobs) core.queue.push_back(std::move(job));
     // Start threads on demand, as Python does: only when no idle thread can take the work.
-    while (static_cast<std::size_t>(idle_) < queue_.size() && threads_.size() < static_cast<std::size_t>(options_.threads))
-      start_thread_locked();
-    wake = std::min(static_cast<std::size_t>(idle_), jobs.size());
+    while (static_cast<std::size_t>(core.idle) < core.queue.size() &&
+           core.threads.size() < static_cast<std::size_t>(threads_))
+      core.start_thread_locked(core_);
+    wake = std::min(static_cast<std::size_t>(core.idle), jobs.size());
   }
   // Only sleeping threads need a wake-up; busy ones look at the queue before sleeping.
   if (wake == 1) {
-    work_cv_.notify_one();
+    core.work_cv.notify_one();
   } else if (wake > 1) {
-    work_cv_.notify_all();
+    core.work_cv.notify_all();
   }
 }
 
 void ThreadWorkers::cancel_pending() {
-  // Cancelling runs done callbacks, which may submit: never under the lock.
-  std::deque<std::unique_ptr<ThreadJob>> taken;
+  // Cancelling runs done callbacks, which may submit: never under the lock. The jobs stay
+  // queued meanwhile (a worker that reaches a cancelled one drops it): taking them out and
+  // putting back the ones that cannot be cancelled (map chunks) would let a worker of a
+  // closed pool find the queue empty, exit, and leave those behind with nobody to run them.
+  std::vector<std::shared_ptr<StateCore>> controls;
   {
-    std::lock_guard lock(mutex_);
-    taken.swap(queue_);
+    std::lock_guard lock(core_->mutex);
+    controls.reserve(core_->queue.size());
+    for (auto& job : core_->queue)
+      if (auto control = job->shared_control()) controls.push_back(std::move(control));
   }
-  std::deque<std::unique_ptr<ThreadJob>> kept;
-  for (auto& job : taken) {
-    StateCore* control = job->control();
-    if (control == nullptr || !control->cancel()) kept.push_back(std::move(job));
-  }
-  std::lock_guard lock(mutex_);
-  for (auto it = kept.rbegin(); it != kept.rend(); ++it) queue_.push_front(std::move(*it));
+  // One a worker has claimed meanwhile is running: cancel() then refuses, as it should.
+  for (auto& control : controls) control->cancel();
 }
 
 void ThreadWorkers::fail_pending(const std::exception_ptr& error) {
+  // Every job taken here is failed here: none is put back, so a worker may exit meanwhile.
   std::deque<std::unique_ptr<ThreadJob>> taken;
   {
-    std::lock_guard lock(mutex_);
-    taken.swap(queue_);
+    std::lock_guard lock(core_->mutex);
+    taken.swap(core_->queue);
   }
   for (auto& job : taken) job->fail(error);
 }
 
 void ThreadWorkers::close() {
   {
-    std::lock_guard lock(mutex_);
-    closed_ = true;
+    std::lock_guard lock(core_->mutex);
+    core_->closed = true;
   }
-  work_cv_.notify_all();
+  core_->work_cv.notify_all();
 }
 
 bool ThreadWorkers::closed() const {
-  std::lock_guard lock(mutex_);
-  return closed_;
+  std::lock_guard lock(core_->mutex);
+  return core_->closed;
 }
 
-void ThreadWorkers::join() {
-  std::vector<std::thread> threads;
-  {
-    std::lock_guard lock(mutex_);
-    if (!closed_) throw Error("join() requires close() or shutdown() first");
-    // A worker joining its own pool would wait for itself.
-    auto self = std::this_thread::get_id();
-    if (std::any_of(threads_.begin(), threads_.end(), [&](const std::thread& t) { return t.get_id() == self; }))
-      throw Error("a thread pool cannot be joined from one of its own tasks (it would deadlock)");
-    threads.swap(threads_);
+void ThreadWorkers::join() { join_threads(false); }
+
+void ThreadWorkers::join_threads(bool in_destructor) {
+  // Owned here: a second joiner may be the destructor, done with this object once woken.
+  std::shared_ptr<Core> core = core_;
+  std::unique_lock lock(core->mutex);
+  if (!core->closed) throw Error("join() requires close() or shutdown() first");
+  if (core->on_own_thread()) {
+    if (!in_destructor) throw Error("a thread pool cannot be joined from one of its own tasks (it would deadlock)");
+    // The last reference to the pool went away in one of its own tasks or done callbacks.
+    // This thread cannot wait for itself: it is detached, and exits by itself once the
+    // queue is empty, holding the Core. The other threads are joined below as usual.
+    const auto self = std::this_thread::get_id();
+    for (auto& thread : core->threads)
+      if (thread.get_id() == self) thread.detach();
   }
-  for (auto& thread : threads) thread.join();
-}
-
-bool ThreadWorkers::on_worker_thread() const {
-  std::lock_guard lock(mutex_);
-  auto self = std::this_thread::get_id();
-  return std::any_of(threads_.begin(), threads_.end(), [&](const std::thread& t) { return t.get_id() == self; });
-}
-
-void ThreadWorkers::start_thread_locked() {
-  std::size_t index = threads_.size();
-  threads_.emplace_back([this, index] {
-    if (!options_.name_prefix.empty()) {
-      // Linux limits thread names to 15 characters.
-      std::string name = (options_.name_prefix + "_" + std::to_string(index)).substr(0, 15);
-      ::pthread_setname_np(::pthread_self(), name.c_str());
-    }
-    serve();
-  });
-}
-
-void ThreadWorkers::serve() noexcept {
-  if (options_.initializer) {
-    try {
-      options_.initializer();
-    } catch (const std::exception& error) {
-      std::unique_lock lock(mutex_);
-      break_locked(lock, std::string("a worker's initializer failed: ") + error.what());
-      return;
-    } catch (...) {
-      std::unique_lock lock(mutex_);
-      break_locked(lock, "a worker's initializer failed");
-      return;
-    }
+  // No thread starts after close(): core->threads is complete.
+  if (core->joining) {
+    core->joined_cv.wait(lock, [&] { return core->joined; });
+    return;
   }
-  std::unique_lock lock(mutex_);
-  for (;;) {
-    if (queue_.empty()) {
-      if (closed_ || broken_) return;
-      ++idle_;
-      work_cv_.wait(lock, [&] { return !queue_.empty() || closed_ || broken_; });
-      --idle_;
-      continue;
-    }
-    std::unique_ptr<ThreadJob> job = std::move(queue_.front());
-    queue_.pop_front();
-    lock.unlock();
-    // A job cancelled while it waited is dropped: its result is already final.
-    StateCore* control = job->control();
-    if (control == nullptr || control->set_running()) job->run();
-    job.reset();
-    lock.lock();
-  }
-}
-
-// Requires the lock (released and retaken). Python's BrokenThreadPool: the pool takes no more
-// work, and everything queued fails.
-void ThreadWorkers::break_locked(std::unique_lock<std::mutex>& lock, const std::string& reason) {
-  if (!broken_) {
-    broken_ = true;
-    broken_reason_ = reason;
-  }
-  std::deque<std::unique_ptr<ThreadJob>> taken;
-  taken.swap(queue_);
+  core->joining = true;
+  std::vector<std::thread> threads = std::move(core->threads);
+  core->threads.clear();
   lock.unlock();
-  work_cv_.notify_all();
-  auto error = std::make_exception_ptr(BrokenExecutor(reason));
-  for (auto& job : taken) job->fail(error);
+  for (auto& thread : threads)
+    if (thread.joinable()) thread.join();
   lock.lock();
+  core->joined = true;
+  core->joined_cv.notify_all();
 }
+
+bool ThreadWorkers::on_worker_thread() const { return core_->on_own_thread(); }
 
 }  // namespace mproc::detail

@@ -46,6 +46,7 @@ class Future {
     return value();
   }
   /// As result(), waiting at most `timeout`; throws TimeoutError if it is not done by then.
+  /// Any duration type: zero or negative only looks, a huge one (hours::max()) has no limit.
   template <class Rep, class Period>
   R result(std::chrono::duration<Rep, Period> timeout) const {
     wait_or_throw(timeout);
@@ -95,8 +96,7 @@ class Future {
  private:
   template <class Rep, class Period>
   void wait_or_throw(std::chrono::duration<Rep, Period> timeout) const {
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::ceil<std::chrono::steady_clock::duration>(timeout);
-    if (!state_->wait_until(deadline)) throw TimeoutError("the future is not done");
+    if (!state_->wait_until(detail::deadline_after(timeout))) throw TimeoutError("the future is not done");
   }
   R value() const {
     if constexpr (std::is_void_v<R>) {
@@ -128,10 +128,6 @@ struct IsFuture<Future<R>> : std::true_type {};
 
 template <class Range>
 concept FutureRange = std::ranges::input_range<Range> && IsFuture<std::ranges::range_value_t<Range>>::value;
-
-using OptionalDeadline = std::optional<std::chrono::steady_clock::time_point>;
-
-OptionalDeadline deadline_after(std::optional<std::chrono::nanoseconds> timeout);
 
 /// Blocks until `return_when` holds for `states` or the deadline passes.
 void wait_for_states(std::span<StateCore* const> states, const OptionalDeadline& deadline, ReturnWhen return_when);
@@ -190,6 +186,12 @@ auto wait(const Futures& futures, std::optional<std::chrono::nanoseconds> timeou
   for (auto& future : unique) (future.done() ? split.done : split.not_done).push_back(std::move(future));
   return split;
 }
+/// As above, with a timeout of any duration type (a huge one, hours::max() say, means no
+/// limit rather than an overflow).
+template <detail::FutureRange Futures, class Rep, class Period>
+auto wait(const Futures& futures, std::chrono::duration<Rep, Period> timeout, ReturnWhen return_when = ALL_COMPLETED) {
+  return wait(futures, std::optional(detail::saturating_nanoseconds(timeout)), return_when);
+}
 
 /// The range returned by as_completed. Move-only; iterate it once.
 template <class R>
@@ -245,6 +247,11 @@ auto as_completed(const Futures& futures, std::optional<std::chrono::nanoseconds
   for (const F& future : futures)
     if (seen.insert(&future.core()).second) unique.push_back(future);
   return AsCompleted<R>(std::move(unique), deadline);
+}
+/// As above, with a timeout of any duration type (saturating, as for wait).
+template <detail::FutureRange Futures, class Rep, class Period>
+auto as_completed(const Futures& futures, std::chrono::duration<Rep, Period> timeout) {
+  return as_completed(futures, std::optional(detail::saturating_nanoseconds(timeout)));
 }
 
 }  // namespace mproc

@@ -54,14 +54,16 @@ using ItemResult = decltype(call_item<Star>(std::declval<F&>(), std::declval<Ite
 
 }  // namespace detail
 
-/// Thread safety: every member may be called from any thread; join() and the destructor
-/// not from one of the pool's own tasks.
+/// Thread safety: every member may be called from any thread; join() not from one of the
+/// pool's own tasks (Error: it would wait for itself).
 class ThreadPool {
  public:
   /// Throws std::invalid_argument for processes <= 0.
   explicit ThreadPool(int processes) : ThreadPool(ThreadPoolOptions{.processes = processes}) {}
   explicit ThreadPool(ThreadPoolOptions options = {});
   /// Waits for every accepted task (close() + join()); after terminate(), for the running ones.
+  /// May run in one of the pool's own tasks or callbacks (one holding the last shared_ptr to
+  /// it): it then waits for the other threads, and the current one finishes the queue after.
   ~ThreadPool() = default;
   ThreadPool(const ThreadPool&) = delete;
   ThreadPool& operator=(const ThreadPool&) = delete;

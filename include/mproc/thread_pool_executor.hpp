@@ -36,7 +36,8 @@ struct ThreadPoolExecutorOptions {
   /// Runs once in each thread before its first task. If it throws, the executor is broken:
   /// pending futures fail and submit() throws BrokenExecutor.
   std::function<void()> initializer = {};
-  /// Threads are named "<prefix>_<n>" (truncated to Linux's 15 characters).
+  /// Threads are named "<prefix>_<n>" (default prefix "ThreadPoolExecutor"), the prefix
+  /// shortened to fit Linux's 15 characters so that the index stays: "ThreadPoolE_12".
   std::string thread_name_prefix = {};
 };
 
@@ -102,14 +103,16 @@ auto threads_imap(ThreadWorkers& workers, F f, Range&& items, std::size_t chunks
 
 }  // namespace detail
 
-/// Thread safety: every member may be called from any thread; shutdown(wait = true) and the
-/// destructor not from one of the executor's own tasks (Error: it would wait for itself).
+/// Thread safety: every member may be called from any thread; shutdown(wait = true) not from
+/// one of the executor's own tasks (Error: it would wait for itself).
 class ThreadPoolExecutor {
  public:
   /// Throws std::invalid_argument for max_workers <= 0.
   explicit ThreadPoolExecutor(ThreadPoolExecutorOptions options = {});
   explicit ThreadPoolExecutor(int max_workers) : ThreadPoolExecutor(ThreadPoolExecutorOptions{.max_workers = max_workers}) {}
-  /// shutdown(wait = true).
+  /// shutdown(wait = true): waits for every accepted task. May also run in one of the
+  /// executor's own tasks or done callbacks (a task holding the last shared_ptr to it): it
+  /// then waits for the other threads, and the current one finishes the queue afterwards.
   ~ThreadPoolExecutor();
   ThreadPoolExecutor(const ThreadPoolExecutor&) = delete;
   ThreadPoolExecutor& operator=(const ThreadPoolExecutor&) = delete;
@@ -130,11 +133,13 @@ class ThreadPoolExecutor {
   template <class F, std::ranges::input_range Range>
   auto map(F f, Range&& items, std::optional<std::chrono::nanoseconds> timeout = std::nullopt,
            std::size_t chunksize = 1, std::optional<std::size_t> buffersize = std::nullopt) {
-    if (buffersize && *buffersize == 0) throw std::invalid_argument("mproc: buffersize must be at least 1");
-    if (workers_.closed()) throw Error("cannot schedule new tasks after shutdown");
-    return detail::threads_imap(workers_, std::move(f), std::forward<Range>(items), chunksize, true,
-                                buffersize.value_or(detail::default_map_window(max_workers())),
-                                detail::deadline_after(timeout));
+    return map_until(std::move(f), std::forward<Range>(items), detail::deadline_after(timeout), chunksize, buffersize);
+  }
+  /// As above, with a timeout of any duration type (hours::max() means no limit).
+  template <class F, std::ranges::input_range Range, class Rep, class Period>
+  auto map(F f, Range&& items, std::chrono::duration<Rep, Period> timeout, std::size_t chunksize = 1,
+           std::optional<std::size_t> buffersize = std::nullopt) {
+    return map_until(std::move(f), std::forward<Range>(items), detail::deadline_after(timeout), chunksize, buffersize);
   }
 
   /// Python's shutdown: no more submissions; with `cancel_futures`, futures not yet picked up
@@ -144,6 +149,15 @@ class ThreadPoolExecutor {
   int max_workers() const noexcept { return workers_.max_threads(); }
 
  private:
+  template <class F, class Range>
+  auto map_until(F f, Range&& items, detail::OptionalDeadline deadline, std::size_t chunksize,
+                 std::optional<std::size_t> buffersize) {
+    if (buffersize && *buffersize == 0) throw std::invalid_argument("mproc: buffersize must be at least 1");
+    if (workers_.closed()) throw Error("cannot schedule new tasks after shutdown");
+    return detail::threads_imap(workers_, std::move(f), std::forward<Range>(items), chunksize, true,
+                                buffersize.value_or(detail::default_map_window(max_workers())), deadline);
+  }
+
   detail::ThreadWorkers workers_;
 };
 

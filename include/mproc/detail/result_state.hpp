@@ -3,25 +3,66 @@
 //
 // StateCore holds everything that does not depend on the result type, compiled once in
 // src/result_state.cpp: the status machine, blocking waits, done callbacks, and the waiters
-// registered by mproc::wait / mproc::as_completed. ResultState<R> adds the value.
+// registered by mproc::wait / mproc::as_completed. ResultState<R> adds the value. Also here:
+// deadline_after, which every timed wait on a result uses to turn a timeout of any duration
+// type into a deadline without overflow.
 #pragma once
 
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <cstddef>
+#include <cstdint>
 #include <deque>
 #include <exception>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <ratio>
 #include <type_traits>
 #include <utility>
 #include <variant>
 #include <vector>
 
 namespace mproc::detail {
+
+using OptionalDeadline = std::optional<std::chrono::steady_clock::time_point>;
+
+/// `timeout` in nanoseconds, rounded up and clamped to what nanoseconds can hold: a timeout
+/// of centuries (hours::max(), 1e300 seconds) means "wait", never an overflow that lands in
+/// the past. A floating-point NaN counts as no limit.
+template <class Rep, class Period>
+std::chrono::nanoseconds saturating_nanoseconds(std::chrono::duration<Rep, Period> timeout) noexcept {
+  using std::chrono::nanoseconds;
+  using PerTick = std::ratio_divide<Period, std::nano>;  // nanoseconds per tick
+  if constexpr (!std::chrono::treat_as_floating_point_v<Rep> && PerTick::den == 1) {
+    // Whole nanoseconds per tick (ns, us, ms, s, min, h): exact; clamped before multiplying.
+    constexpr std::intmax_t limit = nanoseconds::max().count() / PerTick::num;
+    const Rep count = timeout.count();
+    if (std::cmp_greater_equal(count, limit)) return nanoseconds::max();
+    if (std::cmp_less_equal(count, -limit)) return nanoseconds::min();
+    return nanoseconds(static_cast<std::intmax_t>(count) * PerTick::num);
+  } else {
+    // Floating-point or fractional ticks: computed in long double, then rounded up (exact
+    // to the nanosecond for any timeout a clock can hold).
+    const long double ns = static_cast<long double>(timeout.count()) * PerTick::num / PerTick::den;
+    constexpr long double bound = 9.2e18L;  // just inside nanoseconds' range
+    if (!(ns < bound)) return nanoseconds::max();
+    if (ns <= -bound) return nanoseconds::min();
+    return nanoseconds(static_cast<std::int64_t>(std::ceil(ns)));
+  }
+}
+
+/// The deadline `timeout` from now (nullopt: none), saturating at the clock's maximum; a
+/// negative timeout is a deadline already past. Every wait with a timeout goes through it.
+OptionalDeadline deadline_after(std::optional<std::chrono::nanoseconds> timeout);
+/// As above, for any duration type (converted without overflow).
+template <class Rep, class Period>
+OptionalDeadline deadline_after(std::chrono::duration<Rep, Period> timeout) {
+  return deadline_after(std::optional<std::chrono::nanoseconds>(saturating_nanoseconds(timeout)));
+}
 
 /// Reports an exception escaping a user callback on stderr (call inside a catch block).
 void report_callback_exception(const char* which) noexcept;
@@ -135,9 +176,17 @@ class ResultState final : public StateCore {
   std::function<void(const Stored&)> callback;
   std::function<void(std::exception_ptr)> error_callback;
 
+  /// Completes with `value` unless already completed or cancelled. If storing the value
+  /// throws (a throwing move), the result fails with that exception instead; set_value then
+  /// returns normally. Calling set_error() for it would be too late: completion has begun.
   void set_value(Stored value) {
     if (!begin_completion()) return;
-    value_.emplace(std::move(value));  // only the completing thread touches it until done
+    try {
+      value_.emplace(std::move(value));  // only the completing thread touches it until done
+    } catch (...) {
+      complete_with_error(std::current_exception());
+      return;
+    }
     if (callback) {
       try {
         callback(*value_);
@@ -148,8 +197,21 @@ class ResultState final : public StateCore {
     end_completion(nullptr);
   }
 
+  /// Completes with `error` unless already completed or cancelled.
   void set_error(std::exception_ptr error) {
     if (!begin_completion()) return;
+    complete_with_error(std::move(error));
+  }
+
+  /// Requires done(). A copy of the value, or rethrows the error.
+  Stored value() const {
+    if (const auto& failure = final_error()) std::rethrow_exception(failure);
+    return *value_;
+  }
+
+ private:
+  // Requires begin_completion() to have succeeded on this thread.
+  void complete_with_error(std::exception_ptr error) {
     if (error_callback) {
       try {
         error_callback(error);
@@ -160,13 +222,6 @@ class ResultState final : public StateCore {
     end_completion(std::move(error));
   }
 
-  /// Requires done(). A copy of the value, or rethrows the error.
-  Stored value() const {
-    if (const auto& failure = final_error()) std::rethrow_exception(failure);
-    return *value_;
-  }
-
- private:
   std::optional<Stored> value_;
 };
 

@@ -3,15 +3,12 @@
 // concurrent.futures.ThreadPoolExecutor does.
 #pragma once
 
-#include <condition_variable>
 #include <cstddef>
-#include <deque>
 #include <exception>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
-#include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "mproc/detail/result_state.hpp"
@@ -24,6 +21,9 @@ class ThreadJob {
   virtual ~ThreadJob() = default;
   /// The result's state if the job can be cancelled until a thread picks it up.
   virtual StateCore* control() noexcept { return nullptr; }
+  /// The same state, owned: cancel_pending() cancels it outside the queue's lock, while a
+  /// worker may already be destroying the job.
+  virtual std::shared_ptr<StateCore> shared_control() const { return nullptr; }
   /// Runs the job on a worker thread.
   virtual void run() noexcept = 0;
   /// The job will never run: record `error` as its outcome.
@@ -36,6 +36,7 @@ class StateJob final : public ThreadJob {
  public:
   StateJob(std::shared_ptr<ResultState<R>> state, Body body) : state_(std::move(state)), body_(std::move(body)) {}
   StateCore* control() noexcept override { return state_.get(); }
+  std::shared_ptr<StateCore> shared_control() const override { return state_; }
   void run() noexcept override {
     try {
       if constexpr (std::is_void_v<R>) {
@@ -61,13 +62,16 @@ struct ThreadWorkersOptions {
   std::string name_prefix;
 };
 
-/// Thread safety: every member may be called from any thread, except that close()+join()
-/// and the destructor must not be called from one of the worker threads.
+/// Thread safety: every member may be called from any thread. join() throws Error on one of
+/// the pool's own threads; the destructor may run there (see ~ThreadWorkers).
 class ThreadWorkers {
  public:
   /// Throws std::invalid_argument for threads <= 0.
   explicit ThreadWorkers(ThreadWorkersOptions options);
-  /// close() + join().
+  /// close() + join(): waits for every accepted job. On one of the pool's own threads (a task
+  /// or done callback dropped the last reference to its pool) it waits for the other threads
+  /// and detaches this one, which goes on serving the queue until it is empty: the state the
+  /// threads share outlives this object.
   ~ThreadWorkers();
   ThreadWorkers(const ThreadWorkers&) = delete;
   ThreadWorkers& operator=(const ThreadWorkers&) = delete;
@@ -83,28 +87,22 @@ class ThreadWorkers {
   void fail_pending(const std::exception_ptr& error);
   /// No more jobs; threads exit when the queue is empty.
   void close();
-  /// Waits for the threads to exit. Requires close().
+  /// Returns once every thread has exited — in every caller, when several join at once.
+  /// Throws Error before close(), and on one of the pool's own threads (it would wait for
+  /// itself).
   void join();
   bool closed() const;
 
-  int max_threads() const noexcept { return options_.threads; }
+  int max_threads() const noexcept { return threads_; }
   /// True on one of this object's worker threads.
   bool on_worker_thread() const;
 
  private:
-  void start_thread_locked();
-  void serve() noexcept;
-  void break_locked(std::unique_lock<std::mutex>& lock, const std::string& reason);
+  struct Core;  // what the threads share with this object (src/thread_workers.cpp)
+  void join_threads(bool in_destructor);
 
-  const ThreadWorkersOptions options_;
-  mutable std::mutex mutex_;
-  std::condition_variable work_cv_;
-  std::deque<std::unique_ptr<ThreadJob>> queue_;
-  std::vector<std::thread> threads_;
-  int idle_ = 0;
-  bool closed_ = false;
-  bool broken_ = false;
-  std::string broken_reason_;
+  int threads_;
+  std::shared_ptr<Core> core_;
 };
 
 }  // namespace mproc::detail
