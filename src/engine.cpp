@@ -829,12 +829,15 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
       drain_results(*worker);
       auto it = std::find_if(finished_tasks_.begin(), finished_tasks_.end(),
                              [&](const Finished& f) { return f.task->id == task_id; });
-      if (it != finished_tasks_.end()) {
+      // Done callbacks run on the engine's thread (Python runs them on the executor's), not
+      // on this caller's: such a result is left there.
+      if (it != finished_tasks_.end() && !(it->task->spec.control && it->task->spec.control->has_done_callbacks())) {
         mine = std::move(*it);
         finished_tasks_.erase(it);
       }
-      // Anything else (nothing, normally; or a torn frame: a death) is the engine's.
-      if (!finished_tasks_.empty() || !mine) wake();
+      // Anything else (nothing, normally; or a torn frame: a death) is the engine's, and the
+      // worker is free now: tasks held back for it must be dispatched.
+      if (!finished_tasks_.empty() || !mine || !pending_.empty()) wake();
     }
     if (mine) complete(*mine->task, mine->payload, std::move(mine->error));
     return true;

@@ -67,6 +67,11 @@ bool StateCore::cancel() {
   return true;
 }
 
+bool StateCore::has_done_callbacks() const {
+  std::lock_guard lock(mutex_);
+  return !done_callbacks_.empty();
+}
+
 bool StateCore::done() const { return is_final(status_.load(std::memory_order_acquire)); }
 
 bool StateCore::running() const {

@@ -894,19 +894,35 @@ TEST_F(ProcessExecutor, AResultThatFailsToSerializeFailsItsFutureOnly) {
   EXPECT_NE(bad.exception(), nullptr);
   std::vector<mproc::Future<int>> after;
   for (int i = 0; i < 20; ++i) after.push_back(executor.submit(square, i));
-  // wait(), not result(): result() on the first of a burst can hang the rest until the
-  // engine's direct-result fix lands (see DISABLED_ABurstBehindASlowDirectTask below).
+  EXPECT_EQ(after.front().result(30s), 0);
   EXPECT_TRUE(mproc::wait(after, 30s).not_done.empty());
   for (int i = 0; i < 20; ++i) EXPECT_EQ(after[static_cast<std::size_t>(i)].result(0s), i * i);
   EXPECT_EQ(executor.submit(make_poison, 0).result(30s).value, 7);
 }
 
-// The engine's bug, for its owner (src/engine.cpp, EngineCore::collect_direct): a caller that
-// collects a direct task's result frees the worker but does not wake the engine thread, so
-// tasks that were held back for that worker (prefetch depth 1: tasks measured as slow) stay
-// pending until some other event. Enable once collect_direct wakes the engine when tasks are
-// pending.
-TEST_F(ProcessExecutor, DISABLED_ABurstBehindASlowDirectTask) {
+// A caller that collects a direct task's result frees the worker: the tasks held back for it
+// (prefetch depth 1: tasks measured as slow) must be dispatched then, not at some later event.
+TEST_F(ProcessExecutor, DoneCallbacksNeverRunOnTheThreadWaitingForTheResult) {
+  // A lone task's result may be read by the thread waiting in result(); its done callbacks
+  // still run on the executor's thread, as Python runs them on its manager thread (a caller
+  // holding a lock its callback takes must not deadlock itself).
+  mproc::ProcessPoolExecutor executor(1);
+  for (int round = 0; round < 20; ++round) {
+    const auto caller = std::this_thread::get_id();
+    std::atomic<bool> on_caller{false};
+    std::atomic<int> calls{0};
+    auto future = executor.submit(sleep_ms, 5);
+    future.add_done_callback([&](const mproc::Future<int>&) {
+      on_caller = std::this_thread::get_id() == caller;
+      ++calls;
+    });
+    EXPECT_EQ(future.result(), 5);
+    EXPECT_TRUE(mproc::testing::eventually([&] { return calls.load() == 1; }));
+    EXPECT_FALSE(on_caller);
+  }
+}
+
+TEST_F(ProcessExecutor, ABurstBehindASlowDirectTask) {
   mproc::ProcessPoolExecutor executor(1);
   for (int i = 0; i < 3; ++i) executor.submit(sleep_ms, 5).result();  // measured slow: depth 1
   auto first = executor.submit(sleep_ms, 20);  // handed straight to the idle worker

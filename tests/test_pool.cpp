@@ -809,7 +809,10 @@ TEST_F(PoolTest, InitializerRunsOncePerWorker) {
     pool.close();
     pool.join();
   }
-  EXPECT_EQ(runs.value(), 3);  // one per worker, replacements included
+  // One per worker, replacements included: three ran a task; a fourth may have replaced the
+  // third before close() arrived (Python's pool does the same).
+  EXPECT_GE(runs.value(), 3);
+  EXPECT_LE(runs.value(), 4);
   initializer_runs = nullptr;
 }
 

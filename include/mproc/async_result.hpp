@@ -19,7 +19,6 @@
 #include <variant>
 #include <vector>
 
-#include "mproc/detail/deadline.hpp"
 #include "mproc/detail/result_state.hpp"
 #include "mproc/error.hpp"
 #include "mproc/imap_iterator.hpp"
@@ -51,7 +50,7 @@ class AsyncResult {
   /// Returns true if the result is ready.
   template <class Rep, class Period>
   bool wait(std::chrono::duration<Rep, Period> timeout) const {
-    return state_->wait_until(detail::saturating_deadline(timeout));
+    return state_->wait_until(detail::deadline_after(timeout));
   }
 
   bool ready() const { return state_->done(); }

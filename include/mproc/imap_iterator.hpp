@@ -21,7 +21,7 @@
 #include <utility>
 #include <vector>
 
-#include "mproc/detail/deadline.hpp"
+#include "mproc/detail/result_state.hpp"
 #include "mproc/error.hpp"
 
 namespace mproc {
@@ -245,7 +245,7 @@ class IMapIterator {
   /// As next(); throws TimeoutError if no result arrives within `timeout`.
   template <class Rep, class Period>
   std::optional<R> next(std::chrono::duration<Rep, Period> timeout) {
-    Deadline until = detail::saturating_deadline(timeout);
+    Deadline until = detail::deadline_after(timeout);
     if (deadline_ && *deadline_ < *until) until = deadline_;
     return next_until(until);
   }

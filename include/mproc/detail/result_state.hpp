@@ -112,6 +112,9 @@ class StateCore {
   bool cancel();
 
   bool done() const;
+  /// Whether done callbacks are registered (they must run on the completing backend's
+  /// thread, so a waiter that could complete the result itself leaves it to the backend).
+  bool has_done_callbacks() const;
   bool running() const;
   bool cancelled() const;
   /// Blocks until done (finished or cancelled) or the deadline; returns done().
