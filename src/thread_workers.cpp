@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <condition_variable>
 #include <deque>
+#include <functional>
+#include <map>
 #include <mutex>
 #include <pthread.h>
 #include <stdexcept>
@@ -37,6 +39,41 @@ struct ThreadWorkers::Core {
   // that every join() returns only once the threads have exited.
   bool joining = false;
   bool joined = false;
+  // Open lazy maps, by id: how to read the rest of each one's input (ThreadStream).
+  std::map<std::uint64_t, std::function<void()>> streams;
+  std::uint64_t next_stream = 1;
+
+  // Requires the lock. Whether the threads are done for good: nothing queued, and nothing
+  // may be (closed with no open map, or broken).
+  bool finished_locked() const { return queue.empty() && ((closed && streams.empty()) || broken); }
+
+  // Requires the lock. Throws unless jobs are accepted: a stream's are, after close().
+  void check_accepting_locked(bool from_stream) const {
+    if (broken) throw BrokenExecutor(broken_reason);
+    if (joined || (closed && !from_stream)) throw Error("cannot schedule new tasks after shutdown");
+  }
+
+  // Queues `jobs` (the lock not held), starting threads on demand.
+  void submit(const std::shared_ptr<Core>& self, std::vector<std::unique_ptr<ThreadJob>> jobs, bool from_stream) {
+    std::size_t wake;
+    {
+      std::lock_guard lock(mutex);
+      check_accepting_locked(from_stream);
+      for (auto& job : jobs) queue.push_back(std::move(job));
+      // Start threads on demand, as Python does: only when no idle thread can take the work
+      // (and none after close(): the joiner takes the list of threads as complete).
+      while (!closed && static_cast<std::size_t>(idle) < queue.size() &&
+             threads.size() < static_cast<std::size_t>(options.threads))
+        start_thread_locked(self);
+      wake = std::min(static_cast<std::size_t>(idle), jobs.size());
+    }
+    // Only sleeping threads need a wake-up; busy ones look at the queue before sleeping.
+    if (wake == 1) {
+      work_cv.notify_one();
+    } else if (wake > 1) {
+      work_cv.notify_all();
+    }
+  }
 
   bool on_own_thread() const { return current_pool_core == this; }
 
@@ -77,10 +114,10 @@ struct ThreadWorkers::Core {
     std::unique_lock lock(mutex);
     for (;;) {
       if (queue.empty()) {
-        // Closed and empty is final: nothing is ever queued again, nor put back.
-        if (closed || broken) return;
+        // Closed, empty and no open map is final: nothing is ever queued again, nor put back.
+        if (finished_locked()) return;
         ++idle;
-        work_cv.wait(lock, [&] { return !queue.empty() || closed || broken; });
+        work_cv.wait(lock, [&] { return !queue.empty() || finished_locked(); });
         --idle;
         continue;
       }
@@ -128,26 +165,28 @@ void ThreadWorkers::submit(std::unique_ptr<ThreadJob> job) {
   submit(std::move(one));
 }
 
-void ThreadWorkers::submit(std::vector<std::unique_ptr<ThreadJob>> jobs) {
-  Core& core = *core_;
-  std::size_t wake;
+void ThreadWorkers::submit(std::vector<std::unique_ptr<ThreadJob>> jobs) { core_->submit(core_, std::move(jobs), false); }
+
+std::shared_ptr<ThreadStream> ThreadWorkers::open_stream(std::function<void()> drain) {
+  std::lock_guard lock(core_->mutex);
+  core_->check_accepting_locked(false);
+  std::uint64_t id = core_->next_stream++;
+  core_->streams.emplace(id, std::move(drain));
+  return std::make_shared<ThreadStream>(core_, id);
+}
+
+ThreadStream::~ThreadStream() {
+  auto& core = *static_cast<ThreadWorkers::Core*>(workers_.get());
   {
     std::lock_guard lock(core.mutex);
-    if (core.broken) throw BrokenExecutor(core.broken_reason);
-    if (core.closed) throw Error("cannot schedule new tasks after shutdown");
-    for (auto& job : jobs) core.queue.push_back(std::move(job));
-    // Start threads on demand, as Python does: only when no idle thread can take the work.
-    while (static_cast<std::size_t>(core.idle) < core.queue.size() &&
-           core.threads.size() < static_cast<std::size_t>(threads_))
-      core.start_thread_locked(core_);
-    wake = std::min(static_cast<std::size_t>(core.idle), jobs.size());
+    core.streams.erase(id_);
   }
-  // Only sleeping threads need a wake-up; busy ones look at the queue before sleeping.
-  if (wake == 1) {
-    core.work_cv.notify_one();
-  } else if (wake > 1) {
-    core.work_cv.notify_all();
-  }
+  core.work_cv.notify_all();  // threads of a closed pool may now finish
+}
+
+void ThreadStream::submit(std::vector<std::unique_ptr<ThreadJob>> jobs) {
+  auto core = std::static_pointer_cast<ThreadWorkers::Core>(workers_);
+  core->submit(core, std::move(jobs), true);
 }
 
 void ThreadWorkers::cancel_pending() {
@@ -159,8 +198,10 @@ void ThreadWorkers::cancel_pending() {
   {
     std::lock_guard lock(core_->mutex);
     controls.reserve(core_->queue.size());
-    for (auto& job : core_->queue)
+    for (auto& job : core_->queue) {
       if (auto control = job->shared_control()) controls.push_back(std::move(control));
+      if (auto flag = job->abandon_flag()) flag->store(true, std::memory_order_relaxed);
+    }
   }
   // One a worker has claimed meanwhile is running: cancel() then refuses, as it should.
   for (auto& control : controls) control->cancel();
@@ -194,6 +235,17 @@ void ThreadWorkers::join() { join_threads(false); }
 void ThreadWorkers::join_threads(bool in_destructor) {
   // Owned here: a second joiner may be the destructor, done with this object once woken.
   std::shared_ptr<Core> core = core_;
+  if (!core->on_own_thread()) {
+    // Python finishes a map accepted before shutdown: read the rest of every open one's input.
+    std::vector<std::function<void()>> drains;
+    {
+      std::lock_guard lock(core->mutex);
+      if (!core->closed) throw Error("join() requires close() or shutdown() first");
+      if (!core->broken)
+        for (auto& [id, drain] : core->streams) drains.push_back(drain);
+    }
+    for (auto& drain : drains) drain();
+  }
   std::unique_lock lock(core->mutex);
   if (!core->closed) throw Error("join() requires close() or shutdown() first");
   if (core->on_own_thread()) {

@@ -3,6 +3,8 @@
 // and its calls not yet started are cancelled when it times out or is dropped mid-way.
 #include <mproc/mproc.hpp>
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <mutex>
 #include <numeric>
@@ -107,6 +109,64 @@ TEST_F(ExecutorMap, ContextManagerShape) {
     for (int value : executor.map(absolute, input)) results.push_back(value);
   }
   EXPECT_EQ(results, (std::vector<int>{5, 4, 3, 2, 1, 0, 1, 2, 3, 4}));
+}
+
+// ---- the same life on threads ----------------------------------------------------------------
+
+TEST_F(ExecutorMap, ThreadsSubmitWithoutIteration) {
+  // CPython's test_map_submits_without_iteration, as written (a ThreadPoolExecutor).
+  std::mutex mutex;
+  std::vector<int> finished;
+  {
+    mproc::ThreadPoolExecutor executor(2);
+    (void)executor.map(
+        [&](int n) {
+          std::lock_guard guard(mutex);
+          finished.push_back(n);
+          return n;
+        },
+        std::vector<int>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9});
+    executor.shutdown(true);
+  }
+  std::sort(finished.begin(), finished.end());
+  EXPECT_EQ(finished, (std::vector<int>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}));
+}
+
+TEST_F(ExecutorMap, ThreadsShutdownWaitFinishesAMapLongerThanItsWindow) {
+  mproc::ThreadPoolExecutor executor(2);
+  std::vector<int> input(3000);
+  std::iota(input.begin(), input.end(), -1500);
+  auto results = executor.map(absolute, input, std::nullopt, 1, 8);
+  executor.shutdown(true);
+  for (int x : input) ASSERT_EQ(results.next(), absolute(x));
+  EXPECT_EQ(results.next(), std::nullopt);
+}
+
+TEST_F(ExecutorMap, ThreadsATimeoutCancelsTheCallsNotStarted) {
+  std::atomic<int> started{0};
+  mproc::ThreadPoolExecutor executor(2);
+  auto results = executor.map(
+      [&](int ms) {
+        ++started;
+        std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+        return ms;
+      },
+      std::vector<int>(20, 300), 100ms);
+  EXPECT_THROW(results.next(), mproc::TimeoutError);
+  executor.shutdown(true);
+  EXPECT_LE(started.load(), 4);
+}
+
+TEST_F(ExecutorMap, ThreadPoolImapAcceptedBeforeCloseFinishes) {
+  mproc::ThreadPool pool(2);
+  std::vector<int> input(2000);
+  std::iota(input.begin(), input.end(), 0);
+  auto results = pool.imap([](int x) { return x * 2; }, input);
+  pool.close();
+  EXPECT_THROW(pool.imap([](int x) { return x; }, input), mproc::Error);
+  pool.join();  // reads the rest of the input first
+  for (int x : input) ASSERT_EQ(results.next(), 2 * x);
+  EXPECT_EQ(results.next(), std::nullopt);
 }
 
 }  // namespace

@@ -53,10 +53,12 @@ auto bind_call(F&& f, Args&&... args) {
 
 int default_thread_workers();
 
-/// A lazy map of f over `items` on `workers`, chunk by chunk.
+/// A lazy map of f over `items` on `workers`, chunk by chunk, through a stream of theirs (the
+/// map outlives the pool safely; join() finishes it). With `cancel_on_abandon` (executors),
+/// chunks not yet started are dropped once the map times out or its started iterator goes.
 template <class F, class Range>
 auto threads_imap(ThreadWorkers& workers, F f, Range&& items, std::size_t chunksize, bool ordered,
-                  std::size_t max_in_flight, OptionalDeadline deadline) {
+                  std::size_t max_in_flight, OptionalDeadline deadline, bool cancel_on_abandon = false) {
   using Item = std::ranges::range_value_t<Range>;
   using R = std::invoke_result_t<F&, Item>;
   static_assert(!std::is_void_v<R>, "mproc: a lazy map needs a function that returns a value; use map for void functions");
@@ -65,18 +67,23 @@ auto threads_imap(ThreadWorkers& workers, F f, Range&& items, std::size_t chunks
   auto state = std::make_shared<IMapState<R>>();
   auto staged = std::make_shared<std::vector<std::unique_ptr<ThreadJob>>>();
   auto function = std::make_shared<F>(std::move(f));
+  auto abandoned = cancel_on_abandon ? std::make_shared<std::atomic<bool>>(false) : nullptr;
   IMapFeed feed;
-  feed.stage = [read = chunk_reader<Item>(std::forward<Range>(items), chunksize), staged, state,
-                function](std::size_t index) mutable {
+  feed.stage = [read = chunk_reader<Item>(std::forward<Range>(items), chunksize), staged, state, function,
+                abandoned](std::size_t index) mutable {
     std::vector<Item> chunk;
     if (!read(chunk)) return false;
     // Each chunk's outcome goes to the map's state rather than a future of its own.
     struct ChunkJob final : ThreadJob {
       std::shared_ptr<IMapState<R>> state;
       std::shared_ptr<F> function;
+      std::shared_ptr<std::atomic<bool>> abandoned;
       std::vector<Item> items;
       std::size_t index;
+      std::shared_ptr<std::atomic<bool>> abandon_flag() const override { return abandoned; }
       void run() noexcept override {
+        if (abandoned && abandoned->load(std::memory_order_relaxed))
+          return fail(std::make_exception_ptr(CancelledError("the map was abandoned before this chunk started")));
         Chunk values;
         std::exception_ptr error;
         try {
@@ -92,13 +99,27 @@ auto threads_imap(ThreadWorkers& workers, F f, Range&& items, std::size_t chunks
     auto job = std::make_unique<ChunkJob>();
     job->state = state;
     job->function = function;
+    job->abandoned = abandoned;
     job->items = std::move(chunk);
     job->index = index;
     staged->push_back(std::move(job));
     return true;
   };
-  feed.flush = [staged, &workers] { workers.submit(std::exchange(*staged, {})); };
-  return IMapIterator<R>(std::move(state), std::move(feed), ordered, max_in_flight, deadline);
+  if (abandoned) feed.abandon = [abandoned] { abandoned->store(true, std::memory_order_relaxed); };
+  auto source = std::make_shared<IMapSource>(IMapFeed{});
+  std::shared_ptr<ThreadStream> stream = workers.open_stream([weak = std::weak_ptr<IMapSource>(source)] {
+    if (auto alive = weak.lock()) alive->drain();
+  });
+  feed.flush = [staged, stream] {
+    try {
+      stream->submit(std::exchange(*staged, {}));
+    } catch (...) {
+      staged->clear();
+      throw;
+    }
+  };
+  source->set_feed(std::move(feed));
+  return IMapIterator<R>(std::move(state), std::move(source), ordered, max_in_flight, deadline);
 }
 
 }  // namespace detail
@@ -155,7 +176,8 @@ class ThreadPoolExecutor {
     if (buffersize && *buffersize == 0) throw std::invalid_argument("mproc: buffersize must be at least 1");
     if (workers_.closed()) throw Error("cannot schedule new tasks after shutdown");
     return detail::threads_imap(workers_, std::move(f), std::forward<Range>(items), chunksize, true,
-                                buffersize.value_or(detail::default_map_window(max_workers())), deadline);
+                                buffersize.value_or(detail::default_map_window(max_workers())), deadline,
+                                /*cancel_on_abandon=*/true);
   }
 
   detail::ThreadWorkers workers_;

@@ -3,6 +3,9 @@
 // concurrent.futures.ThreadPoolExecutor does.
 #pragma once
 
+#include <atomic>
+#include <cstdint>
+
 #include <cstddef>
 #include <exception>
 #include <functional>
@@ -24,6 +27,9 @@ class ThreadJob {
   /// The same state, owned: cancel_pending() cancels it outside the queue's lock, while a
   /// worker may already be destroying the job.
   virtual std::shared_ptr<StateCore> shared_control() const { return nullptr; }
+  /// The flag of the map this job is a chunk of, if that map may be abandoned (an executor
+  /// map): shutdown(cancel_futures=true) sets it, and the chunk then fails instead of running.
+  virtual std::shared_ptr<std::atomic<bool>> abandon_flag() const { return nullptr; }
   /// Runs the job on a worker thread.
   virtual void run() noexcept = 0;
   /// The job will never run: record `error` as its outcome.
@@ -62,6 +68,26 @@ struct ThreadWorkersOptions {
   std::string name_prefix;
 };
 
+class ThreadWorkers;
+
+/// A lazy map's way into a thread pool (ThreadWorkers::open_stream), as EngineStream is into
+/// the process engine: while it is open the threads stay after close(), and join() reads the
+/// rest of the map's input first.
+class ThreadStream {
+ public:
+  ThreadStream(std::shared_ptr<void> workers, std::uint64_t id) : workers_(std::move(workers)), id_(id) {}
+  ~ThreadStream();
+  ThreadStream(const ThreadStream&) = delete;
+  ThreadStream& operator=(const ThreadStream&) = delete;
+  /// Queues the map's jobs, also after close(). Throws Error once the pool was joined,
+  /// BrokenExecutor after an initializer failed.
+  void submit(std::vector<std::unique_ptr<ThreadJob>> jobs);
+
+ private:
+  std::shared_ptr<void> workers_;  // the pool's shared state (ThreadWorkers::Core)
+  std::uint64_t id_;
+};
+
 /// Thread safety: every member may be called from any thread. join() throws Error on one of
 /// the pool's own threads; the destructor may run there (see ~ThreadWorkers).
 class ThreadWorkers {
@@ -81,7 +107,12 @@ class ThreadWorkers {
   void submit(std::unique_ptr<ThreadJob> job);
   void submit(std::vector<std::unique_ptr<ThreadJob>> jobs);
 
-  /// Cancels every queued job that has a control (see ThreadJob::control); others stay.
+  /// Opens a stream for a lazy map; `drain` reads the rest of its input through the stream
+  /// (join() calls it). Throws as submit() does.
+  std::shared_ptr<ThreadStream> open_stream(std::function<void()> drain);
+
+  /// Cancels every queued job that has a control (see ThreadJob::control), and abandons the
+  /// maps of queued chunks that may be abandoned; others stay.
   void cancel_pending();
   /// Fails every queued job with `error` (ThreadPool::terminate).
   void fail_pending(const std::exception_ptr& error);
@@ -98,6 +129,7 @@ class ThreadWorkers {
   bool on_worker_thread() const;
 
  private:
+  friend class ThreadStream;
   struct Core;  // what the threads share with this object (src/thread_workers.cpp)
   void join_threads(bool in_destructor);
 
