@@ -2,16 +2,20 @@
 
 #include <atomic>
 #include <cerrno>
+#include <chrono>
+#include <climits>
 #include <csignal>
 #include <cstdint>
 #include <cstring>
 #include <fcntl.h>
+#include <linux/futex.h>
 #include <mutex>
 #include <new>
 #include <poll.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -43,6 +47,9 @@ constexpr std::size_t kSlotsPerTable = 4096;
 constexpr std::size_t kMaxTables = 64;
 
 struct Table {
+  // Set to 1 by the tracker once it holds nothing of the user's but the pidfd (descriptors
+  // closed, signals reset): the creating process waits for it (a futex word).
+  std::uint32_t ready;
   // Slots [0, used) have been handed out at least once. The others were never written, and
   // their pages never touched: neither a registration nor the tracker's final scan reads
   // them, so a table costs memory for the peak number of registrations only.
@@ -54,6 +61,13 @@ constexpr std::size_t kTableBytes = (sizeof(Table) + 4095) / 4096 * 4096;
 
 std::uint32_t load_acquire(const std::uint32_t& word) noexcept { return __atomic_load_n(&word, __ATOMIC_ACQUIRE); }
 void store_release(std::uint32_t& word, std::uint32_t value) noexcept { __atomic_store_n(&word, value, __ATOMIC_RELEASE); }
+
+// A shared (not FUTEX_PRIVATE) futex on a table word: the tracker and its creating process
+// are two processes mapping the same page. Raw syscalls: async-signal-safe in the tracker.
+void wake_word(std::uint32_t& word) noexcept { ::syscall(SYS_futex, &word, FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0); }
+void wait_word(std::uint32_t& word, std::uint32_t expected, const timespec& relative) noexcept {
+  ::syscall(SYS_futex, &word, FUTEX_WAIT, expected, &relative, nullptr, 0);
+}
 
 // This process's registrations. After a fork the child's copy belongs to the parent: the
 // child builds its own (see this_process_tracker).
@@ -139,7 +153,7 @@ void close_descriptors_except(int keep) noexcept {
   close_from_to(kept + 1, ~0u);
 }
 
-[[noreturn]] void tracker_main(const Table* table, int pidfd, pid_t owner) noexcept {
+[[noreturn]] void tracker_main(Table* table, int pidfd, pid_t owner) noexcept {
   // Its own session: no terminal's Ctrl-C or hang-up, and no kill() of the user's process
   // group reaches it; a signal meant to end the program ends the program, and the tracker
   // then cleans up after it (Python's tracker ignores SIGINT and SIGTERM for that reason).
@@ -149,13 +163,21 @@ void close_descriptors_except(int keep) noexcept {
   }
   ::prctl(PR_SET_NAME, "mproc-tracker", 0, 0, 0);
   // The user's pipes and sockets must see EOF when the user closes them: keep only the pidfd
-  // and stderr (for the warning); stdin and stdout become /dev/null.
+  // and stderr (for the warning); stdin and stdout become /dev/null. A process that runs
+  // with its standard descriptors closed may have got the pidfd as one of them: move it up.
+  const int original_pidfd = pidfd;
+  if (pidfd <= STDERR_FILENO) {
+    int moved = ::fcntl(pidfd, F_DUPFD_CLOEXEC, STDERR_FILENO + 1);
+    if (moved < 0) ::_exit(1);  // cannot watch the process: nothing safe to do
+    pidfd = moved;
+  }
   int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
   if (null >= 0) {
     ::dup2(null, STDIN_FILENO);
     ::dup2(null, STDOUT_FILENO);
+    if (original_pidfd == STDERR_FILENO) ::dup2(null, STDERR_FILENO);
   }
-  if (pidfd > STDERR_FILENO) close_descriptors_except(pidfd);
+  close_descriptors_except(pidfd);
   // Signals are blocked since before the fork: reset the user's handlers, ignore the
   // termination requests, then unblock.
   reset_caught_signals_to_default();
@@ -164,6 +186,8 @@ void close_descriptors_except(int keep) noexcept {
   sigemptyset(&ignore.sa_mask);
   for (int signal : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE}) ::sigaction(signal, &ignore, nullptr);
   unblock_all_signals();
+  store_release(table->ready, 1);
+  wake_word(table->ready);
 
   // Sleep until the process has ended: its pidfd becomes readable when its last thread has
   // exited, however it ended. (Not a pipe's EOF: forked children of the process would keep
@@ -202,8 +226,11 @@ void close_descriptors_except(int keep) noexcept {
   ::_exit(0);
 }
 
-// Starts the tracker process for `table`, watching the calling process. Returns 0 or -errno.
-int start_tracker(const Table* table) noexcept {
+// Starts the tracker process for `table`, watching the calling process, and waits until it
+// is set up: when the first tracked segment's constructor returns, the tracker holds none of
+// the process's descriptors (a pipe the process closes reaches EOF at once). Returns 0 or
+// -errno.
+int start_tracker(Table* table) noexcept {
   const pid_t owner = ::getpid();
   // Opened here and inherited: the tracker watches this very process from its first
   // instant, with no window in which the process could die unobserved or its pid be reused.
@@ -232,6 +259,15 @@ int start_tracker(const Table* table) noexcept {
       // the tracker almost surely started.
       if (reap(middle, true, &exitcode) == 1 && exitcode != 0) rc = -EAGAIN;
     }
+  }
+  // Its set-up is a few dozen system calls; the bound only guards against a tracker killed
+  // before it got there (it then cleans nothing up: report it).
+  const auto deadline = Clock::now() + std::chrono::seconds(10);
+  while (rc == 0 && load_acquire(table->ready) == 0) {
+    const auto left = deadline - Clock::now();
+    if (left <= Clock::duration::zero()) return -ETIMEDOUT;
+    const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(left).count();
+    wait_word(table->ready, 0, timespec{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)});
   }
   return rc;
 }
