@@ -31,6 +31,11 @@ struct LockState {
   std::atomic<std::uint32_t> count{0};
   // 1 from the take-over of a dead owner's lock until a holder releases it (owner_died()).
   std::atomic<std::uint32_t> owner_died{0};
+  // The futex word every Condition over this lock sleeps on: bumped by notify() and by the
+  // take-over of a dead owner. It lives here, not in the ConditionState, so that any
+  // take-over (through the Lock, the RLock or the Condition) wakes the sleepers of a
+  // notifier killed between publishing its tokens and waking them (see Condition::notify).
+  std::atomic<std::uint32_t> condition_seq{0};
 };
 
 struct SemaphoreState {
@@ -48,7 +53,13 @@ struct EventState {
 };
 
 struct ConditionState {
-  // Wake-up tokens: notify(n) adds up to n, each returning waiter takes one. The futex word.
+  // Each wait() takes a ticket (under the lock). notify() makes every ticket issued so far
+  // eligible (eligible_below = next_ticket) and adds tokens; a waiter may take a token only
+  // once its ticket is eligible, i.e. only from a notify() that came after it started
+  // waiting. Tickets are 64-bit: they never wrap.
+  std::atomic<std::uint64_t> next_ticket{0};     // written under the lock
+  std::atomic<std::uint64_t> eligible_below{0};  // written under the lock, read lock-free
+  // Wake-up tokens: notify(n) adds up to n, each notified waiter takes one (lock-free).
   std::atomic<std::uint32_t> tokens{0};
   // Waiters registered and not yet given a token. Changed only under the condition's lock;
   // atomic because a waiter killed mid-update must not leave a torn value.
@@ -63,6 +74,11 @@ struct BarrierState {
   std::uint32_t generation = 0;  // which filling of the barrier this is
   std::uint32_t count = 0;       // parties arrived in this generation
   std::atomic<std::uint32_t> broken{0};
+  // 1 while the mutex holder changes fields that must change together (the last arrival
+  // running the action and ending the generation, a reset). A holder that dies with it set
+  // leaves the state suspect, and the barrier breaks; one that dies elsewhere under the
+  // mutex (an arrival after count++, a waiter re-checking) leaves it consistent.
+  std::atomic<std::uint32_t> updating{0};
   // Bit (generation % 64) set when that generation ended broken (reset while parties were
   // waiting): a waiter that wakes after the barrier moved on learns how its round ended.
   std::uint64_t broken_ends = 0;
@@ -94,9 +110,15 @@ void init_mutex(pthread_mutex_t* mutex) {
 }
 
 // Take-over of a dead owner's lock: robust_mutex_* already made the mutex consistent; the
-// flag tells the new holder (and, if it releases at once, the next one).
+// flag tells the new holder (and, if it releases at once, the next one). The owner may have
+// died inside Condition::notify() after publishing tokens but before waking the sleepers:
+// wake every Condition sleeper now (a spurious wake-up for the others, who sleep again).
 int note_owner_death(LockState& state, int rc) noexcept {
-  if (rc == sys::kOwnerDied) state.owner_died.store(1, std::memory_order_relaxed);
+  if (rc == sys::kOwnerDied) {
+    state.owner_died.store(1, std::memory_order_relaxed);
+    state.condition_seq.fetch_add(1, std::memory_order_release);
+    sys::futex_wake(state.condition_seq, INT_MAX);
+  }
   return rc;
 }
 
@@ -209,11 +231,13 @@ Lock::Lock() : state_(make_state<LockState>()) { init_mutex(&state_->mutex); }
 bool Lock::acquire_for(bool block, detail::Timeout timeout) { return acquire_lock(*state_, false, block, timeout); }
 void Lock::release() { release_lock(*state_, false); }
 bool Lock::owner_died() const noexcept { return state_->owner_died.load(std::memory_order_relaxed) != 0; }
+bool Lock::locked() const noexcept { return sys::robust_mutex_locked(&state_->mutex); }
 
 RLock::RLock() : state_(make_state<LockState>()) { init_mutex(&state_->mutex); }
 bool RLock::acquire_for(bool block, detail::Timeout timeout) { return acquire_lock(*state_, true, block, timeout); }
 void RLock::release() { release_lock(*state_, true); }
 bool RLock::owner_died() const noexcept { return state_->owner_died.load(std::memory_order_relaxed) != 0; }
+bool RLock::locked() const noexcept { return sys::robust_mutex_locked(&state_->mutex); }
 
 // --- Semaphore ---------------------------------------------------------------------------
 
@@ -331,12 +355,22 @@ void acquire_restore(LockState& lock, bool recursive, std::uint32_t depth) {
   if (recursive) lock.count.store(depth, std::memory_order_relaxed);
 }
 
-// Takes one token, sleeping while there is none, until the deadline. The word is only ever
-// increased by notify and decreased here, so waiting for "not 0" loses nothing.
-bool take_token(std::atomic<std::uint32_t>& tokens, const Deadline& deadline) noexcept {
+// Takes a token if this waiter's ticket is eligible (a notify() came after it started
+// waiting) and one is left. Lock-free: the tokens word is the only thing written.
+bool try_take_token(detail::ConditionState& state, std::uint64_t ticket) noexcept {
+  return ticket < state.eligible_below.load(std::memory_order_acquire) && try_decrement(state.tokens);
+}
+
+// Sleeps until this waiter takes a token or the deadline passes. The sequence word is read
+// (acquire) before the token check and futex_wait re-checks it in the kernel: a notify()
+// publishes eligibility and tokens before bumping it (release), so either this check sees
+// them or the futex_wait returns at once.
+bool take_token(std::atomic<std::uint32_t>& seq, detail::ConditionState& state, std::uint64_t ticket,
+                const Deadline& deadline) noexcept {
   for (;;) {
-    if (try_decrement(tokens)) return true;
-    if (sys::futex_wait(tokens, 0, deadline) == -ETIMEDOUT) return try_decrement(tokens);
+    const std::uint32_t seen = seq.load(std::memory_order_acquire);
+    if (try_take_token(state, ticket)) return true;
+    if (sys::futex_wait(seq, seen, deadline) == -ETIMEDOUT) return false;
   }
 }
 
@@ -362,15 +396,19 @@ bool Condition::wait_until_notified(detail::Timeout timeout) {
   if (!held_by_caller(lock)) throw Error("Condition.wait: the calling thread does not hold the lock");
   const Deadline deadline = sys::deadline_after(timeout);
   // Registered under the lock, so a notify() that takes the lock after our release counts
-  // us: W (waiters not yet returned) = waiting + tokens, every step keeps it so.
+  // us and makes our ticket eligible, and one that came before cannot give us its token.
+  // Invariant (no deaths): waiters not yet returned = waiting + tokens, and tokens <= the
+  // eligible ones among them; every step below keeps both.
+  const std::uint64_t ticket = state.next_ticket.load(std::memory_order_relaxed);
+  state.next_ticket.store(ticket + 1, std::memory_order_relaxed);
   state.waiting.fetch_add(1, std::memory_order_relaxed);
   const std::uint32_t depth = release_all(lock, recursive_);
-  bool notified = take_token(state.tokens, deadline);
+  bool notified = take_token(lock.condition_seq, state, ticket, deadline);
   acquire_restore(lock, recursive_, depth);
   if (!notified) {
     // Timed out. Under the lock again: a notify() may have counted us meanwhile and left a
-    // token; take it (we were notified, as Python reports), or leave the count.
-    notified = try_decrement(state.tokens);
+    // token; take it (we were notified, as Python reports), or deregister.
+    notified = try_take_token(state, ticket);
     if (!notified && state.waiting.load(std::memory_order_relaxed) > 0)
       state.waiting.fetch_sub(1, std::memory_order_relaxed);
   }
@@ -378,20 +416,35 @@ bool Condition::wait_until_notified(detail::Timeout timeout) {
 }
 
 void Condition::notify(std::size_t n) {
+  LockState& lock = *lock_;
   detail::ConditionState& state = *state_;
-  if (!held_by_caller(*lock_)) throw Error("Condition.notify: the calling thread does not hold the lock");
+  if (!held_by_caller(lock)) throw Error("Condition.notify: the calling thread does not hold the lock");
   const std::uint32_t waiting = state.waiting.load(std::memory_order_relaxed);
   const auto woken = static_cast<std::uint32_t>(std::min<std::size_t>(n, waiting));
   if (woken == 0) return;
-  state.waiting.store(waiting - woken, std::memory_order_relaxed);
+  // The order matters if this process is killed part-way (the next holder of the lock then
+  // finishes the job by waking everyone, see note_owner_death): eligibility first, then the
+  // tokens, then the count. A death between two steps leaves extra tokens (a spurious
+  // wake-up later), never a registered waiter that no notify can reach.
+  state.eligible_below.store(state.next_ticket.load(std::memory_order_relaxed), std::memory_order_release);
   state.tokens.fetch_add(woken, std::memory_order_release);
-  // Every sleeper is woken, not `woken` of them: a waiter being killed at this moment may
-  // still be on the futex queue and would swallow a targeted wake-up. The tokens, not the
-  // wake-ups, decide who returns, so at most `woken` waiters do; the others sleep again.
-  sys::futex_wake(state.tokens, INT_MAX);
+  state.waiting.store(waiting - woken, std::memory_order_relaxed);
+  lock.condition_seq.fetch_add(1, std::memory_order_release);
+  // Every sleeper is woken, not `woken` of them: the tokens are not addressed to particular
+  // waiters, and a waiter being killed at this moment may still be on the futex queue and
+  // would swallow a targeted wake-up. The tokens and tickets decide who returns, so at most
+  // `woken` waiters do; the others sleep again.
+  sys::futex_wake(lock.condition_seq, INT_MAX);
 }
 
 void Condition::notify_all() { notify(std::numeric_limits<std::size_t>::max()); }
+
+namespace detail {
+ConditionCounts condition_counts(const Condition& condition) noexcept {
+  return {condition.state_->waiting.load(std::memory_order_relaxed),
+          condition.state_->tokens.load(std::memory_order_relaxed)};
+}
+}  // namespace detail
 
 // --- Barrier -----------------------------------------------------------------------------
 
@@ -418,8 +471,10 @@ void break_barrier(BarrierState& state) noexcept {
   publish(state);
 }
 
-// Holds the barrier's mutex; a previous holder that died (in the action, or in the middle
-// of an update) leaves the state suspect: the barrier breaks.
+// Holds the barrier's mutex. A previous holder that died in the middle of an update (in the
+// action, or in reset()) leaves the state suspect: the barrier breaks. One that died while
+// merely arriving or re-checking left it consistent: nothing breaks, and a party counted
+// before it died still counts.
 class BarrierGuard {
  public:
   explicit BarrierGuard(BarrierState& state) : state_(state) { lock(); }
@@ -433,7 +488,11 @@ class BarrierGuard {
     int rc = sys::robust_mutex_lock(&state_.mutex, std::nullopt);
     if (rc < 0) throw_os(rc, "pthread_mutex_lock");
     held_ = true;
-    if (rc == sys::kOwnerDied) break_barrier(state_);
+    if (rc != sys::kOwnerDied) return;
+    // count == parties: the last arrival died between counting itself and marking the update.
+    if (state_.updating.load(std::memory_order_relaxed) != 0 || state_.count >= state_.parties)
+      break_barrier(state_);
+    state_.updating.store(0, std::memory_order_relaxed);
   }
   void unlock() noexcept {
     held_ = false;
@@ -471,11 +530,13 @@ std::size_t Barrier::wait_timeout(detail::Timeout timeout) {
   if (state.count == state.parties) {
     // The last arrival runs the action before anyone is released, holding the mutex as
     // Python holds the condition's lock; a throwing action breaks the barrier.
+    state.updating.store(1, std::memory_order_relaxed);
     if (action_) {
       try {
         action_();
       } catch (...) {
         break_barrier(state);
+        state.updating.store(0, std::memory_order_relaxed);
         throw;
       }
     }
@@ -483,6 +544,7 @@ std::size_t Barrier::wait_timeout(detail::Timeout timeout) {
     state.broken_ends &= ~generation_bit(generation);
     ++state.generation;
     publish(state);
+    state.updating.store(0, std::memory_order_relaxed);
     return index;
   }
   for (;;) {
@@ -510,11 +572,13 @@ void Barrier::reset() {
   BarrierGuard guard(state);
   if (state.count == 0 && state.broken.load(std::memory_order_relaxed) == 0) return;
   // The waiters of this round (if any) end broken; a fresh round starts.
+  state.updating.store(1, std::memory_order_relaxed);
   state.broken_ends |= generation_bit(state.generation);
   ++state.generation;
   state.count = 0;
   state.broken.store(0, std::memory_order_relaxed);
   publish(state);
+  state.updating.store(0, std::memory_order_relaxed);
 }
 
 void Barrier::abort() {

@@ -7,11 +7,12 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <csignal>
 #include <fstream>
 #include <iterator>
-#include <string>
 #include <mutex>
 #include <set>
+#include <string>
 #include <thread>
 #include <unistd.h>
 #include <vector>
@@ -303,6 +304,52 @@ TEST_F(SynchronizeTest, ThreadExitingWithTheLockHandsItOver) {
   lock.release();
 }
 
+TEST_F(SynchronizeTest, LockedReportsAHolderInAnyProcess) {
+  // Python 3.14's Lock.locked() / RLock.locked().
+  mproc::Lock lock;
+  mproc::RLock rlock;
+  EXPECT_FALSE(lock.locked());
+  EXPECT_FALSE(rlock.locked());
+  lock.acquire();
+  rlock.acquire();
+  rlock.acquire();
+  EXPECT_TRUE(lock.locked());
+  EXPECT_TRUE(rlock.locked());
+  mproc::Process observer([&] {
+    CHILD_CHECK(lock.locked() && rlock.locked());
+    CHILD_CHECK(!lock.acquire(false));  // locked() only looked: the lock is still the parent's
+  });
+  observer.start();
+  ASSERT_TRUE(observer.join(10s));
+  EXPECT_EQ(observer.exitcode(), 0);
+  rlock.release();
+  EXPECT_TRUE(rlock.locked());  // one level left
+  rlock.release();
+  EXPECT_FALSE(rlock.locked());
+  lock.release();
+  EXPECT_FALSE(lock.locked());
+
+  // Held by another process; free again once that process dies holding it (the kernel
+  // clears the owner), and held by whoever takes it over.
+  mproc::Event held;
+  mproc::Process holder([&] {
+    lock.acquire();
+    held.set();
+    ::pause();
+  });
+  holder.start();
+  ASSERT_TRUE(held.wait(10s));
+  EXPECT_TRUE(lock.locked());
+  holder.kill();
+  holder.join();
+  EXPECT_FALSE(lock.locked());
+  ASSERT_TRUE(lock.acquire(false));
+  EXPECT_TRUE(lock.owner_died());
+  EXPECT_TRUE(lock.locked());
+  lock.release();
+  EXPECT_FALSE(lock.locked());
+}
+
 // --- Semaphore (_TestSemaphore) -----------------------------------------------------------
 
 TEST_F(SynchronizeTest, SemaphoreCountsAsPython) {
@@ -485,6 +532,14 @@ struct ConditionWaiters {
   }
 };
 
+// CPython's check_invariant: with nobody waiting, no waiter is left registered and no
+// notification is left over for a later waiter.
+void expect_no_sleepers(const mproc::Condition& cond) {
+  auto counts = mproc::detail::condition_counts(cond);
+  EXPECT_EQ(counts.waiting, 0u);
+  EXPECT_EQ(counts.tokens, 0u);
+}
+
 TEST_F(SynchronizeTest, ConditionNotifyWakesOneAtATime) {
   ConditionWaiters w;
   auto children = w.start(3);
@@ -519,6 +574,7 @@ TEST_F(SynchronizeTest, ConditionNotifyNWakesAtMostN) {
   }
   ASSERT_TRUE(w.woken_becomes(5));
   join_all_ok(children);
+  expect_no_sleepers(w.cond);
   std::lock_guard guard(w.cond);
   w.cond.notify_all();  // nobody waits: no effect, no block
 }
@@ -536,6 +592,129 @@ TEST_F(SynchronizeTest, ConditionNotifyAllAndTimedOutWaiters) {
   }
   ASSERT_TRUE(w.woken_becomes(3));
   join_all_ok(children);
+  expect_no_sleepers(w.cond);  // the timed-out waiters deregistered themselves
+}
+
+TEST_F(SynchronizeTest, ConditionWaitForHandshakeAsCPython) {
+  // CPython's _TestCondition.test_waitfor, 50 times over: the child sets state = 0,
+  // notify()s, and at once wait_for()s state == 4 itself. The parent, waiting for state == 0,
+  // must get that notification: a notify goes to a waiter that was waiting when it was
+  // made, never to the notifier's own later wait. (Python's version has no timeout and would
+  // hang; here a stolen notification shows as a parent that sleeps out its 5 s.)
+  for (int round = 0; round < 50; ++round) {
+    mproc::Condition cond;
+    mproc::Value<int> state(-1);
+    mproc::Process child([&] {
+      std::lock_guard guard(cond);
+      state.value() = 0;
+      cond.notify();
+      bool result = cond.wait_for([&] { return state.value() == 4; }, 20s);
+      if (!result || state.value() != 4) ::_exit(1);
+    });
+    child.start();
+    {
+      std::lock_guard guard(cond);
+      auto start = std::chrono::steady_clock::now();
+      bool result = cond.wait_for([&] { return state.value() == 0; }, 5s);
+      ASSERT_TRUE(result) << "round " << round;
+      ASSERT_EQ(state.value(), 0);
+      ASSERT_LT(elapsed_since<std::chrono::milliseconds>(start), 4s)
+          << "round " << round << ": the child's notify did not wake the parent";
+    }
+    for (int i = 0; i < 4; ++i) {
+      std::this_thread::sleep_for(2ms);  // CPython's pacing (shorter): lets the child sleep again
+      std::lock_guard guard(cond);
+      state.value() += 1;
+      cond.notify();
+    }
+    ASSERT_TRUE(child.join(30s));
+    ASSERT_EQ(child.exitcode(), 0) << "round " << round;
+    expect_no_sleepers(cond);
+  }
+}
+
+TEST_F(SynchronizeTest, ConditionNotifierThatWaitsDoesNotTakeItsOwnNotification) {
+  // W waits; the main process notify()s and then wait()s itself: the notification is W's.
+  for (int round = 0; round < 20; ++round) {
+    ConditionWaiters w;
+    auto children = w.start(1);
+    ASSERT_TRUE(w.all_sleeping(1));
+    {
+      std::unique_lock guard(w.cond);
+      w.cond.notify();
+      EXPECT_FALSE(w.cond.wait(50ms)) << "round " << round;  // nobody notified after we began
+    }
+    ASSERT_TRUE(w.woken_becomes(1)) << "round " << round;
+    join_all_ok(children);
+    expect_no_sleepers(w.cond);
+  }
+}
+
+TEST_F(SynchronizeTest, ConditionNotifyReachesThreadAndProcessWaitersAsCPython) {
+  // CPython's _TestCondition.test_notify: one waiter is a process, one a thread of this
+  // process; each notify() wakes exactly one of them; then check_invariant.
+  mproc::Condition cond;
+  mproc::Semaphore sleeping(0), woken(0);
+  auto f = [&] {
+    cond.acquire();
+    sleeping.release();
+    cond.wait(20s);
+    woken.release();
+    cond.release();
+  };
+  mproc::Process process(f);
+  process.start();
+  std::thread thread(f);
+  // Each released `sleeping` with the lock held and releases it only by waiting: once the
+  // notifier has the lock, both are registered.
+  ASSERT_TRUE(sleeping.acquire(true, 10s));
+  ASSERT_TRUE(sleeping.acquire(true, 10s));
+  std::this_thread::sleep_for(20ms);  // a window for a wrong wake-up to show
+  EXPECT_EQ(woken.get_value(), 0);
+  for (int n = 1; n <= 2; ++n) {
+    {
+      std::lock_guard guard(cond);
+      cond.notify();
+    }
+    ASSERT_TRUE(eventually([&] { return woken.get_value() >= n; }));
+    std::this_thread::sleep_for(20ms);  // and no second one
+    EXPECT_EQ(woken.get_value(), n);
+  }
+  thread.join();
+  ASSERT_TRUE(process.join(10s));
+  EXPECT_EQ(process.exitcode(), 0);
+  expect_no_sleepers(cond);
+}
+
+TEST_F(SynchronizeTest, ConditionNotifyAllReachesEveryoneAndLeavesNothing) {
+  // Several rounds of waiters (processes and threads) and notify_all from another process:
+  // everyone wakes, and nothing is left registered or unclaimed.
+  mproc::Condition cond(mproc::Lock{});
+  mproc::RawValue<int> sleeping(0), woken(0);
+  auto f = [&] {
+    std::lock_guard guard(cond);
+    ++sleeping.value();
+    if (cond.wait(20s)) ++woken.value();
+  };
+  for (int round = 1; round <= 5; ++round) {
+    auto children = start_children(3, [&](int) { f(); });
+    std::thread a(f), b(f);
+    ASSERT_TRUE(eventually([&] {
+      std::lock_guard guard(cond);
+      return sleeping.value() == 5 * round;
+    }));
+    mproc::Process notifier([&] {
+      std::lock_guard guard(cond);
+      cond.notify_all();
+    });
+    notifier.start();
+    a.join();
+    b.join();
+    join_all_ok(children);
+    ASSERT_TRUE(notifier.join(10s));
+    EXPECT_EQ(woken.value(), 5 * round);
+    expect_no_sleepers(cond);
+  }
 }
 
 TEST_F(SynchronizeTest, ConditionWaitTimeoutAndMisuse) {
@@ -839,6 +1018,107 @@ TEST_F(SynchronizeTest, BarrierPartyKilledWhileWaitingStillCounts) {
   EXPECT_EQ(other.exitcode(), 0);
 }
 
+// CPython's _TestBarrier.multipass: every party appends to results[0], checks that all
+// parties finished the previous phase, waits, appends to results[1], checks that all
+// appended to results[0], waits — the parties move in lockstep. The lists are counters under
+// a plain Lock (CPython's DummyList).
+struct LockstepResults {
+  mproc::Value<int, mproc::Lock> first{0};
+  mproc::Value<int, mproc::Lock> second{0};
+};
+
+bool multipass(mproc::Barrier& barrier, LockstepResults& results, int passes) {
+  const int m = static_cast<int>(barrier.parties());
+  for (int i = 0; i < passes; ++i) {
+    {
+      std::lock_guard guard(results.first);
+      ++results.first.value();
+    }
+    if (results.second.load() != i * m) return false;
+    barrier.wait();
+    {
+      std::lock_guard guard(results.second);
+      ++results.second.value();
+    }
+    if (results.first.load() != (i + 1) * m) return false;
+    barrier.wait();
+  }
+  return barrier.n_waiting() == 0 && !barrier.broken();
+}
+
+class BarrierMultipass : public LeakCheckedTest, public ::testing::WithParamInterface<int> {};
+
+TEST_P(BarrierMultipass, PartiesMoveInLockstep) {
+  // CPython's test_barrier (1 pass) and test_barrier_10: N = 5 parties, N - 1 of them
+  // processes, plus this one.
+  constexpr int kParties = 5;
+  const int passes = GetParam();
+  mproc::Barrier barrier(kParties, {}, 30s);
+  LockstepResults results;
+  auto children = start_children(kParties - 1, [&](int) { CHILD_CHECK(multipass(barrier, results, passes)); });
+  EXPECT_TRUE(multipass(barrier, results, passes));
+  join_all_ok(children);
+  EXPECT_EQ(results.first.load(), kParties * passes);
+  EXPECT_EQ(results.second.load(), kParties * passes);
+}
+
+INSTANTIATE_TEST_SUITE_P(Passes, BarrierMultipass, ::testing::Values(1, 10));
+
+TEST_F(SynchronizeTest, BarrierThousandPassesAsCPython) {
+  // CPython's test_thousand: N = 5 processes pass the barrier 1000 times, each sending the
+  // pass number through one pipe after every pass; all N numbers of pass i arrive before
+  // any of pass i + 1.
+  constexpr int kParties = 5, kPasses = 1000;
+  mproc::Barrier barrier(kParties, {}, 30s);
+  mproc::Lock lock;
+  auto [reader, writer] = mproc::Pipe(false);
+  auto children = start_children(kParties, [&](int) {
+    for (int i = 0; i < kPasses; ++i) {
+      barrier.wait();
+      std::lock_guard guard(lock);  // one writer at a time on the shared pipe
+      writer.send(i);
+    }
+  });
+  writer.close();
+  for (int i = 0; i < kPasses; ++i)
+    for (int j = 0; j < kParties; ++j) ASSERT_EQ(reader.recv<int>(), i);
+  join_all_ok(children);
+}
+
+TEST_F(SynchronizeTest, BarrierSurvivesDeathsUnderItsMutexOutsideAnUpdate) {
+  // A party killed while waiting still counts, wherever in wait() it dies — also while it
+  // holds the barrier's internal mutex to re-check the state. The same take-over path is
+  // exercised (more often) by processes killed inside n_waiting(), which holds that mutex
+  // too: none of these deaths may break the barrier.
+  mproc::Barrier barrier(3);
+  mproc::Process doomed([&] { barrier.wait(); });
+  doomed.start();
+  ASSERT_TRUE(eventually([&] { return barrier.n_waiting() == 1; }));
+  doomed.kill();
+  doomed.join();
+  for (int kill = 0; kill < 20; ++kill) {
+    mproc::RawValue<std::uint64_t> probes(0);
+    mproc::Process prober([&] {
+      for (;;) {
+        (void)barrier.n_waiting();  // lock, read, unlock, over and over
+        std::atomic_ref(probes.value()).fetch_add(1, std::memory_order_relaxed);
+      }
+    });
+    prober.start();
+    ASSERT_TRUE(eventually([&] { return std::atomic_ref(probes.value()).load() > 10000; }));
+    prober.kill();  // lands inside the critical section a good share of the time
+    prober.join();
+    ASSERT_FALSE(barrier.broken()) << "after kill " << kill;
+  }
+  EXPECT_EQ(barrier.n_waiting(), 1u);  // the dead party is still counted
+  mproc::Process other([&] { CHILD_CHECK(barrier.wait(20s) < 3); });
+  other.start();
+  EXPECT_LT(barrier.wait(20s), 3u);  // the round completes with the dead party
+  ASSERT_TRUE(other.join(10s));
+  EXPECT_EQ(other.exitcode(), 0);
+  EXPECT_FALSE(barrier.broken());
+}
+
 TEST_F(SynchronizeTest, BarrierPartyKilledInTheActionBreaksIt) {
   mproc::Event in_action;
   mproc::Barrier barrier(2, [&] {
@@ -863,6 +1143,38 @@ TEST_F(SynchronizeTest, BarrierPartyKilledInTheActionBreaksIt) {
   ASSERT_TRUE(waiter.join(10s));
   EXPECT_EQ(waiter.exitcode(), 0);
   EXPECT_TRUE(barrier.broken());
+}
+
+// --- Sharing through globals made before a Pool starts -----------------------------------
+
+// Made during static initialisation, long before any Pool: every worker forked later shares
+// them, as a Python module-level Lock and Value are shared with a fork Pool's workers.
+mproc::Lock global_lock;
+mproc::Value<std::int64_t> global_counter(0);
+
+// A pool task: a plain function, reaching the shared state through the globals only.
+int increment_under_global_lock(int times) {
+  for (int i = 0; i < times; ++i) {
+    std::lock_guard guard(global_lock);
+    const std::int64_t seen = global_counter.value();  // a non-atomic read-modify-write
+    global_counter.value() = seen + 1;
+  }
+  return ::getpid();
+}
+
+TEST_F(SynchronizeTest, GlobalsMadeBeforeAPoolAreSharedWithItsWorkers) {
+  global_counter.store(0);  // (the test may be repeated)
+  std::vector<int> pids;
+  {
+    mproc::Pool pool(2);
+    pids = pool.map(increment_under_global_lock, std::vector<int>(20, 50), 1);
+    pool.close();
+    pool.join();
+  }
+  EXPECT_EQ(global_counter.load(), 1000);
+  ASSERT_EQ(pids.size(), 20u);
+  for (int pid : pids) EXPECT_NE(pid, ::getpid());  // the increments ran in the workers
+  EXPECT_FALSE(global_lock.locked());
 }
 
 }  // namespace

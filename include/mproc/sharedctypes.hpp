@@ -8,13 +8,21 @@
 //   mproc::Array<double> samples(1000);                   // zero-filled, like Python's
 //   std::ranges::fill(samples, 1.0);                      // a contiguous range
 //
+//   mproc::Lock lock;                                     // Python's Value('i', 5, lock=lock)
+//   mproc::Value v(5, lock);                              // a Value<int, mproc::Lock>
+//   v.store(v.load() + 1);                                // each call takes the lock, as v.value
+//
 // Every type is a handle, like std::span: copies refer to the same shared object, and the
 // handle's constness does not make the object const. The memory is an anonymous shared
 // mapping (see synchronize.hpp: never in /dev/shm, gone with its last process).
-// Value and Array carry an RLock (get_lock(), Python's default lock=True) and are Lockable
-// themselves, so std::lock_guard guard(value) works; reads and writes through value() or
-// operator[] do not take the lock by themselves (as Python's v.value += 1 is not atomic
-// either). RawValue and RawArray have no lock (Python's lock=False / RawValue / RawArray).
+// Value and Array carry a lock (get_lock()): a new RLock by default (Python's lock=True or
+// lock=None), or the Lock or RLock given to the constructor (Python's lock=a_lock; the
+// type is the second template argument, deduced from the argument). They are Lockable
+// themselves, so std::lock_guard guard(value) works. load()/store() take the lock for one
+// read or write, as Python's v.value and a[i] do; value() and operator[] are the raw
+// object and do not (Python's v.value += 1 is not atomic either: hold the lock around a
+// read-modify-write). RawValue and RawArray have no lock (Python's lock=False, RawValue,
+// RawArray).
 #pragma once
 
 #include <algorithm>
@@ -23,6 +31,7 @@
 #include <initializer_list>
 #include <limits>
 #include <memory>
+#include <mutex>
 #include <ranges>
 #include <stdexcept>
 #include <type_traits>
@@ -63,6 +72,11 @@ class SharedObjects {
 
 }  // namespace detail
 
+/// The locks a Value or an Array can carry: process-shared and robust, like Python's
+/// (a std::mutex would protect nothing across processes).
+template <class L>
+concept SharedCtypeLock = std::same_as<L, Lock> || std::same_as<L, RLock>;
+
 /// multiprocessing.RawValue: one T in shared memory, no lock.
 template <class T>
 class RawValue {
@@ -82,19 +96,39 @@ class RawValue {
   detail::SharedObjects<T> objects_;
 };
 
-/// multiprocessing.Value: one T in shared memory with an RLock.
-template <class T>
+/// multiprocessing.Value: one T in shared memory with a lock — an RLock by default, or the
+/// mproc::Lock / mproc::RLock given as LockType (deduced by `mproc::Value v(x, lock)`).
+template <class T, class LockType = RLock>
 class Value {
+  static_assert(SharedCtypeLock<LockType>,
+                "mproc::Value<T, LockType>: the lock must be an mproc::Lock or an mproc::RLock (a lock shared "
+                "between processes); for no lock at all use mproc::RawValue (Python's lock=False)");
+
  public:
   Value()
     requires std::default_initializable<T>
       : Value(T{}) {}
-  /// `lock`: an existing RLock to share (Python's Value(..., lock=an_rlock)); a new one by default.
-  explicit Value(const T& initial, RLock lock = RLock()) : raw_(initial), lock_(std::move(lock)) {}
+  /// `lock`: an existing lock to share (Python's Value(..., lock=a_lock)); a new one by
+  /// default. Throws OSError when the shared memory cannot be allocated.
+  explicit Value(const T& initial, LockType lock = LockType()) : raw_(initial), lock_(std::move(lock)) {}
 
+  /// The shared object itself (the raw reference, without the lock): hold get_lock() around
+  /// any access that other processes may race with.
   T& value() const noexcept { return raw_.value(); }
+  /// Python's `v.value` read: a copy of the object, read with the lock held.
+  /// With a Lock (not an RLock) the calling thread must not hold it already (throws
+  /// mproc::Error, as acquire() does, instead of deadlocking).
+  T load() const {
+    std::lock_guard guard(lock_);
+    return raw_.value();
+  }
+  /// Python's `v.value = x`: writes the object with the lock held. Same rule as load().
+  void store(const T& x) const {
+    std::lock_guard guard(lock_);
+    raw_.value() = x;
+  }
   /// The lock that guards this value (Python's get_lock()): `std::lock_guard g(v.get_lock());`.
-  RLock& get_lock() const noexcept { return lock_; }
+  LockType& get_lock() const noexcept { return lock_; }
   /// The unsynchronized object (Python's get_obj()).
   RawValue<T> get_obj() const noexcept { return raw_; }
 
@@ -107,7 +141,7 @@ class Value {
 
  private:
   RawValue<T> raw_;
-  mutable RLock lock_;
+  mutable LockType lock_;
 };
 
 /// multiprocessing.RawArray: a fixed number of T in shared memory, no lock. A contiguous
@@ -160,28 +194,47 @@ class RawArray {
   detail::SharedObjects<T> objects_;
 };
 
-/// multiprocessing.Array: a RawArray with an RLock.
-template <class T>
+/// multiprocessing.Array: a RawArray with a lock — an RLock by default, or the mproc::Lock /
+/// mproc::RLock given as LockType.
+template <class T, class LockType = RLock>
 class Array {
+  static_assert(SharedCtypeLock<LockType>,
+                "mproc::Array<T, LockType>: the lock must be an mproc::Lock or an mproc::RLock (a lock shared "
+                "between processes); for no lock at all use mproc::RawArray (Python's lock=False)");
+
  public:
-  explicit Array(std::size_t n, RLock lock = RLock())
+  /// `n` value-initialized elements (zeros). `lock`: an existing lock to share; a new one by
+  /// default. Throws OSError when the shared memory cannot be allocated.
+  explicit Array(std::size_t n, LockType lock = LockType())
     requires std::default_initializable<T>
       : raw_(n), lock_(std::move(lock)) {}
-  Array(std::initializer_list<T> values) : raw_(values) {}
+  Array(std::initializer_list<T> values, LockType lock = LockType()) : raw_(values), lock_(std::move(lock)) {}
   template <std::ranges::input_range Range>
     requires std::convertible_to<std::ranges::range_reference_t<Range>, T> &&
              (!std::same_as<std::remove_cvref_t<Range>, Array>)
-  explicit Array(Range&& values, RLock lock = RLock()) : raw_(std::forward<Range>(values)), lock_(std::move(lock)) {}
+  explicit Array(Range&& values, LockType lock = LockType()) : raw_(std::forward<Range>(values)), lock_(std::move(lock)) {}
 
   std::size_t size() const noexcept { return raw_.size(); }
   bool empty() const noexcept { return raw_.empty(); }
   T* data() const noexcept { return raw_.data(); }
   T* begin() const noexcept { return raw_.begin(); }
   T* end() const noexcept { return raw_.end(); }
+  /// The raw elements, without the lock (as RawArray).
   T& operator[](std::size_t i) const noexcept { return raw_[i]; }
   T& at(std::size_t i) const { return raw_.at(i); }
+  /// Python's `a[i]` read: element i, read with the lock held. Throws std::out_of_range
+  /// (Python's IndexError). With a Lock, the calling thread must not hold it already.
+  T load(std::size_t i) const {
+    std::lock_guard guard(lock_);
+    return raw_.at(i);
+  }
+  /// Python's `a[i] = x`: writes element i with the lock held. Same rules as load(i).
+  void store(std::size_t i, const T& x) const {
+    std::lock_guard guard(lock_);
+    raw_.at(i) = x;
+  }
 
-  RLock& get_lock() const noexcept { return lock_; }
+  LockType& get_lock() const noexcept { return lock_; }
   RawArray<T> get_obj() const noexcept { return raw_; }
 
   bool acquire(bool block = true) { return lock_.acquire(block); }
@@ -192,7 +245,7 @@ class Array {
 
  private:
   RawArray<T> raw_;
-  mutable RLock lock_;
+  mutable LockType lock_;
 };
 
 }  // namespace mproc

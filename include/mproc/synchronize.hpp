@@ -42,6 +42,19 @@ struct ConditionState;
 struct BarrierState;
 }  // namespace detail
 
+class Condition;
+
+namespace detail {
+/// Test introspection of a Condition (CPython's check_invariant): waiters registered and not
+/// yet notified, and notifications not yet taken. Both 0 when nobody waits and every notified
+/// waiter has returned. A snapshot; not part of the public API.
+struct ConditionCounts {
+  std::uint32_t waiting;
+  std::uint32_t tokens;
+};
+ConditionCounts condition_counts(const Condition& condition) noexcept;
+}  // namespace detail
+
 /// multiprocessing.Lock: a non-recursive mutex shared between processes, robust to its
 /// holder's death. Lockable: std::lock_guard, std::unique_lock and std::scoped_lock work.
 ///
@@ -70,6 +83,11 @@ class Lock {
   /// holding it (a process killed, a thread exited), until the holder releases it: the data
   /// the lock protects may be inconsistent. Meaningful only to the holder.
   bool owner_died() const noexcept;
+
+  /// Python 3.14's locked(): true while any thread of any process holds the lock. A
+  /// snapshot (it may change as soon as it returns); never takes the lock, so it does not
+  /// disturb a concurrent acquire(false).
+  bool locked() const noexcept;
 
   // Lockable.
   void lock() { acquire(); }
@@ -101,6 +119,8 @@ class RLock {
   void release();
   /// As Lock::owner_died().
   bool owner_died() const noexcept;
+  /// As Lock::locked(): true while any thread holds it, at any depth.
+  bool locked() const noexcept;
 
   void lock() { acquire(); }
   bool try_lock() { return acquire(false); }
@@ -178,10 +198,15 @@ class Event {
 /// multiprocessing.Condition: a condition variable over a Lock or an RLock (by default a new
 /// RLock), shared between processes. Lockable (locks its lock).
 ///
-/// notify(n) wakes at most n waiters; notify() never waits for the woken ones (Python's does,
-/// and hangs when one of them was killed). A waiter killed inside wait() blocks no one; the
-/// notification it was counted for goes to another waiter or, if none is left, may end a
-/// later wait early — use wait_for(predicate), as always with condition variables.
+/// notify(n) wakes at most n of the threads/processes that were waiting when it was called —
+/// never one that starts waiting afterwards, so a process that calls notify() and then
+/// wait() does not take its own notification. notify() never waits for the woken ones
+/// (Python's does, and hangs when one of them was killed). A waiter killed inside wait()
+/// blocks no one: a notification counted for it goes to another waiter that was waiting at
+/// that notify, or, if none is left, ends a wait of a later notify's round early (one
+/// spurious wake-up per dead waiter) — use wait_for(predicate), as always with condition
+/// variables. A notifier killed inside notify() wakes its waiters through the next process
+/// that takes the lock over (owner_died()).
 class Condition {
  public:
   Condition();
@@ -234,6 +259,7 @@ class Condition {
   void notify_all();
 
  private:
+  friend detail::ConditionCounts detail::condition_counts(const Condition&) noexcept;
   bool acquire_for(bool block, detail::Timeout timeout);
   bool wait_until_notified(detail::Timeout timeout);
   std::shared_ptr<detail::LockState> lock_;
@@ -251,9 +277,11 @@ class Condition {
 /// BrokenBarrierError until reset().
 ///
 /// Death: a party killed while waiting has arrived — when the others complete the barrier it
-/// counts. A party killed before arriving cannot arrive: the others wait until their
-/// timeout (then the barrier breaks), so give waits a timeout where parties may die. A party
-/// killed while running the action breaks the barrier (the others throw BrokenBarrierError).
+/// counts, wherever inside wait() it was killed (asleep, or re-checking the state under the
+/// barrier's internal mutex). A party killed before arriving cannot arrive: the others wait
+/// until their timeout (then the barrier breaks), so give waits a timeout where parties may
+/// die. A party killed while running the action (or inside reset()) breaks the barrier (the
+/// others throw BrokenBarrierError).
 class Barrier {
  public:
   /// Throws std::invalid_argument when parties < 1 (or above 2^31 - 1).

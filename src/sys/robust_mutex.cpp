@@ -1,6 +1,7 @@
 #include "sys/robust_mutex.hpp"
 
 #include <cerrno>
+#include <linux/futex.h>
 #include <time.h>
 
 namespace mproc::sys {
@@ -42,6 +43,26 @@ int robust_mutex_try_lock(pthread_mutex_t* mutex) noexcept {
 
 int robust_mutex_unlock(pthread_mutex_t* mutex) noexcept {
   return -::pthread_mutex_unlock(mutex);
+}
+
+bool robust_mutex_locked(const pthread_mutex_t* mutex) noexcept {
+#ifdef __GLIBC__
+  // A robust mutex's futex word (glibc: __data.__lock, public in <bits/struct_mutex.h> and
+  // part of the ABI) holds the owner's thread id, plus the FUTEX_WAITERS and
+  // FUTEX_OWNER_DIED flags; 0 in the id bits means free. Read atomically, as the kernel and
+  // glibc write it.
+  return (__atomic_load_n(&mutex->__data.__lock, __ATOMIC_ACQUIRE) & FUTEX_TID_MASK) != 0;
+#else
+  // No known layout: probe with a try-lock and give a lock we took back.
+  auto* writable = const_cast<pthread_mutex_t*>(mutex);
+  int rc = ::pthread_mutex_trylock(writable);
+  if (rc == EOWNERDEAD) ::pthread_mutex_consistent(writable);
+  if (rc == 0 || rc == EOWNERDEAD) {
+    ::pthread_mutex_unlock(writable);
+    return false;
+  }
+  return true;  // EBUSY, or EDEADLK: the caller holds it
+#endif
 }
 
 int robust_mutex_destroy(pthread_mutex_t* mutex) noexcept {

@@ -32,6 +32,12 @@ int robust_mutex_try_lock(pthread_mutex_t* mutex) noexcept;
 /// Unlocks. Returns 0, or -EPERM when the calling thread does not own the mutex.
 int robust_mutex_unlock(pthread_mutex_t* mutex) noexcept;
 
+/// True when some thread (of any process) holds the mutex now; a snapshot. Reads the lock
+/// word without taking the lock, so it never makes a concurrent try-lock fail. A mutex whose
+/// owner died and that nobody has taken over since reads as unlocked (the kernel cleared
+/// the owner's thread id from the word).
+bool robust_mutex_locked(const pthread_mutex_t* mutex) noexcept;
+
 /// Destroys an unlocked mutex. Returns 0 or -errno.
 int robust_mutex_destroy(pthread_mutex_t* mutex) noexcept;
 

@@ -1,6 +1,8 @@
 #include "sys/shm.hpp"
 
 #include <cerrno>
+#include <cstdio>
+#include <cstring>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -75,6 +77,63 @@ int shm_attach(const char* name, UniqueFd& out, std::size_t& size) noexcept {
 
 int shm_remove(const char* name) noexcept {
   return ::shm_unlink(name) == 0 ? 0 : -errno;
+}
+
+namespace {
+// glibc's shm_open(name) is open("/dev/shm" + name) (fixed since glibc 2.34; musl likewise).
+constexpr char kShmDirectory[] = "/dev/shm";
+constexpr std::size_t kMaxName = 255;
+
+// "/dev/shm" + name into `path` without allocating (async-signal-safe). False for a name that
+// is not '/' + 1 to 255 characters without another '/'.
+bool shm_path(const char* name, char (&path)[sizeof kShmDirectory + kMaxName + 1]) noexcept {
+  if (name == nullptr || name[0] != '/') return false;
+  std::size_t length = std::strlen(name);
+  if (length < 2 || length > kMaxName + 1 || std::strchr(name + 1, '/') != nullptr) return false;
+  std::memcpy(path, kShmDirectory, sizeof kShmDirectory - 1);
+  std::memcpy(path + sizeof kShmDirectory - 1, name, length + 1);
+  return true;
+}
+
+FileId file_id(const struct stat& status) noexcept {
+  return {static_cast<std::uint64_t>(status.st_dev), static_cast<std::uint64_t>(status.st_ino)};
+}
+}  // namespace
+
+int file_id_of(int fd, FileId& out) noexcept {
+  struct stat status{};
+  if (::fstat(fd, &status) != 0) return -errno;
+  out = file_id(status);
+  return 0;
+}
+
+int shm_create_unnamed(std::size_t size, UniqueFd& out, FileId& id) noexcept {
+  UniqueFd fd(::open(kShmDirectory, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600));
+  if (!fd) return -errno;
+  if (int rc = reserve(fd.get(), size); rc < 0) return rc;  // unnamed: gone with the fd
+  if (int rc = file_id_of(fd.get(), id); rc < 0) return rc;
+  out = std::move(fd);
+  return 0;
+}
+
+int shm_link(int fd, const char* name) noexcept {
+  char path[sizeof kShmDirectory + kMaxName + 1];
+  if (!shm_path(name, path)) return -EINVAL;
+  // open(2)'s recipe for naming an O_TMPFILE file without CAP_DAC_READ_SEARCH: link the
+  // /proc/self/fd entry, following the magic link. linkat never replaces an existing name.
+  char source[32];
+  std::snprintf(source, sizeof source, "/proc/self/fd/%d", fd);
+  if (::linkat(AT_FDCWD, source, AT_FDCWD, path, AT_SYMLINK_FOLLOW) != 0) return -errno;
+  return 0;
+}
+
+int shm_remove_if(const char* name, const FileId& id) noexcept {
+  char path[sizeof kShmDirectory + kMaxName + 1];
+  if (!shm_path(name, path)) return -EINVAL;
+  struct stat status{};
+  if (::stat(path, &status) != 0) return -errno;
+  if (file_id(status) != id) return -ESTALE;
+  return ::unlink(path) == 0 ? 0 : -errno;
 }
 
 }  // namespace mproc::sys

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <utility>
 
 #include "sys/fd.hpp"
@@ -63,5 +64,35 @@ int shm_attach(const char* name, UniqueFd& out, std::size_t& size) noexcept;
 
 /// shm_unlink. Returns 0, -ENOENT, or -errno.
 int shm_remove(const char* name) noexcept;
+
+/// Which file an object is (st_dev, st_ino): a name that was unlinked and created again
+/// names a different file, even with the same size and contents.
+struct FileId {
+  std::uint64_t device = 0;
+  std::uint64_t inode = 0;
+  friend bool operator==(const FileId&, const FileId&) = default;
+};
+
+/// The identity of the file behind `fd`. Returns 0 or -errno.
+int file_id_of(int fd, FileId& out) noexcept;
+
+/// The first half of creating a named object that is never visible half-made: an unnamed
+/// file in /dev/shm (O_TMPFILE) with `size` bytes reserved, and its identity, so that the
+/// caller can record it (in the resource tracker) before any name refers to it. Returns 0,
+/// -ENOSPC, or -errno (EOPNOTSUPP, EISDIR or EINVAL where the kernel or file system has no
+/// O_TMPFILE: use shm_create instead).
+int shm_create_unnamed(std::size_t size, UniqueFd& out, FileId& id) noexcept;
+
+/// The second half: gives the unnamed file behind `fd` the name `name` ('/' + at most 255
+/// characters), atomically — -EEXIST when the name is taken, as shm_create's O_EXCL.
+/// Returns 0, -EEXIST, or -errno (ENOENT when /proc is not mounted: use shm_create).
+int shm_link(int fd, const char* name) noexcept;
+
+/// Removes `name` only while it still names the file `id`: a segment someone else created
+/// under the same name after ours was unlinked stays. Returns 0, -ENOENT, -ESTALE (the
+/// name is another file's), or -errno. (Between the check and the unlink another process
+/// could swap the file; no system call unlinks by identity.) Async-signal-safe: the
+/// resource tracker calls it.
+int shm_remove_if(const char* name, const FileId& id) noexcept;
 
 }  // namespace mproc::sys
