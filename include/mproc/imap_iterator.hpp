@@ -170,6 +170,28 @@ class IMapSource {
   std::atomic<bool> input_done_{false};
 };
 
+/// A map's input side fed through a backend's stream: `open_stream(drain)` opens it (the
+/// backend calls `drain` to read the rest of the input when it is joined), and the feed's
+/// flush submits the `staged` jobs through it. `feed` needs only stage (and abandon).
+template <class Job, class OpenStream>
+std::shared_ptr<IMapSource> streamed_source(IMapFeed feed, std::shared_ptr<std::vector<Job>> staged,
+                                            OpenStream&& open_stream) {
+  auto source = std::make_shared<IMapSource>(IMapFeed{});
+  auto stream = std::forward<OpenStream>(open_stream)([weak = std::weak_ptr<IMapSource>(source)] {
+    if (auto alive = weak.lock()) alive->drain();
+  });
+  feed.flush = [staged, stream] {
+    try {
+      stream->submit(std::exchange(*staged, {}));
+    } catch (...) {
+      staged->clear();  // not submitted: the map ends here (IMapSource)
+      throw;
+    }
+  };
+  source->set_feed(std::move(feed));
+  return source;
+}
+
 /// Python's default chunksize for `items` over `workers`: about four chunks per worker.
 inline std::size_t default_chunksize(std::size_t items, int workers) {
   std::size_t parts = static_cast<std::size_t>(workers) * 4;

@@ -106,19 +106,8 @@ auto threads_imap(ThreadWorkers& workers, F f, Range&& items, std::size_t chunks
     return true;
   };
   if (abandoned) feed.abandon = [abandoned] { abandoned->store(true, std::memory_order_relaxed); };
-  auto source = std::make_shared<IMapSource>(IMapFeed{});
-  std::shared_ptr<ThreadStream> stream = workers.open_stream([weak = std::weak_ptr<IMapSource>(source)] {
-    if (auto alive = weak.lock()) alive->drain();
-  });
-  feed.flush = [staged, stream] {
-    try {
-      stream->submit(std::exchange(*staged, {}));
-    } catch (...) {
-      staged->clear();
-      throw;
-    }
-  };
-  source->set_feed(std::move(feed));
+  auto source = streamed_source(std::move(feed), staged,
+                                [&](std::function<void()> drain) { return workers.open_stream(std::move(drain)); });
   return IMapIterator<R>(std::move(state), std::move(source), ordered, max_in_flight, deadline);
 }
 

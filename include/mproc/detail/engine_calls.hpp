@@ -106,20 +106,8 @@ IMapIterator<ResultOf<F>> engine_imap(Engine& engine, F f, Range&& items, std::s
   };
   if (abandoned) feed.abandon = [abandoned] { abandoned->store(true, std::memory_order_relaxed); };
   // The stream lives in the feed: released when the input ends or the iterator goes.
-  auto source = std::make_shared<IMapSource>(IMapFeed{});
-  std::shared_ptr<EngineStream> stream =
-      engine.open_stream([weak = std::weak_ptr<IMapSource>(source)] {
-        if (auto alive = weak.lock()) alive->drain();
-      });
-  feed.flush = [staged, stream] {
-    try {
-      stream->submit(std::exchange(*staged, {}));
-    } catch (...) {
-      staged->clear();
-      throw;
-    }
-  };
-  source->set_feed(std::move(feed));
+  auto source = streamed_source(std::move(feed), staged,
+                                [&](std::function<void()> drain) { return engine.open_stream(std::move(drain)); });
   return IMapIterator<R>(std::move(state), std::move(source), ordered, max_in_flight, deadline);
 }
 
