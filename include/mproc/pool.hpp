@@ -140,10 +140,13 @@ class Pool {
     return map_async_impl<true>(std::move(callbacks), f, std::forward<Range>(items), chunksize);
   }
 
-  /// Lazy, ordered map: reads `items` only as results are consumed, with a bounded number
-  /// of chunks in flight, so an endless range runs in bounded memory. `items` is stored by
-  /// reference if it is an lvalue: it must outlive the iteration. Results of void functions
-  /// are not available: use map.
+  /// Lazy, ordered map: submits a first window of chunks now, then reads `items` as results
+  /// are consumed, with a bounded number of chunks in flight, so an endless range runs in
+  /// bounded memory. An imap made before close() still completes: join() (and the
+  /// destructor) read the rest of its input first, as Python's pool does; its results stay in
+  /// the iterator, which may outlive the pool. `items` is stored by reference if it is an
+  /// lvalue: it must outlive the iteration. Results of void functions are not available: use
+  /// map. Throws Error on a closed pool, std::invalid_argument for chunksize 0.
   template <class F, std::ranges::input_range Range>
   auto imap(F f, Range&& items, std::size_t chunksize = 1) -> IMapIterator<detail::ResultOf<F>> {
     return detail::engine_imap<false>(engine_, f, std::forward<Range>(items), chunksize, true, map_window(), {});
@@ -154,11 +157,13 @@ class Pool {
     return detail::engine_imap<false>(engine_, f, std::forward<Range>(items), chunksize, false, map_window(), {});
   }
 
-  /// No more tasks; workers exit when the accepted ones are done.
+  /// No more tasks; workers exit when the accepted ones (open imaps included) are done.
   void close() { engine_.close(); }
   /// Stops the workers now; every unfinished result fails with CancelledError.
   void terminate() { engine_.terminate(); }
-  /// Waits for the workers to exit. Throws Error unless close() or terminate() came first.
+  /// Reads the rest of every open imap's input, then waits for the workers to exit. Throws
+  /// Error unless close() or terminate() came first, and from one of the pool's callbacks
+  /// (which run on the pool's own thread: it would wait for itself).
   void join() { engine_.join(); }
 
   /// Number of workers.
