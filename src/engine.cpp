@@ -251,6 +251,9 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
         if (Worker* idle = idle_worker()) {
           if (!claim(incoming_.front())) {
             incoming_.pop_front();
+            // An abandoned map's chunk was completed (CancelledError) into finished_tasks_:
+            // the engine delivers it.
+            if (!finished_tasks_.empty()) wake();
             return;
           }
           std::vector<std::unique_ptr<Task>> one;
@@ -275,11 +278,11 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
     if (was_empty) wake();
   }
 
-  std::shared_ptr<EngineStream> open_stream(std::function<void()> drain) {
+  std::shared_ptr<EngineStream> open_stream(std::function<void()> drain, std::function<void()> abandon) {
     std::lock_guard lock(mutex_);
     check_accepting(false);
     std::uint64_t id = next_stream_id_++;
-    streams_.emplace(id, std::move(drain));
+    streams_.emplace(id, Stream{std::move(drain), std::move(abandon)});
     return std::make_shared<EngineStream>(shared_from_this(), id);
   }
 
@@ -309,15 +312,21 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
     // them); dispatch drops what was cancelled, and a purge does so at once.
     std::vector<std::shared_ptr<StateCore>> controls;
     std::vector<std::shared_ptr<std::atomic<bool>>> maps;
+    std::vector<std::function<void()>> abandons;
     {
       std::lock_guard lock(mutex_);
       take_incoming();
+      // Open maps that may be given up read no further (their chunks on workers' queues
+      // included), so that join() does not drain them.
+      for (auto& [id, stream] : streams_)
+        if (stream.abandon) abandons.push_back(stream.abandon);
       for (auto& task : pending_) {
         if (task->spec.control) controls.push_back(task->spec.control);
         if (task->spec.abandoned) maps.push_back(task->spec.abandoned);
       }
       purge_requested_ = true;
     }
+    for (auto& abandon : abandons) abandon();
     for (auto& flag : maps) flag->store(true, std::memory_order_relaxed);
     for (auto& control : controls) control->cancel();
     wake();
@@ -384,7 +393,7 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
     {
       std::lock_guard lock(mutex_);
       if (terminating_ || broken_) return;
-      for (auto& [id, drain] : streams_) drains.push_back(drain);
+      for (auto& [id, stream] : streams_) drains.push_back(stream.drain);
     }
     for (auto& drain : drains) drain();
   }
@@ -758,6 +767,13 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
     pending_.swap(kept);
   }
 
+  // Requires mutex_. Whether some worker has tasks queued behind the one it runs: a worker
+  // that falls idle may take them (revoke_from_stalled_workers), so the engine must hear of it.
+  bool work_queued_behind_a_task() const {
+    return std::any_of(workers_.begin(), workers_.end(),
+                       [](const auto& w) { return w->in_flight.size() >= 2 && !w->killed && !w->direct; });
+  }
+
   // How long a running task may take before nothing more is queued behind it.
   Clock::duration stall_threshold() const {
     auto ns = std::max(kPrefetchTargetNs, 4 * average_service_ns_);
@@ -837,7 +853,7 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
       }
       // Anything else (nothing, normally; or a torn frame: a death) is the engine's, and the
       // worker is free now: tasks held back for it must be dispatched.
-      if (!finished_tasks_.empty() || !mine || !pending_.empty()) wake();
+      if (!finished_tasks_.empty() || !mine || !pending_.empty() || work_queued_behind_a_task()) wake();
     }
     if (mine) complete(*mine->task, mine->payload, std::move(mine->error));
     return true;
@@ -996,7 +1012,9 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
       broken_reason_ = "the pool's initializer failed in worker " + std::to_string(pid) + " (exit code " +
                        std::to_string(exitcode) + ")";
     }
-    bool stopping = terminating_ || broken_ || (closed_ && pending_.empty() && incoming_.empty());
+    // An open stream (an imap accepted before close()) may still submit: keep a worker for it.
+    bool stopping =
+        terminating_ || broken_ || (closed_ && pending_.empty() && incoming_.empty() && streams_.empty());
     if (!stopping) spawn_worker();
     publish_pids();
   }
@@ -1065,7 +1083,11 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   bool broken_flag_ = false;
   bool purge_requested_ = false;
   // Open lazy maps (EngineStream), by id: how to read the rest of each one's input.
-  std::map<std::uint64_t, std::function<void()>> streams_;
+  struct Stream {
+    std::function<void()> drain;
+    std::function<void()> abandon;
+  };
+  std::map<std::uint64_t, Stream> streams_;
   std::uint64_t next_stream_id_ = 1;
 };
 
@@ -1120,9 +1142,9 @@ void Engine::submit(std::vector<TaskSpec> tasks) {
   check_caller();
   core_->submit(std::move(tasks));
 }
-std::shared_ptr<EngineStream> Engine::open_stream(std::function<void()> drain) {
+std::shared_ptr<EngineStream> Engine::open_stream(std::function<void()> drain, std::function<void()> abandon) {
   check_caller();
-  return core_->open_stream(std::move(drain));
+  return core_->open_stream(std::move(drain), std::move(abandon));
 }
 void Engine::post(std::function<void()> fn) {
   check_caller();

@@ -40,7 +40,11 @@ struct ThreadWorkers::Core {
   bool joining = false;
   bool joined = false;
   // Open lazy maps, by id: how to read the rest of each one's input (ThreadStream).
-  std::map<std::uint64_t, std::function<void()>> streams;
+  struct Stream {
+    std::function<void()> drain;
+    std::function<void()> abandon;
+  };
+  std::map<std::uint64_t, Stream> streams;
   std::uint64_t next_stream = 1;
 
   // Requires the lock. Whether the threads are done for good: nothing queued, and nothing
@@ -167,11 +171,11 @@ void ThreadWorkers::submit(std::unique_ptr<ThreadJob> job) {
 
 void ThreadWorkers::submit(std::vector<std::unique_ptr<ThreadJob>> jobs) { core_->submit(core_, std::move(jobs), false); }
 
-std::shared_ptr<ThreadStream> ThreadWorkers::open_stream(std::function<void()> drain) {
+std::shared_ptr<ThreadStream> ThreadWorkers::open_stream(std::function<void()> drain, std::function<void()> abandon) {
   std::lock_guard lock(core_->mutex);
   core_->check_accepting_locked(false);
   std::uint64_t id = core_->next_stream++;
-  core_->streams.emplace(id, std::move(drain));
+  core_->streams.emplace(id, Core::Stream{std::move(drain), std::move(abandon)});
   return std::make_shared<ThreadStream>(core_, id);
 }
 
@@ -195,14 +199,19 @@ void ThreadWorkers::cancel_pending() {
   // putting back the ones that cannot be cancelled (map chunks) would let a worker of a
   // closed pool find the queue empty, exit, and leave those behind with nobody to run them.
   std::vector<std::shared_ptr<StateCore>> controls;
+  std::vector<std::function<void()>> abandons;
   {
     std::lock_guard lock(core_->mutex);
+    // Open maps that may be given up read no further, so that join() does not drain them.
+    for (auto& [id, stream] : core_->streams)
+      if (stream.abandon) abandons.push_back(stream.abandon);
     controls.reserve(core_->queue.size());
     for (auto& job : core_->queue) {
       if (auto control = job->shared_control()) controls.push_back(std::move(control));
       if (auto flag = job->abandon_flag()) flag->store(true, std::memory_order_relaxed);
     }
   }
+  for (auto& abandon : abandons) abandon();
   // One a worker has claimed meanwhile is running: cancel() then refuses, as it should.
   for (auto& control : controls) control->cancel();
 }
@@ -242,7 +251,7 @@ void ThreadWorkers::join_threads(bool in_destructor) {
       std::lock_guard lock(core->mutex);
       if (!core->closed) throw Error("join() requires close() or shutdown() first");
       if (!core->broken)
-        for (auto& [id, drain] : core->streams) drains.push_back(drain);
+        for (auto& [id, stream] : core->streams) drains.push_back(stream.drain);
     }
     for (auto& drain : drains) drain();
   }

@@ -9,6 +9,7 @@
 #include <mutex>
 #include <numeric>
 #include <optional>
+#include <ranges>
 #include <thread>
 #include <vector>
 
@@ -99,6 +100,26 @@ TEST_F(ExecutorMap, DroppingAStartedMapCancelsTheRest) {
   EXPECT_LE(started(), 8);
 }
 
+TEST_F(ExecutorMap, CancelFuturesStopsReadingAnEndlessInput) {
+  // shutdown(cancel_futures=true) abandons the map: its input is not drained (an endless one
+  // would never end), and what is left of it completes without hanging.
+  mproc::ProcessPoolExecutor executor(1);
+  auto results = executor.map(counted_sleep_ms, std::views::iota(0) | std::views::transform([](int) { return 20; }),
+                              std::nullopt, 1, 2);
+  EXPECT_EQ(results.next(), 20);
+  executor.shutdown(true, true);
+  int values = 0, cancelled = 0;
+  for (;;) {
+    try {
+      if (!results.next(10s)) break;
+      ++values;
+    } catch (const mproc::CancelledError&) {
+      ++cancelled;
+    }
+  }
+  EXPECT_LE(values + cancelled, 4);
+}
+
 TEST_F(ExecutorMap, ContextManagerShape) {
   // CPython's test_context_manager_shutdown.
   std::vector<int> results;
@@ -155,6 +176,28 @@ TEST_F(ExecutorMap, ThreadsATimeoutCancelsTheCallsNotStarted) {
   EXPECT_THROW(results.next(), mproc::TimeoutError);
   executor.shutdown(true);
   EXPECT_LE(started.load(), 4);
+}
+
+TEST_F(ExecutorMap, ThreadsCancelFuturesStopsReadingAnEndlessInput) {
+  mproc::ThreadPoolExecutor executor(1);
+  auto results = executor.map(
+      [](int) {
+        std::this_thread::sleep_for(20ms);
+        return 20;
+      },
+      std::views::iota(0), std::nullopt, 1, 2);
+  EXPECT_EQ(results.next(), 20);
+  executor.shutdown(true, true);
+  int left = 0;
+  for (;;) {
+    try {
+      if (!results.next(10s)) break;
+      ++left;
+    } catch (const mproc::CancelledError&) {
+      ++left;
+    }
+  }
+  EXPECT_LE(left, 4);
 }
 
 TEST_F(ExecutorMap, ThreadPoolImapAcceptedBeforeCloseFinishes) {

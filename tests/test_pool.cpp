@@ -549,6 +549,19 @@ TEST_F(PoolTest, ImapAcceptedBeforeCloseFinishes) {
   pool.join();
 }
 
+TEST_F(PoolTest, AnOpenImapKeepsItsWorkersAfterClose) {
+  // Workers that retire (maxtasksperchild) or die after close() are replaced while an imap
+  // accepted before close() may still submit; otherwise its later chunks would wait forever.
+  mproc::Pool pool({.processes = 1, .maxtasksperchild = 1});
+  std::vector<int> input(100);
+  std::iota(input.begin(), input.end(), 0);
+  auto results = pool.imap(square, input);
+  pool.close();
+  for (int i = 0; i < 100; ++i) ASSERT_EQ(results.next(), i * i);
+  EXPECT_EQ(results.next(), std::nullopt);
+  pool.join();
+}
+
 TEST_F(PoolTest, JoinFinishesAnUnconsumedImap) {
   // Python's task handler reads the whole input of an imap accepted before close(); join()
   // waits for it. Results then wait in the iterator.

@@ -78,17 +78,42 @@ struct IMapFeed {
 /// read all the rest (drain) when it is joined, as Python finishes a map accepted before
 /// close(). Thread safety: feed_more/drain serialize on `mutex`; the atomics may be read
 /// without it.
-class IMapSource {
+class IMapSource : public std::enable_shared_from_this<IMapSource> {
  public:
-  explicit IMapSource(IMapFeed feed) { set_feed(std::move(feed)); }
+  explicit IMapSource(IMapFeed feed) { install(std::move(feed)); }
   IMapSource(const IMapSource&) = delete;
   IMapSource& operator=(const IMapSource&) = delete;
 
-  /// Requires: the source is not yet in use. (A backend's stream may need the source's
-  /// address, and the feed the stream.)
-  void set_feed(IMapFeed feed) {
-    abandon_ = feed.abandon;  // kept past the end of the input: what was submitted may still be dropped
-    feed_ = std::move(feed);
+  /// Connects the source to a backend's stream and installs `feed` (whose flush is made
+  /// here): `open_stream(drain, abandon)` opens the stream; the backend calls `drain` to read
+  /// the rest of the input when it is joined, and `abandon` (the feed's, possibly empty) on
+  /// shutdown(cancel_futures). Held under the source's lock from the opening on,
+  /// so a join on another thread cannot drain a half-connected source.
+  template <class Job, class OpenStream>
+  void connect(IMapFeed feed, std::shared_ptr<std::vector<Job>> staged, OpenStream&& open_stream) {
+    std::lock_guard lock(mutex_);
+    auto stream = std::forward<OpenStream>(open_stream)(
+        [weak = weak_from_this()] {
+          if (auto alive = weak.lock()) alive->drain();
+        },
+        feed.abandon);
+    feed.flush = [staged, stream] {
+      try {
+        stream->submit(std::exchange(*staged, {}));
+      } catch (...) {
+        staged->clear();  // not submitted: the map ends here (feed_locked)
+        throw;
+      }
+    };
+    install(std::move(feed));
+  }
+
+  /// The iterator is gone before it was used: drop the input (and the backend's stream)
+  /// without abandoning what was submitted, as Python lets an unstarted map's calls run.
+  /// Waits for a drain in progress, which may still be reading the input.
+  void release() {
+    std::lock_guard lock(mutex_);
+    finish_input(nullptr);
   }
 
   /// Reads and submits up to `room` more chunks. Once the input ends (or fails, or the
@@ -119,6 +144,11 @@ class IMapSource {
 
  private:
   static constexpr std::size_t kDrainBatch = 64;
+
+  void install(IMapFeed feed) {
+    abandon_ = feed.abandon;  // kept past the end of the input: what was submitted may still be dropped
+    feed_ = std::move(feed);
+  }
 
   void feed_locked(std::size_t room) {
     if (input_done_.load(std::memory_order_relaxed)) return;
@@ -169,28 +199,6 @@ class IMapSource {
   std::atomic<std::size_t> submitted_{0};
   std::atomic<bool> input_done_{false};
 };
-
-/// A map's input side fed through a backend's stream: `open_stream(drain)` opens it (the
-/// backend calls `drain` to read the rest of the input when it is joined), and the feed's
-/// flush submits the `staged` jobs through it. `feed` needs only stage (and abandon).
-template <class Job, class OpenStream>
-std::shared_ptr<IMapSource> streamed_source(IMapFeed feed, std::shared_ptr<std::vector<Job>> staged,
-                                            OpenStream&& open_stream) {
-  auto source = std::make_shared<IMapSource>(IMapFeed{});
-  auto stream = std::forward<OpenStream>(open_stream)([weak = std::weak_ptr<IMapSource>(source)] {
-    if (auto alive = weak.lock()) alive->drain();
-  });
-  feed.flush = [staged, stream] {
-    try {
-      stream->submit(std::exchange(*staged, {}));
-    } catch (...) {
-      staged->clear();  // not submitted: the map ends here (IMapSource)
-      throw;
-    }
-  };
-  source->set_feed(std::move(feed));
-  return source;
-}
 
 /// Python's default chunksize for `items` over `workers`: about four chunks per worker.
 inline std::size_t default_chunksize(std::size_t items, int workers) {
@@ -256,7 +264,11 @@ class IMapIterator {
   /// generator: an executor map's calls not yet started are cancelled). One never used
   /// leaves the submitted calls running, as Python's unstarted generator does.
   ~IMapIterator() {
-    if (source_ && started_ && (!source_->input_done() || consumed_ < source_->submitted())) source_->abandon();
+    if (!source_) return;  // moved from
+    if (!started_)
+      source_->release();
+    else if (!source_->input_done() || consumed_ < source_->submitted())
+      source_->abandon();
   }
 
   /// The next result, or nullopt when all are consumed. Rethrows the exception of the

@@ -71,6 +71,8 @@ auto threads_imap(ThreadWorkers& workers, F f, Range&& items, std::size_t chunks
   IMapFeed feed;
   feed.stage = [read = chunk_reader<Item>(std::forward<Range>(items), chunksize), staged, state, function,
                 abandoned](std::size_t index) mutable {
+    // An abandoned map reads no further (shutdown(cancel_futures) must not drain its input).
+    if (abandoned && abandoned->load(std::memory_order_relaxed)) return false;
     std::vector<Item> chunk;
     if (!read(chunk)) return false;
     // Each chunk's outcome goes to the map's state rather than a future of its own.
@@ -106,8 +108,11 @@ auto threads_imap(ThreadWorkers& workers, F f, Range&& items, std::size_t chunks
     return true;
   };
   if (abandoned) feed.abandon = [abandoned] { abandoned->store(true, std::memory_order_relaxed); };
-  auto source = streamed_source(std::move(feed), staged,
-                                [&](std::function<void()> drain) { return workers.open_stream(std::move(drain)); });
+  auto source = std::make_shared<IMapSource>(IMapFeed{});
+  source->connect(std::move(feed), staged,
+                  [&](std::function<void()> drain, std::function<void()> abandon) {
+                    return workers.open_stream(std::move(drain), std::move(abandon));
+                  });
   return IMapIterator<R>(std::move(state), std::move(source), ordered, max_in_flight, deadline);
 }
 

@@ -83,6 +83,8 @@ IMapIterator<ResultOf<F>> engine_imap(Engine& engine, F f, Range&& items, std::s
   IMapFeed feed;
   feed.stage = [read = chunk_reader<Item>(std::forward<Range>(items), chunksize), staged, state, abandoned,
                 function = function_ref(f)](std::size_t index) mutable {
+    // An abandoned map reads no further (shutdown(cancel_futures) must not drain its input).
+    if (abandoned && abandoned->load(std::memory_order_relaxed)) return false;
     std::vector<Item> chunk;
     if (!read(chunk)) return false;
     TaskSpec task;
@@ -106,8 +108,11 @@ IMapIterator<ResultOf<F>> engine_imap(Engine& engine, F f, Range&& items, std::s
   };
   if (abandoned) feed.abandon = [abandoned] { abandoned->store(true, std::memory_order_relaxed); };
   // The stream lives in the feed: released when the input ends or the iterator goes.
-  auto source = streamed_source(std::move(feed), staged,
-                                [&](std::function<void()> drain) { return engine.open_stream(std::move(drain)); });
+  auto source = std::make_shared<IMapSource>(IMapFeed{});
+  source->connect(std::move(feed), staged,
+                  [&](std::function<void()> drain, std::function<void()> abandon) {
+                    return engine.open_stream(std::move(drain), std::move(abandon));
+                  });
   return IMapIterator<R>(std::move(state), std::move(source), ordered, max_in_flight, deadline);
 }
 

@@ -108,8 +108,9 @@ class ThreadWorkers {
   void submit(std::vector<std::unique_ptr<ThreadJob>> jobs);
 
   /// Opens a stream for a lazy map; `drain` reads the rest of its input through the stream
-  /// (join() calls it). Throws as submit() does.
-  std::shared_ptr<ThreadStream> open_stream(std::function<void()> drain);
+  /// (join() calls it); `abandon`, if any, gives the map up (cancel_pending calls it).
+  /// Throws as submit() does.
+  std::shared_ptr<ThreadStream> open_stream(std::function<void()> drain, std::function<void()> abandon = {});
 
   /// Cancels every queued job that has a control (see ThreadJob::control), and abandons the
   /// maps of queued chunks that may be abandoned; others stay.
