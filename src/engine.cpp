@@ -20,6 +20,7 @@
 
 #include "mproc/connection.hpp"
 #include "mproc/error.hpp"
+#include "mproc/imap_iterator.hpp"
 #include "mproc/process.hpp"
 #include "sys/fd.hpp"
 #include "sys/futex.hpp"
@@ -108,6 +109,16 @@ constexpr std::uint64_t make_claim(std::uint32_t claimed, std::uint32_t limit) {
 // a <= b for sequence numbers that wrap.
 constexpr bool seq_at_most(std::uint32_t a, std::uint32_t b) { return static_cast<std::int32_t>(b - a) >= 0; }
 
+// In the engine: sets the highest claimable seq to `limit`, or to what the worker has
+// claimed so far (taking back the rest); returns what it had claimed at that moment.
+std::uint32_t set_claim_limit(WorkerWords& words, std::optional<std::uint32_t> limit) {
+  std::uint64_t word = words.claim.load(std::memory_order_acquire);
+  while (!words.claim.compare_exchange_weak(word, make_claim(claimed_of(word), limit.value_or(claimed_of(word))),
+                                            std::memory_order_acq_rel)) {
+  }
+  return claimed_of(word);
+}
+
 // In a worker: claims task `seq`, or learns that the engine took it back.
 bool claim_task(WorkerWords& words, std::uint32_t seq) {
   std::uint64_t word = words.claim.load(std::memory_order_acquire);
@@ -157,10 +168,6 @@ std::atomic<bool> inside_worker{false};
 // The engine whose thread this is, if any: a callback (which runs there) that joins or
 // destroys its own pool must not wait for itself.
 thread_local const EngineCore* current_engine_thread = nullptr;
-
-std::exception_ptr cancelled_map_error() {
-  return std::make_exception_ptr(CancelledError("the map was abandoned before this chunk started"));
-}
 
 void complete(Task& task, std::span<const std::byte> payload, std::exception_ptr error) noexcept {
   try {
@@ -662,25 +669,17 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   // Requires mutex_. Takes back the tasks queued behind stalled tasks, if a worker is idle.
   // True if it took any back (they are at the front of pending_ again).
   bool revoke_from_stalled_workers() {
+    if (idle_worker() == nullptr) return false;
     const auto now = Clock::now();
-    bool someone_idle = idle_worker() != nullptr;
-    if (!someone_idle) return false;
     bool took = false;
     for (auto& worker : workers_)
-      if (worker->in_flight.size() >= 2 && !worker->killed && !worker->direct &&
-          now - worker->front_started > stall_threshold())
-        took |= revoke(*worker);
+      if (has_work_queued_behind(*worker) && now - worker->front_started > stall_threshold()) took |= revoke(*worker);
     return took;
   }
 
   // Requires mutex_. Takes back every task queued on `worker` that it has not claimed.
   bool revoke(Worker& worker) {
-    WorkerWords& words = worker.shared->words();
-    std::uint64_t word = words.claim.load(std::memory_order_acquire);
-    while (!words.claim.compare_exchange_weak(word, make_claim(claimed_of(word), claimed_of(word)),
-                                              std::memory_order_acq_rel)) {
-    }
-    const std::uint32_t claimed = claimed_of(word);
+    const std::uint32_t claimed = set_claim_limit(worker.shared->words(), std::nullopt);
     std::size_t taken = 0;
     // in_flight is in seq order: everything past `claimed` is at its back.
     while (!worker.in_flight.empty() && !seq_at_most(worker.in_flight.back()->seq, claimed)) {
@@ -746,7 +745,7 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   bool claim(std::unique_ptr<Task>& task) {
     if (task->spec.control && !task->spec.control->set_running()) return false;
     if (task->spec.abandoned && task->spec.abandoned->load(std::memory_order_relaxed)) {
-      finish(std::move(task), {}, cancelled_map_error());
+      finish(std::move(task), {}, abandoned_chunk_error());
       return false;
     }
     return true;
@@ -760,18 +759,20 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
       bool cancelled = task->spec.control && task->spec.control->cancelled();
       bool abandoned = task->spec.abandoned && task->spec.abandoned->load(std::memory_order_relaxed);
       if (abandoned && !cancelled)
-        finish(std::move(task), {}, cancelled_map_error());
+        finish(std::move(task), {}, abandoned_chunk_error());
       else if (!cancelled)
         kept.push_back(std::move(task));
     }
     pending_.swap(kept);
   }
 
-  // Requires mutex_. Whether some worker has tasks queued behind the one it runs: a worker
-  // that falls idle may take them (revoke_from_stalled_workers), so the engine must hear of it.
+  // Requires mutex_. Whether `worker` has tasks queued behind the one it runs, which another
+  // worker falling idle may take (revoke_from_stalled_workers).
+  static bool has_work_queued_behind(const Worker& worker) {
+    return worker.in_flight.size() >= 2 && !worker.killed && !worker.direct;
+  }
   bool work_queued_behind_a_task() const {
-    return std::any_of(workers_.begin(), workers_.end(),
-                       [](const auto& w) { return w->in_flight.size() >= 2 && !w->killed && !w->direct; });
+    return std::any_of(workers_.begin(), workers_.end(), [](const auto& w) { return has_work_queued_behind(*w); });
   }
 
   // How long a running task may take before nothing more is queued behind it.
@@ -887,11 +888,7 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
     }
     // The worker may claim them once the limit covers them: raised before they are sent.
     // (Never while a taken-back task is unread in its pipe: dispatch skips such a worker.)
-    WorkerWords& words = worker.shared->words();
-    std::uint64_t word = words.claim.load(std::memory_order_acquire);
-    while (!words.claim.compare_exchange_weak(word, make_claim(claimed_of(word), worker.sent_seq),
-                                              std::memory_order_acq_rel)) {
-    }
+    set_claim_limit(worker.shared->words(), worker.sent_seq);
     try {
       worker.tasks.send(batch);
     } catch (const Error&) {
@@ -902,10 +899,9 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   sys::Deadline nearest_deadline() const {
     sys::Deadline nearest;
     // When a task with others queued behind it becomes stalled, an idle worker may take them.
-    bool someone_idle = idle_worker() != nullptr;
-    if (someone_idle)
+    if (idle_worker() != nullptr)
       for (auto& worker : workers_)
-        if (worker->in_flight.size() >= 2 && !worker->killed && !worker->direct) {
+        if (has_work_queued_behind(*worker)) {
           auto stalls_at = worker->front_started + stall_threshold();
           if (!nearest || stalls_at < *nearest) nearest = stalls_at;
         }

@@ -66,6 +66,7 @@ struct IMapFeed {
   std::function<bool(std::size_t index)> stage;
   /// Submits every staged chunk, in one batch (one wake-up of the backend for many chunks).
   /// Throws if the backend no longer accepts them (the staged chunks are then dropped).
+  /// Made by IMapSource::connected.
   std::function<void()> flush;
   /// Optional: drops the chunks submitted but not started, when the map is abandoned (its
   /// iterator destroyed before the end, or its overall deadline passed) — an executor
@@ -80,32 +81,20 @@ struct IMapFeed {
 /// without it.
 class IMapSource : public std::enable_shared_from_this<IMapSource> {
  public:
-  explicit IMapSource(IMapFeed feed) { install(std::move(feed)); }
+  IMapSource() = default;
   IMapSource(const IMapSource&) = delete;
   IMapSource& operator=(const IMapSource&) = delete;
 
-  /// Connects the source to a backend's stream and installs `feed` (whose flush is made
-  /// here): `open_stream(drain, abandon)` opens the stream; the backend calls `drain` to read
-  /// the rest of the input when it is joined, and `abandon` (the feed's, possibly empty) on
-  /// shutdown(cancel_futures). Held under the source's lock from the opening on,
-  /// so a join on another thread cannot drain a half-connected source.
+  /// A source over `feed` (whose flush is made here), connected to a backend's stream:
+  /// `open_stream(drain, abandon)` opens the stream; the backend calls `drain` to read the
+  /// rest of the input when it is joined, and `abandon` (the feed's, possibly empty) on
+  /// shutdown(cancel_futures). The flush submits the `staged` jobs through the stream.
   template <class Job, class OpenStream>
-  void connect(IMapFeed feed, std::shared_ptr<std::vector<Job>> staged, OpenStream&& open_stream) {
-    std::lock_guard lock(mutex_);
-    auto stream = std::forward<OpenStream>(open_stream)(
-        [weak = weak_from_this()] {
-          if (auto alive = weak.lock()) alive->drain();
-        },
-        feed.abandon);
-    feed.flush = [staged, stream] {
-      try {
-        stream->submit(std::exchange(*staged, {}));
-      } catch (...) {
-        staged->clear();  // not submitted: the map ends here (feed_locked)
-        throw;
-      }
-    };
-    install(std::move(feed));
+  static std::shared_ptr<IMapSource> connected(IMapFeed feed, std::shared_ptr<std::vector<Job>> staged,
+                                               OpenStream&& open_stream) {
+    auto source = std::make_shared<IMapSource>();
+    source->connect(std::move(feed), std::move(staged), std::forward<OpenStream>(open_stream));
+    return source;
   }
 
   /// The iterator is gone before it was used: drop the input (and the backend's stream)
@@ -145,7 +134,24 @@ class IMapSource : public std::enable_shared_from_this<IMapSource> {
  private:
   static constexpr std::size_t kDrainBatch = 64;
 
-  void install(IMapFeed feed) {
+  // Held under the source's lock from the stream's opening on, so that a join on another
+  // thread cannot drain a half-connected source.
+  template <class Job, class OpenStream>
+  void connect(IMapFeed feed, std::shared_ptr<std::vector<Job>> staged, OpenStream&& open_stream) {
+    std::lock_guard lock(mutex_);
+    auto stream = std::forward<OpenStream>(open_stream)(
+        [weak = weak_from_this()] {
+          if (auto alive = weak.lock()) alive->drain();
+        },
+        feed.abandon);
+    feed.flush = [staged, stream] {
+      try {
+        stream->submit(std::exchange(*staged, {}));
+      } catch (...) {
+        staged->clear();  // not submitted: the map ends here (feed_locked)
+        throw;
+      }
+    };
     abandon_ = feed.abandon;  // kept past the end of the input: what was submitted may still be dropped
     feed_ = std::move(feed);
   }
@@ -199,6 +205,20 @@ class IMapSource : public std::enable_shared_from_this<IMapSource> {
   std::atomic<std::size_t> submitted_{0};
   std::atomic<bool> input_done_{false};
 };
+
+/// For an executor map (`enabled`): a flag its chunks share, set by `feed`'s abandon; a
+/// chunk that finds it set is dropped instead of run. nullptr for a Pool's imap.
+inline std::shared_ptr<std::atomic<bool>> abandon_flag(IMapFeed& feed, bool enabled) {
+  if (!enabled) return nullptr;
+  auto flag = std::make_shared<std::atomic<bool>>(false);
+  feed.abandon = [flag] { flag->store(true, std::memory_order_relaxed); };
+  return flag;
+}
+
+/// What a chunk of an abandoned map completes with instead of running.
+inline std::exception_ptr abandoned_chunk_error() {
+  return std::make_exception_ptr(CancelledError("the map was abandoned before this chunk started"));
+}
 
 /// Python's default chunksize for `items` over `workers`: about four chunks per worker.
 inline std::size_t default_chunksize(std::size_t items, int workers) {
@@ -254,10 +274,6 @@ class IMapIterator {
         deadline_(deadline) {
     top_up();
   }
-  IMapIterator(std::shared_ptr<detail::IMapState<R>> state, detail::IMapFeed feed, bool ordered,
-               std::size_t max_in_flight, Deadline deadline = std::nullopt)
-      : IMapIterator(std::move(state), std::make_shared<detail::IMapSource>(std::move(feed)), ordered, max_in_flight,
-                     deadline) {}
   IMapIterator(IMapIterator&&) noexcept = default;
   IMapIterator& operator=(IMapIterator&&) noexcept = default;
   /// An iterator dropped after it started yielding abandons its map (Python closes the

@@ -67,8 +67,8 @@ auto threads_imap(ThreadWorkers& workers, F f, Range&& items, std::size_t chunks
   auto state = std::make_shared<IMapState<R>>();
   auto staged = std::make_shared<std::vector<std::unique_ptr<ThreadJob>>>();
   auto function = std::make_shared<F>(std::move(f));
-  auto abandoned = cancel_on_abandon ? std::make_shared<std::atomic<bool>>(false) : nullptr;
   IMapFeed feed;
+  auto abandoned = abandon_flag(feed, cancel_on_abandon);
   feed.stage = [read = chunk_reader<Item>(std::forward<Range>(items), chunksize), staged, state, function,
                 abandoned](std::size_t index) mutable {
     // An abandoned map reads no further (shutdown(cancel_futures) must not drain its input).
@@ -85,7 +85,7 @@ auto threads_imap(ThreadWorkers& workers, F f, Range&& items, std::size_t chunks
       std::shared_ptr<std::atomic<bool>> abandon_flag() const override { return abandoned; }
       void run() noexcept override {
         if (abandoned && abandoned->load(std::memory_order_relaxed))
-          return fail(std::make_exception_ptr(CancelledError("the map was abandoned before this chunk started")));
+          return fail(abandoned_chunk_error());
         Chunk values;
         std::exception_ptr error;
         try {
@@ -107,9 +107,7 @@ auto threads_imap(ThreadWorkers& workers, F f, Range&& items, std::size_t chunks
     staged->push_back(std::move(job));
     return true;
   };
-  if (abandoned) feed.abandon = [abandoned] { abandoned->store(true, std::memory_order_relaxed); };
-  auto source = std::make_shared<IMapSource>(IMapFeed{});
-  source->connect(std::move(feed), staged,
+  auto source = IMapSource::connected(std::move(feed), staged,
                   [&](std::function<void()> drain, std::function<void()> abandon) {
                     return workers.open_stream(std::move(drain), std::move(abandon));
                   });

@@ -79,8 +79,8 @@ IMapIterator<ResultOf<F>> engine_imap(Engine& engine, F f, Range&& items, std::s
   engine.check_caller();
   auto state = std::make_shared<IMapState<R>>();
   auto staged = std::make_shared<std::vector<TaskSpec>>();
-  auto abandoned = cancel_on_abandon ? std::make_shared<std::atomic<bool>>(false) : nullptr;
   IMapFeed feed;
+  auto abandoned = abandon_flag(feed, cancel_on_abandon);
   feed.stage = [read = chunk_reader<Item>(std::forward<Range>(items), chunksize), staged, state, abandoned,
                 function = function_ref(f)](std::size_t index) mutable {
     // An abandoned map reads no further (shutdown(cancel_futures) must not drain its input).
@@ -106,10 +106,8 @@ IMapIterator<ResultOf<F>> engine_imap(Engine& engine, F f, Range&& items, std::s
     staged->push_back(std::move(task));
     return true;
   };
-  if (abandoned) feed.abandon = [abandoned] { abandoned->store(true, std::memory_order_relaxed); };
   // The stream lives in the feed: released when the input ends or the iterator goes.
-  auto source = std::make_shared<IMapSource>(IMapFeed{});
-  source->connect(std::move(feed), staged,
+  auto source = IMapSource::connected(std::move(feed), staged,
                   [&](std::function<void()> drain, std::function<void()> abandon) {
                     return engine.open_stream(std::move(drain), std::move(abandon));
                   });
