@@ -10,6 +10,7 @@
 #include <numeric>
 #include <optional>
 #include <ranges>
+#include <stdexcept>
 #include <thread>
 #include <vector>
 
@@ -31,6 +32,13 @@ int counted_sleep_ms(int ms) {
   std::this_thread::sleep_for(std::chrono::milliseconds(ms));
   return ms;
 }
+// Shared with the workers too: counts the call, then waits until the test opens the gate.
+mproc::Event* gate_open = nullptr;
+int counted_gated(int x) {
+  counted_sleep_ms(0);
+  if (!gate_open->wait(10s)) throw std::runtime_error("the gate never opened");
+  return x;
+}
 int absolute(int x) { return x < 0 ? -x : x; }
 
 class ExecutorMap : public LeakCheckedTest {
@@ -38,9 +46,11 @@ class ExecutorMap : public LeakCheckedTest {
   void SetUp() override {
     LeakCheckedTest::SetUp();
     calls_started = &started_;
+    gate_open = &gate_;
   }
   void TearDown() override {
     calls_started = nullptr;
+    gate_open = nullptr;
     LeakCheckedTest::TearDown();
   }
   int started() {
@@ -48,6 +58,7 @@ class ExecutorMap : public LeakCheckedTest {
     return started_.value();
   }
   mproc::Value<int> started_{0};
+  mproc::Event gate_;
 };
 
 TEST_F(ExecutorMap, SubmitsWithoutIteration) {
@@ -84,8 +95,9 @@ TEST_F(ExecutorMap, ShutdownWaitFinishesAMapLongerThanItsWindow) {
 TEST_F(ExecutorMap, ATimeoutCancelsTheCallsNotStarted) {
   // CPython's test_map_timeout / test_executor_map_current_future_cancel.
   mproc::ProcessPoolExecutor executor(2);
-  auto results = executor.map(counted_sleep_ms, std::vector<int>(20, 300), 100ms);
-  EXPECT_THROW(results.next(), mproc::TimeoutError);
+  auto results = executor.map(counted_gated, std::vector<int>(20, 0), 100ms);
+  EXPECT_THROW(results.next(), mproc::TimeoutError);  // the calls wait for the gate
+  gate_.set();
   executor.shutdown(true);
   EXPECT_LE(started(), 6);  // the two running (and a few at most in hand-off), not twenty
 }
@@ -167,13 +179,14 @@ TEST_F(ExecutorMap, ThreadsATimeoutCancelsTheCallsNotStarted) {
   std::atomic<int> started{0};
   mproc::ThreadPoolExecutor executor(2);
   auto results = executor.map(
-      [&](int ms) {
+      [&](int x) {
         ++started;
-        std::this_thread::sleep_for(std::chrono::milliseconds(ms));
-        return ms;
+        gate_.wait(10s);
+        return x;
       },
-      std::vector<int>(20, 300), 100ms);
-  EXPECT_THROW(results.next(), mproc::TimeoutError);
+      std::vector<int>(20, 0), 100ms);
+  EXPECT_THROW(results.next(), mproc::TimeoutError);  // the calls wait for the gate
+  gate_.set();
   executor.shutdown(true);
   EXPECT_LE(started.load(), 4);
 }

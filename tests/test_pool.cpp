@@ -309,7 +309,8 @@ TEST_F(PoolTest, EarlyCloseWithMaxTasksPerChild) {
 TEST_F(PoolTest, TerminateFailsPendingWorkPromptly) {
   mproc::Pool pool(2);
   std::vector<mproc::AsyncResult<int>> results;
-  for (int i = 0; i < 10000; ++i) results.push_back(pool.apply_async(sleep_ms, 1000));
+  // Tasks that never end: only a terminate() that kills the workers can return.
+  for (int i = 0; i < 10000; ++i) results.push_back(pool.apply_async(forever, i));
   auto begin = std::chrono::steady_clock::now();
   pool.terminate();
   pool.join();
@@ -519,7 +520,7 @@ TEST_P(PoolSizes, TerminateFailsMapsAndIterators) {
   mproc::Pool pool(GetParam());
   auto lazy = pool.imap(sleep_ms, std::vector<int>(100, 100));
   EXPECT_EQ(lazy.next(), 100);
-  auto mapped = pool.map_async(sleep_ms, std::vector<int>(100, 100), 1);
+  auto mapped = pool.map_async(forever, std::vector<int>(100, 0), 1);  // only a kill ends it
   auto begin = std::chrono::steady_clock::now();
   pool.terminate();
   pool.join();
@@ -594,40 +595,71 @@ TEST_F(PoolTest, AnImapOutlivingItsPoolIsAnErrorNotACrash) {
   EXPECT_EQ(count, 5000);
 }
 
+// Process-shared gates, made before the pools that use them (the workers inherit them).
+mproc::Event* release_gated = nullptr;
+mproc::Barrier* pair_up = nullptr;
+
+// A negative item waits until the test opens the gate; others return at once.
+int gated(int x) {
+  if (x < 0 && !release_gated->wait(10s)) throw std::runtime_error("the gate never opened");
+  return x;
+}
+// A positive item meets another one at the barrier: two must run at the same time.
+int paired(int x) {
+  if (x > 0) pair_up->wait();  // BrokenBarrierError after the barrier's timeout
+  return x;
+}
+
 TEST_F(PoolTest, ImapUnorderedYieldsInCompletionOrder) {
+  mproc::Event gate;
+  release_gated = &gate;
   mproc::Pool pool(2);
-  auto results = pool.imap_unordered(sleep_ms, std::vector<int>{400, 10}, 1);
-  EXPECT_EQ(results.next(), 10);
-  EXPECT_EQ(results.next(), 400);
+  auto results = pool.imap_unordered(gated, std::vector<int>{-1, 10}, 1);
+  EXPECT_EQ(results.next(10s), 10);  // finished first, though submitted second
+  gate.set();
+  EXPECT_EQ(results.next(10s), -1);
   EXPECT_EQ(results.next(), std::nullopt);
+  release_gated = nullptr;
 }
 
 TEST_F(PoolTest, SkewedMapKeepsBothWorkersBusy) {
   // Four long and four instant items, one per chunk: Python's workers pull chunks from a
-  // shared queue, so the long ones run two at a time. Queuing them all on one worker would
-  // take 4 x 400 ms.
+  // shared queue, so the long ones run two at a time. Each long one waits for another at a
+  // barrier: queued all on one worker, they would break it (after its 10 s timeout).
+  mproc::Barrier barrier(2, {}, 10s);
+  pair_up = &barrier;
   mproc::Pool pool(2);
-  auto begin = std::chrono::steady_clock::now();
-  auto results = pool.map(sleep_ms, std::vector<int>{400, 400, 400, 400, 0, 0, 0, 0}, 1);
-  EXPECT_LT(std::chrono::steady_clock::now() - begin, 1400ms);
-  EXPECT_EQ(results, (std::vector<int>{400, 400, 400, 400, 0, 0, 0, 0}));
+  auto results = pool.map(paired, std::vector<int>{1, 2, 3, 4, 0, 0, 0, 0}, 1);
+  EXPECT_EQ(results, (std::vector<int>{1, 2, 3, 4, 0, 0, 0, 0}));
+  pair_up = nullptr;
 }
 
 TEST_F(PoolTest, WorkQueuedBehindAnUnexpectedlyLongTaskMovesToAnIdleWorker) {
+  mproc::Event gate;
+  release_gated = &gate;
   mproc::Pool pool(2);
   // A burst of tiny tasks: the engine learns they are tiny and queues many ahead.
   std::vector<mproc::AsyncResult<int>> warm;
   for (int i = 0; i < 2000; ++i) warm.push_back(pool.apply_async(square, i));
   for (auto& result : warm) result.get();
-  auto begin = std::chrono::steady_clock::now();
-  auto slow = pool.apply_async(sleep_ms, 1500);
-  std::vector<mproc::AsyncResult<int>> quick;
-  for (int i = 0; i < 200; ++i) quick.push_back(pool.apply_async(square, i));
-  for (int i = 0; i < 200; ++i) EXPECT_EQ(quick[static_cast<std::size_t>(i)].get(), i * i);
-  // Left behind the slow task, half of them would take 1.5 s.
-  EXPECT_LT(std::chrono::steady_clock::now() - begin, 1000ms);
-  EXPECT_EQ(slow.get(), 1500);
+  // One submission (the imap's first window) of a task that runs until the gate opens and
+  // 60 tiny ones: the engine hands each worker its share at once, so about 23 tiny ones are
+  // queued behind the slow one. The other worker can run only the rest of the window and
+  // its refills (37); every one of the 60 arrives before the gate opens only if the queued
+  // ones move to it.
+  std::vector<int> items{-1};
+  for (int i = 1; i <= 60; ++i) items.push_back(i);
+  auto results = pool.imap_unordered(gated, items, 1);
+  for (int i = 1; i <= 60; ++i) {
+    auto value = results.next(10s);
+    ASSERT_TRUE(value);
+    EXPECT_GT(*value, 0);
+  }
+  gate.set();
+  EXPECT_EQ(results.next(10s), -1);
+  EXPECT_EQ(results.next(), std::nullopt);
   EXPECT_EQ(pool.map(square, std::vector<int>(500, 3)), std::vector<int>(500, 9));  // all still in order
+  release_gated = nullptr;
 }
 
 TEST_F(PoolTest, CallbacksMayTakeNothingForVoidAndSeeTheOriginalError) {
@@ -671,20 +703,21 @@ TEST_F(PoolTest, AnEmptyMapAsyncCallsItsCallbackOffTheCallersThread) {
 TEST_F(PoolTest, JoiningFromACallbackIsAnError) {
   mproc::Pool pool(1);
   std::atomic<int> refused{0};
+  auto result = pool.apply_async(mproc::CallOptions{.callback =
+                                                        [&](const int&) {
+                                                          // The pool is closed by now: only the
+                                                          // callback rule can refuse this join.
+                                                          try {
+                                                            pool.join();
+                                                          } catch (const mproc::Error& error) {
+                                                            if (std::string(error.what()).find("own callbacks") !=
+                                                                std::string::npos)
+                                                              ++refused;
+                                                          }
+                                                        }},
+                                 sleep_ms, 100);
   pool.close();
-  // close() came after nothing was submitted: reopen by making another pool for the task.
-  mproc::Pool other(1);
-  other
-      .apply_async(mproc::CallOptions{.callback =
-                                          [&](const int&) {
-                                            try {
-                                              other.join();
-                                            } catch (const mproc::Error&) {
-                                              ++refused;
-                                            }
-                                          }},
-                   square, 2)
-      .get();
+  EXPECT_EQ(result.get(), 100);
   EXPECT_EQ(refused, 1);
   pool.join();
 }

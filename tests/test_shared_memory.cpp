@@ -243,6 +243,21 @@ TEST_F(SharedMemoryTest, LoadAndStoreTakeTheLockAcrossProcesses) {
   EXPECT_THROW(slots.load(4), std::out_of_range);
   EXPECT_THROW(slots.store(4, 1), std::out_of_range);
   EXPECT_FALSE(lock.locked());
+  {
+    // store() waits for the lock another process holds.
+    mproc::Event stored;
+    std::unique_lock held(lock);
+    mproc::Process writer([&] {
+      slots.store(0, 1);
+      stored.set();
+    });
+    writer.start();
+    EXPECT_FALSE(stored.wait(100ms));  // a store that skipped the lock would be done by now
+    held.unlock();
+    EXPECT_TRUE(stored.wait(10s));
+    ASSERT_TRUE(writer.join(30s));
+    EXPECT_EQ(slots.load(0), 1);
+  }
   // The default RLock nests: load() inside a held lock is fine.
   mproc::Value<double> d(0.5);
   std::lock_guard guard(d);
