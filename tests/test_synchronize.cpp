@@ -669,7 +669,13 @@ TEST_F(SynchronizeTest, ConditionNotifyReachesThreadAndProcessWaitersAsCPython) 
   // notifier has the lock, both are registered.
   ASSERT_TRUE(sleeping.acquire(true, 10s));
   ASSERT_TRUE(sleeping.acquire(true, 10s));
-  std::this_thread::sleep_for(20ms);  // a window for a wrong wake-up to show
+  auto expect_counts = [&](std::uint32_t waiting) {
+    std::lock_guard guard(cond);  // both registered (see above); no token handed out yet
+    auto counts = mproc::detail::condition_counts(cond);
+    EXPECT_EQ(counts.waiting, waiting);
+    EXPECT_EQ(counts.tokens, 0u);
+  };
+  expect_counts(2);
   EXPECT_EQ(woken.get_value(), 0);
   for (int n = 1; n <= 2; ++n) {
     {
@@ -677,7 +683,8 @@ TEST_F(SynchronizeTest, ConditionNotifyReachesThreadAndProcessWaitersAsCPython) 
       cond.notify();
     }
     ASSERT_TRUE(eventually([&] { return woken.get_value() >= n; }));
-    std::this_thread::sleep_for(20ms);  // and no second one
+    // Exactly one token per notify, taken by the one it woke: the other still waits.
+    expect_counts(static_cast<std::uint32_t>(2 - n));
     EXPECT_EQ(woken.get_value(), n);
   }
   thread.join();
