@@ -59,6 +59,9 @@ struct Table {
 
 constexpr std::size_t kTableBytes = (sizeof(Table) + 4095) / 4096 * 4096;
 
+// The table's words are plain integers accessed atomically (not std::atomic, and not through
+// sys/futex, which takes std::atomic): the table is a zero-filled mapping whose slot pages are
+// never touched until used, so nothing constructs its objects.
 std::uint32_t load_acquire(const std::uint32_t& word) noexcept { return __atomic_load_n(&word, __ATOMIC_ACQUIRE); }
 void store_release(std::uint32_t& word, std::uint32_t value) noexcept { __atomic_store_n(&word, value, __ATOMIC_RELEASE); }
 
@@ -193,10 +196,9 @@ void close_descriptors_except(int keep) noexcept {
   // exited, however it ended. (Not a pipe's EOF: forked children of the process would keep
   // a pipe's write end open past its death.)
   for (;;) {
-    struct pollfd entry{pidfd, POLLIN, 0};
-    int rc = ::poll(&entry, 1, -1);
+    int rc = poll_fd(pidfd, POLLIN, std::nullopt);  // sys/fd: restarts after signals
     if (rc > 0) break;
-    if (rc < 0 && errno != EINTR) {
+    if (rc < 0) {
       // Not expected (ENOMEM); never clean up while the process may still run: retry later.
       struct timespec second{1, 0};
       ::nanosleep(&second, nullptr);
