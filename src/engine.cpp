@@ -38,8 +38,8 @@ using Clock = std::chrono::steady_clock;
 struct WireTask {
   std::uint64_t id = 0;
   std::uint32_t seq = 0;  // this worker's count of tasks handed to it (see WorkerWords::claim)
-  CodeRef invoker = 0;
-  CodeRef function = 0;
+  CodeRef invoker;
+  CodeRef function;
   std::vector<std::byte> args;
   bool direct = false;  // announce the result through WorkerWords (see there)
   template <class Archive>
@@ -881,7 +881,7 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
     for (auto& task : tasks) {
       task->seq = ++worker.sent_seq;
       batch.push_back(
-          WireTask{task->id, task->seq, code_ref(task->spec.invoker), task->spec.function, task->spec.args, direct});
+          WireTask{task->id, task->seq, task->spec.invoker, task->spec.function, task->spec.args, direct});
       worker.queued_bytes += task->spec.args.size();
       --worker.remaining;
       worker.in_flight.push_back(std::move(task));

@@ -219,7 +219,7 @@ auto Pool::map_async_impl(Options callbacks, F f, Range&& items, std::optional<s
   tasks.reserve(chunks.size());
   for (std::size_t index = 0; index < chunks.size(); ++index) {
     detail::TaskSpec task;
-    task.invoker = &detail::invoke_chunk<detail::FunctionPointer<F>, Star>;
+    task.invoker = detail::code_ref(&detail::invoke_chunk<detail::FunctionPointer<F>, Star>);
     task.function = detail::function_ref(f);
     task.args = dumps(chunks[index]);
     task.timeout = callbacks.timeout;

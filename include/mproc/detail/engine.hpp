@@ -33,8 +33,8 @@ struct EngineOptions {
 using Completion = std::function<void(std::span<const std::byte> payload, std::exception_ptr error)>;
 
 struct TaskSpec {
-  Invoker invoker = nullptr;
-  CodeRef function = 0;
+  CodeRef invoker;  // an Invoker (task.hpp) for the function's signature
+  CodeRef function;
   std::vector<std::byte> args;
   std::optional<std::chrono::nanoseconds> timeout;  // overrides the engine's task_timeout
   Completion done;

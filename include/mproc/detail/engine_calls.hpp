@@ -52,7 +52,7 @@ template <class F, class... Args>
 TaskSpec call_task(const std::shared_ptr<ResultState<ResultOf<F>>>& state, F f, Args&&... args) {
   require_plain_function<F>();
   TaskSpec task;
-  task.invoker = &invoke_call<FunctionPointer<F>>;
+  task.invoker = code_ref(&invoke_call<FunctionPointer<F>>);
   task.function = function_ref(f);
   task.args = encode_arguments<F>(std::forward<Args>(args)...);
   task.done = complete_into<ResultOf<F>>(state);
@@ -88,7 +88,7 @@ IMapIterator<ResultOf<F>> engine_imap(Engine& engine, F f, Range&& items, std::s
     std::vector<Item> chunk;
     if (!read(chunk)) return false;
     TaskSpec task;
-    task.invoker = &invoke_chunk<FunctionPointer<F>, Star>;
+    task.invoker = code_ref(&invoke_chunk<FunctionPointer<F>, Star>);
     task.function = function;
     task.args = dumps(chunk);
     task.abandoned = abandoned;

@@ -3,10 +3,8 @@
 //
 // A task names two pieces of code: the user's function and an "invoker", a template
 // instantiated for the function's signature that decodes the arguments, calls the
-// function and encodes the result. Both are plain code addresses, valid in a forked worker.
-// Start methods that exec (forkserver, spawn, MPI ranks) will map them to offsets within
-// their module checked against its build id; code_ref()/resolve() are the only two places
-// that will change.
+// function and encodes the result. Both travel as CodeRefs (code_identity.hpp): a module's
+// build id and an offset, valid in a forked worker and in an exec'd copy of the program.
 #pragma once
 
 #include <cstddef>
@@ -20,24 +18,13 @@
 #include <vector>
 
 #include "mproc/codec.hpp"
+#include "mproc/detail/code_identity.hpp"
 
 namespace mproc::detail {
 
-/// A code address on the wire.
-using CodeRef = std::uint64_t;
-
-template <class Fn>
-CodeRef code_ref(Fn* function) noexcept {
-  return static_cast<CodeRef>(reinterpret_cast<std::uintptr_t>(function));
-}
-template <class Fn>
-Fn* resolve(CodeRef ref) noexcept {
-  return reinterpret_cast<Fn*>(static_cast<std::uintptr_t>(ref));
-}
-
 /// Decodes arguments from `args`, runs the function at `function`, appends the encoded
 /// result to `result`. Throws whatever the function throws, or SerializationError.
-using Invoker = void (*)(CodeRef function, std::span<const std::byte> args, std::vector<std::byte>& result);
+using Invoker = void (*)(const CodeRef& function, std::span<const std::byte> args, std::vector<std::byte>& result);
 
 // ---- plain functions -------------------------------------------------------------------
 
@@ -86,14 +73,14 @@ using ResultOf = typename Signature<FunctionPointer<F>>::result;
 template <class F>
 using ArgumentsOf = typename Signature<FunctionPointer<F>>::arguments;
 
-/// The wire name of a plain function (0 for anything else, which require_plain_function
-/// has already refused).
+/// The wire name of a plain function (an empty CodeRef for anything else, which
+/// require_plain_function has already refused).
 template <class F>
-CodeRef function_ref(F f) noexcept {
+CodeRef function_ref(F f) {
   if constexpr (PlainFunction<F>) {
     return code_ref(+f);
   } else {
-    return 0;
+    return {};
   }
 }
 
@@ -119,7 +106,7 @@ using ItemOf = typename MapItem<F, Star>::type;
 
 /// One call: arguments are a tuple of the function's (decayed) parameter types.
 template <class Fp>
-void invoke_call(CodeRef function, std::span<const std::byte> args, std::vector<std::byte>& result) {
+void invoke_call(const CodeRef& function, std::span<const std::byte> args, std::vector<std::byte>& result) {
   using Sig = Signature<Fp>;
   auto arguments = loads<typename Sig::arguments>(args);
   auto* fn = resolve<std::remove_pointer_t<Fp>>(function);
@@ -133,7 +120,7 @@ void invoke_call(CodeRef function, std::span<const std::byte> args, std::vector<
 /// A chunk of map items: arguments are a vector of single arguments (map) or of argument
 /// tuples (starmap); the result is the vector of results, or their count for void.
 template <class Fp, bool Star>
-void invoke_chunk(CodeRef function, std::span<const std::byte> args, std::vector<std::byte>& result) {
+void invoke_chunk(const CodeRef& function, std::span<const std::byte> args, std::vector<std::byte>& result) {
   using Sig = Signature<Fp>;
   using Item = std::conditional_t<Star, typename Sig::arguments, std::tuple_element_t<0, typename Sig::arguments>>;
   auto items = loads<std::vector<Item>>(args);
