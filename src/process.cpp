@@ -13,7 +13,10 @@
 #include <typeinfo>
 #include <unistd.h>
 
+#include "boot.hpp"
+#include "child_process.hpp"
 #include "demangle.hpp"
+#include "start_method.hpp"
 #include "mproc/error.hpp"
 #include "sys/fd.hpp"
 #include "sys/lifeline.hpp"
@@ -29,7 +32,8 @@ struct ChildState {
   enum class Phase { created, running, exited, closed };
 
   std::mutex mutex;
-  std::function<void()> target;
+  ProcessTarget target;
+  std::optional<Context> context;
   std::string name;
   bool daemon = false;
   std::vector<int> identity;  // Python's _identity: (parent's..., counter)
@@ -37,6 +41,7 @@ struct ChildState {
   pid_t pid = 0;
   sys::UniqueFd pidfd;
   sys::UniqueFd lifeline;  // write end of the child's lifeline; closed once it is reaped
+  sys::UniqueFd status;    // a forkserver child's exit code comes here (it is not our child)
   std::optional<int> exitcode;
 };
 
@@ -98,9 +103,14 @@ void forget_child(const ChildState& child) {
 bool reap_locked(ChildState& child, bool block) {
   if (child.phase != Phase::running) return child.phase == Phase::exited || child.phase == Phase::closed;
   int code = 0;
-  int rc = sys::reap(child.pid, block, &code);
-  if (rc == 0) return false;
-  if (rc < 0) {
+  if (child.status) {
+    std::optional<int> reported = detail::read_forkserver_status(child.status.get(), block);
+    if (!reported) return false;
+    code = *reported;
+    child.status.reset();
+  } else if (int rc = sys::reap(child.pid, block, &code); rc == 0) {
+    return false;
+  } else if (rc < 0) {
     // ECHILD: someone else (a waitpid(-1) in user code, SIGCHLD ignored) reaped it; the
     // status is lost. Report it as 255, an unknown failure.
     if (rc != -ECHILD) throw_os_error(rc, "waitid");
@@ -174,34 +184,47 @@ struct ChildStart {
     std::fprintf(stderr, "mproc: cannot watch the parent process (errno %d); exiting\n", -armed);
     ::_exit(1);
   }
+  // Our parent's own lifeline (when it is a child itself) is not ours to hold.
   if (parent.armed_parent_lifeline >= 0) ::close(parent.armed_parent_lifeline);
-
-  auto* fresh = new ProcessGlobals;
-  fresh->name = child.name;
-  fresh->daemon = child.daemon;
-  fresh->parent_pid = ::getppid();
-  fresh->identity = child.identity;
-  fresh->armed_parent_lifeline = armed;
-  fresh->exit_handler_registered = parent.exit_handler_registered;  // inherited atexit list
-  globals_slot() = fresh;
+  detail::become_child({child.name, child.daemon, child.identity, ::getppid(), armed});
 
   sys::reset_caught_signals_to_default();
   sys::set_signal_mask(*previous_mask);
+  detail::run_target_and_exit(child.target.local);
+}
 
+}  // namespace
+
+namespace detail {
+
+void become_child(ChildIdentity identity) {
+  ProcessGlobals& previous = state();
+  auto* fresh = new ProcessGlobals;
+  fresh->name = std::move(identity.name);
+  fresh->daemon = identity.daemon;
+  fresh->parent_pid = identity.parent_pid;
+  fresh->identity = std::move(identity.identity);
+  fresh->armed_parent_lifeline = identity.armed_lifeline;
+  fresh->exit_handler_registered = previous.exit_handler_registered;  // inherited atexit list
+  globals_slot() = fresh;  // the previous one is leaked: a fork may have copied it locked
+}
+
+void run_target_and_exit(const std::function<void()>& target) {
+  const std::string& name = state().name;
   int code = 0;
   running_process_target = true;
   try {
-    child.target();
+    target();
   } catch (const SystemExit& request) {
     code = request.code;
   } catch (const std::exception& error) {
     std::fflush(stdout);
-    std::fprintf(stderr, "Process %s:\n%s: %s\n", fresh->name.c_str(),
-                 detail::demangle(typeid(error).name()).c_str(), error.what());
+    std::fprintf(stderr, "Process %s:\n%s: %s\n", name.c_str(), detail::demangle(typeid(error).name()).c_str(),
+                 error.what());
     code = 1;
   } catch (...) {
     std::fflush(stdout);
-    std::fprintf(stderr, "Process %s:\n%s\n", fresh->name.c_str(), detail::current_exception_type_name().c_str());
+    std::fprintf(stderr, "Process %s:\n%s\n", name.c_str(), detail::current_exception_type_name().c_str());
     code = 1;
   }
   running_process_target = false;
@@ -213,6 +236,10 @@ struct ChildStart {
   ::_exit(code);
 }
 
+}  // namespace detail
+
+namespace {
+
 ChildState& checked(const std::shared_ptr<ChildState>& state) {
   if (!state) throw ProcessError("use of a moved-from Process");
   return *state;
@@ -223,6 +250,14 @@ void require_open(const ChildState& child) {
   if (child.phase == Phase::closed) throw ProcessError("process object is closed");
 }
 
+std::string needs_named_target(detail::StartMethod method) {
+  return std::string("mproc: under the '") + detail::start_method_name(method) +
+         "' start method a Process target must be a plain function (a free function, a static member function "
+         "or a lambda without captures) with serializable arguments, as Python needs picklable ones: the child "
+         "is a fresh copy of the program and cannot see this one's memory. Pass what the callable captures as "
+         "arguments, or use the 'fork' start method.";
+}
+
 void require_started(const ChildState& child, const char* what) {
   if (child.phase == Phase::created) throw ProcessError(std::string("cannot ") + what + " a process that was not started");
   if (child.phase == Phase::closed) throw ProcessError(std::string("cannot ") + what + " a closed process");
@@ -231,11 +266,16 @@ void require_started(const ChildState& child, const char* what) {
 }  // namespace
 
 Process::Process(ProcessOptions options, std::function<void()> target)
-    : state_(std::make_shared<ChildState>()) {
+    : Process(std::move(options), detail::ProcessTarget{std::move(target), {}}) {}
+
+Process::Process(ProcessOptions options, detail::ProcessTarget target) : state_(std::make_shared<ChildState>()) {
   if (!target) throw std::invalid_argument("mproc::Process: empty target");
+  if (options.context && options.context->method() != detail::StartMethod::fork && !target.named)
+    throw ProcessError(needs_named_target(options.context->method()));
   auto& globals = state();
   std::lock_guard lock(globals.mutex);
   state_->target = std::move(target);
+  state_->context = options.context;
   state_->identity = globals.identity;
   state_->identity.push_back(++globals.created_children);
   state_->daemon = options.daemon.value_or(globals.daemon);
@@ -252,57 +292,91 @@ Process::Process(ProcessOptions options, std::function<void()> target)
 
 void Process::start() {
   auto& child = checked(state_);
+  // A spawned copy of the program whose main did not call freeze_support() first must not
+  // start processes (an endless chain); it tells its parent and exits here.
+  detail::refuse_start_while_awaiting_boot();
   reap_finished_children();
   auto& globals = state();
+  detail::StartMethod method;
   {
     std::lock_guard lock(child.mutex);
     if (child.phase == Phase::closed) throw ProcessError("cannot start a closed process");
     if (child.phase != Phase::created) throw ProcessError("cannot start a process twice");
     if (globals.daemon) throw ProcessError("daemonic processes are not allowed to have children");
+    method = detail::start_method_of(child.context);
+    if (method != detail::StartMethod::fork && !child.target.named) throw ProcessError(needs_named_target(method));
     child.phase = Phase::running;  // claims the start; a concurrent start() now fails
   }
   auto undo_claim = [&] {
     std::lock_guard lock(child.mutex);
     child.phase = Phase::created;
   };
-  ChildStart start{&child, {}};
-  if (int rc = sys::lifeline_create(start.lifeline); rc < 0) {
+  sys::Lifeline lifeline;
+  if (int rc = sys::lifeline_create(lifeline); rc < 0) {
     undo_claim();
     throw_os_error(rc, "pipe2 (lifeline)");
   }
-  sys::UniqueFd lifeline_read(start.lifeline.read_end), lifeline_write(start.lifeline.write_end);
+  sys::UniqueFd lifeline_read(lifeline.read_end), lifeline_write(lifeline.write_end);
   {
     std::lock_guard lock(globals.mutex);
     register_exit_handler_once(globals);
   }
-  // Text buffered in stdout/stderr would otherwise be printed again by the child, which
-  // inherits the buffers (Python flushes both before fork too).
+  // Text buffered in stdout/stderr would otherwise be printed again by a forked child,
+  // which inherits the buffers (Python flushes both before fork too); a spawned one would
+  // print after it what the parent printed before.
   flush_standard_streams();
 
-  pid_t pid = sys::fork_child(child_main, &start);
-  if (pid < 0) {
-    undo_claim();
-    throw_os_error(pid, "fork");
+  pid_t pid = 0;
+  sys::UniqueFd pidfd, status;
+  if (method == detail::StartMethod::fork) {
+    ChildStart start{&child, lifeline};
+    pid = sys::fork_child(child_main, &start);
+    if (pid < 0) {
+      undo_claim();
+      throw_os_error(pid, "fork");
+    }
+    lifeline_read.reset();  // the child's alone now: it owns the O_ASYNC notification
+    // Nobody else may reap our child (unless the user reaps with waitpid(-1) or ignores
+    // SIGCHLD), so the pid cannot be recycled before pidfd_open.
+    int opened = sys::pidfd_open(pid);
+    if (opened < 0) {
+      int ignored_exitcode = 0;
+      sys::reap(pid, true, &ignored_exitcode);  // it can only be gone already; collect it
+      std::lock_guard lock(child.mutex);
+      child.pid = pid;
+      child.exitcode = 255;
+      child.phase = Phase::exited;
+      throw_os_error(opened, "pidfd_open");
+    }
+    pidfd.reset(opened);
+  } else {
+    try {
+      detail::BootMessage message;
+      message.name = child.name;
+      message.daemon = child.daemon;
+      message.identity = child.identity;
+      message.parent_pid = ::getpid();
+      detail::FdExportScope exports;
+      message.call = child.target.named();
+      detail::StartedChild started = method == detail::StartMethod::spawn
+                                         ? detail::start_spawned(message, exports.fds(), lifeline_read.get())
+                                         : detail::start_from_forkserver(message, exports.fds(), lifeline_read.get());
+      pid = started.pid;
+      pidfd = std::move(started.pidfd);
+      status = std::move(started.status);
+    } catch (...) {
+      undo_claim();
+      throw;
+    }
+    lifeline_read.reset();
   }
-  lifeline_read.reset();  // the child's alone now: it owns the O_ASYNC notification
-  // Nobody else may reap our child (unless the user reaps with waitpid(-1) or ignores
-  // SIGCHLD), so the pid cannot be recycled before pidfd_open.
-  int pidfd = sys::pidfd_open(pid);
   {
     std::lock_guard lock(child.mutex);
     child.pid = pid;
     child.lifeline = std::move(lifeline_write);
-    if (pidfd >= 0) {
-      child.pidfd.reset(pidfd);
-    } else {
-      int ignored_exitcode = 0;
-      sys::reap(pid, true, &ignored_exitcode);  // it can only be gone already; collect it
-      child.exitcode = 255;
-      child.phase = Phase::exited;
-      child.lifeline.reset();
-    }
+    child.pidfd = std::move(pidfd);
+    child.status = std::move(status);
   }
-  if (pidfd < 0) throw_os_error(pidfd, "pidfd_open");
   std::lock_guard lock(globals.mutex);
   globals.children.push_back(state_);
 }
@@ -411,7 +485,7 @@ void Process::close() {
   if (child.phase == Phase::running && !reap_locked(child, false))
     throw ProcessError("cannot close a process while it is still running; join() or terminate() it first");
   child.pidfd.reset();
-  child.target = nullptr;
+  child.target = {};
   child.phase = Phase::closed;
 }
 

@@ -30,6 +30,9 @@
 #include <vector>
 #include <sys/types.h>
 
+#include "mproc/context.hpp"
+#include "mproc/detail/process_target.hpp"
+
 namespace mproc {
 
 namespace detail {
@@ -42,11 +45,18 @@ struct ChildState;
 struct ProcessOptions {
   std::string name = {};             ///< empty: Python's default "Process-N[:M...]"
   std::optional<bool> daemon = {};   ///< nullopt: inherit the current process's flag
+  /// The start method (Python's ctx.Process); nullopt: the current one (get_start_method()).
+  std::optional<Context> context = {};
 };
 
-/// A child process running a callable — Python's multiprocessing.Process (start method
-/// "fork"). A Process is a shared handle: copies refer to the same child, as Python
-/// references do; active_children() returns such handles.
+/// A child process running a callable — Python's multiprocessing.Process. A Process is a
+/// shared handle: copies refer to the same child, as Python references do;
+/// active_children() returns such handles.
+///
+/// Under the "spawn" and "forkserver" start methods (context.hpp) the target must be a plain
+/// function (free, static member, or captureless lambda) with serializable arguments, as
+/// Python requires picklable ones; a Connection, Queue, lock or shared Value/Array argument
+/// reaches the child by descriptor. Its globals are the program's initial values.
 ///
 /// Thread safety: all members may be called concurrently from several threads.
 class Process {
@@ -54,6 +64,8 @@ class Process {
   /// Requires: `target` invocable with `args` (decay-copied, as std::thread does).
   /// Effects: prepares a child; nothing runs until start(). Under fork the callable may
   /// capture anything, references included: the child sees a copy of this address space.
+  /// Throws ProcessError when options.context is spawn or forkserver and the target is not
+  /// a plain function with serializable arguments.
   template <class F, class... Args>
     requires std::is_invocable_v<std::decay_t<F>, std::decay_t<Args>...>
   explicit Process(F&& target, Args&&... args)
@@ -62,18 +74,20 @@ class Process {
   template <class F, class... Args>
     requires std::is_invocable_v<std::decay_t<F>, std::decay_t<Args>...>
   Process(ProcessOptions options, F&& target, Args&&... args)
-      : Process(std::move(options),
-                std::function<void()>(
-                    [fn = std::forward<F>(target), tuple = std::make_tuple(std::forward<Args>(args)...)]() mutable {
-                      std::apply(fn, tuple);
-                    })) {}
+      : Process(std::move(options), detail::make_process_target(std::forward<F>(target), std::forward<Args>(args)...)) {}
 
+  /// A target for the fork start method only.
   Process(ProcessOptions options, std::function<void()> target);
+  Process(ProcessOptions options, detail::ProcessTarget target);
 
-  /// Effects: forks the child, which runs the target and exits 0, or 1 after printing an
-  /// escaping exception's type and message to stderr, or mproc::exit()'s code.
-  /// Throws: ProcessError if already started or closed, or if the current process is
-  /// daemonic (daemons may not have children, as in Python); OSError if fork fails.
+  /// Effects: starts the child by its start method; it runs the target and exits 0, or 1
+  /// after printing an escaping exception's type and message to stderr, or mproc::exit()'s
+  /// code. Under spawn/forkserver, returns once the child has received its target.
+  /// Throws: ProcessError if already started or closed, if the current process is daemonic
+  /// (daemons may not have children, as in Python), if the start method needs a nameable
+  /// target and this one is not, or if a spawned child could not set itself up (its message
+  /// says why: a function it cannot resolve, a main without freeze_support()...); OSError
+  /// if fork, exec or a descriptor fails; SerializationError if an argument cannot be encoded.
   void start();
 
   /// Waits for the child to exit and reaps it. Throws ProcessError before start().
