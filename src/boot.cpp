@@ -129,7 +129,11 @@ FdExportScope::~FdExportScope() {
   current_export = previous_;
 }
 
+// A closed or absent descriptor (-1) travels as itself.
+constexpr std::uint32_t kNoFd = UINT32_MAX;
+
 std::uint32_t export_fd(int fd) {
+  if (fd < 0) return kNoFd;
   if (current_export == nullptr)
     throw SerializationError(
         "mproc: this value holds a descriptor (a Connection, Queue, lock or shared value), which can only be "
@@ -143,6 +147,7 @@ std::uint32_t export_fd(int fd) {
 }
 
 int import_fd(std::uint32_t index) {
+  if (index == kNoFd) return -1;
   if (current_import == nullptr || index >= current_import->size() || !(*current_import)[index])
     throw SerializationError("mproc: a descriptor index that was not passed with this message");
   int fd = ::fcntl((*current_import)[index].get(), F_DUPFD_CLOEXEC, 0);

@@ -75,5 +75,10 @@ StartMethod start_method_of(const std::optional<Context>& context) {
 
 const char* start_method_name(StartMethod method) noexcept { return kNames[static_cast<int>(method)]; }
 
+std::string worker_name_prefix(StartMethod method, const char* kind) {
+  constexpr const char* kPrefixes[] = {"Fork", "Spawn", "ForkServer"};
+  return std::string(kPrefixes[static_cast<int>(method)]) + kind;
+}
+
 }  // namespace detail
 }  // namespace mproc

@@ -22,10 +22,13 @@
 #include "mproc/error.hpp"
 #include "mproc/imap_iterator.hpp"
 #include "mproc/process.hpp"
+#include "start_method.hpp"
 #include "sys/fd.hpp"
 #include "sys/futex.hpp"
 #include "sys/shm.hpp"
 #include "sys/spawn.hpp"
+#include "worker_main.hpp"
+#include "worker_protocol.hpp"
 
 namespace mproc::detail {
 
@@ -33,35 +36,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// A task on its way to a worker, and its outcome on the way back. id 0 in a result is the
-// worker's "ready" message, sent once its initializer has run.
-struct WireTask {
-  std::uint64_t id = 0;
-  std::uint32_t seq = 0;  // this worker's count of tasks handed to it (see WorkerWords::claim)
-  CodeRef invoker;
-  CodeRef function;
-  std::vector<std::byte> args;
-  bool direct = false;  // announce the result through WorkerWords (see there)
-  template <class Archive>
-  void serialize(Archive& archive) {
-    archive(id, seq, invoker, function, args, direct);
-  }
-};
-
-struct WireResult {
-  std::uint64_t id = 0;
-  bool ok = true;
-  bool skipped = false;  // the task was taken back (WorkerWords::claim): it did not run
-  std::vector<std::byte> payload;
-  RemoteFailure failure;
-  template <class Archive>
-  void serialize(Archive& archive) {
-    archive(id, ok, skipped, payload, failure);
-  }
-};
-
-// A worker exits with this status when its initializer threw (BSD's EX_SOFTWARE).
-constexpr int kInitializerFailedExit = 70;
 // Small tasks are queued ahead on a busy worker (so a burst costs few wake-ups) up to this
 // many bytes of arguments: well under a pipe's 64 KiB, so that writing them never blocks
 // the engine's thread. Larger tasks only go to an idle worker, which is reading.
@@ -78,67 +52,21 @@ struct Task {
   bool timed_out = false;  // its worker was killed for running past the timeout
 };
 
-// Memory shared with one worker.
-// - started: the id of the task it has started. When the worker dies, this tells a task
-//   that was running (lost with it) from one that was only queued for it (requeued) — also
-//   when the death raced with the dispatch.
-// - result_seq / caller_waiting: the direct-result hand-off (see EngineCore::drive_direct).
-//   After a task the engine handed over directly, the worker bumps result_seq, then wakes a
-//   caller sleeping on it if caller_waiting says one is, else the engine's eventfd. Both
-//   sides use sequentially consistent operations: the worker stores result_seq then loads
-//   caller_waiting, the caller stores caller_waiting then looks at the pipe, so at least one
-//   of them sees the other (no lost wake-up).
-// - claim: work queued ahead on a worker can be taken back for another (EngineCore::
-//   revoke). Low half: the seq of the last task the worker has claimed (started); high half:
-//   the last seq it may claim. Both sides change it only by compare-exchange of the whole
-//   word, so a task is either claimed by the worker or taken back by the engine, never both:
-//   the worker claims `seq` only while seq <= limit; the engine lowers the limit to what is
-//   claimed. Seqs are compared as serial numbers (they wrap after 2^32 tasks).
-struct WorkerWords {
-  std::atomic<std::uint64_t> started{0};
-  std::atomic<std::uint64_t> claim{0};
-  std::atomic<std::uint32_t> result_seq{0};
-  std::atomic<std::uint32_t> caller_waiting{0};
-};
-
-constexpr std::uint32_t claimed_of(std::uint64_t claim) { return static_cast<std::uint32_t>(claim); }
-constexpr std::uint32_t limit_of(std::uint64_t claim) { return static_cast<std::uint32_t>(claim >> 32); }
-constexpr std::uint64_t make_claim(std::uint32_t claimed, std::uint32_t limit) {
-  return (std::uint64_t{limit} << 32) | claimed;
-}
-// a <= b for sequence numbers that wrap.
-constexpr bool seq_at_most(std::uint32_t a, std::uint32_t b) { return static_cast<std::int32_t>(b - a) >= 0; }
-
-// In the engine: sets the highest claimable seq to `limit`, or to what the worker has
-// claimed so far (taking back the rest); returns what it had claimed at that moment.
-std::uint32_t set_claim_limit(WorkerWords& words, std::optional<std::uint32_t> limit) {
-  std::uint64_t word = words.claim.load(std::memory_order_acquire);
-  while (!words.claim.compare_exchange_weak(word, make_claim(claimed_of(word), limit.value_or(claimed_of(word))),
-                                            std::memory_order_acq_rel)) {
-  }
-  return claimed_of(word);
-}
-
-// In a worker: claims task `seq`, or learns that the engine took it back.
-bool claim_task(WorkerWords& words, std::uint32_t seq) {
-  std::uint64_t word = words.claim.load(std::memory_order_acquire);
-  for (;;) {
-    if (!seq_at_most(seq, limit_of(word))) return false;
-    if (words.claim.compare_exchange_weak(word, make_claim(seq, limit_of(word)), std::memory_order_acq_rel))
-      return true;
-  }
-}
-static_assert(std::atomic<std::uint64_t>::is_always_lock_free, "a process-shared word must be lock-free");
-
+// The words shared with one worker, in a memfd: mapped by a forked worker through fork,
+// by a spawned one through the descriptor it is passed.
 class WorkerShared {
  public:
   WorkerShared() {
-    if (int rc = sys::map_anonymous_shared(sizeof(WorkerWords), mapping_); rc < 0) throw OSError(-rc, "mmap");
+    if (int rc = sys::memfd_create_sized("mproc-worker", sizeof(WorkerWords), memfd_); rc < 0)
+      throw OSError(-rc, "memfd_create");
+    if (int rc = sys::map_fd_shared(memfd_.get(), sizeof(WorkerWords), mapping_); rc < 0) throw OSError(-rc, "mmap");
     words_ = new (mapping_.get()) WorkerWords;
   }
   WorkerWords& words() const noexcept { return *words_; }
+  int memfd() const noexcept { return memfd_.get(); }
 
  private:
+  sys::UniqueFd memfd_;
   sys::SharedMapping mapping_;
   WorkerWords* words_;
 };
@@ -161,9 +89,6 @@ struct Worker {
   // (EngineCore::drive_direct): the engine does not poll its result pipe meanwhile.
   bool direct = false;
 };
-
-// Set in a worker process: a task that calls back into a pool gets a clear error.
-std::atomic<bool> inside_worker{false};
 
 // The engine whose thread this is, if any: a callback (which runs there) that joins or
 // destroys its own pool must not wait for itself.
@@ -416,20 +341,15 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
     auto [task_reader, task_writer] = Pipe(false);
     auto [result_reader, result_writer] = Pipe(false);
     auto shared = std::make_shared<WorkerShared>();
-    WorkerWords& words = shared->words();
     ++spawned_;
-    Process process({.name = options_.worker_name_prefix + "-" + std::to_string(spawned_), .daemon = true},
-                    [this, &task_reader, &task_writer, &result_reader, &result_writer, &words] {
-                      // The parent's ends, and the other workers' connections, are not ours.
-                      task_writer.close();
-                      result_reader.close();
-                      for (auto& other : workers_) {
-                        other->tasks.close();
-                        other->results.close();
-                      }
-                      // wake_ stays open: a direct result nobody waits for wakes the engine.
-                      worker_main(task_reader, result_writer, words);
-                    });
+    ProcessOptions process_options{.name = options_.worker_name_prefix + "-" + std::to_string(spawned_),
+                                   .daemon = true,
+                                   .context = get_context(start_method_name(options_.start_method))};
+    const long max_tasks = options_.max_tasks_per_child ? long{*options_.max_tasks_per_child} : LONG_MAX;
+    Process process = options_.start_method == StartMethod::fork
+                          ? forked_worker(std::move(process_options), task_reader, task_writer, result_reader,
+                                          result_writer, *shared, max_tasks)
+                          : exec_worker(std::move(process_options), task_reader, result_writer, *shared, max_tasks);
     process.start();
     auto worker = std::make_unique<Worker>();
     worker->serial = static_cast<std::uint64_t>(spawned_);
@@ -442,81 +362,60 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
     publish_pids();
   }
 
+  // A worker forked from this process: it runs worker_main on its copy of the ends.
+  Process forked_worker(ProcessOptions options, Connection& task_reader, Connection& task_writer,
+                        Connection& result_reader, Connection& result_writer, WorkerShared& shared, long max_tasks) {
+    return Process(std::move(options), [this, &task_reader, &task_writer, &result_reader, &result_writer, &shared,
+                                        max_tasks] {
+      // The parent's ends, and the other workers' connections, are not ours.
+      task_writer.close();
+      result_reader.close();
+      for (auto& other : workers_) {
+        other->tasks.close();
+        other->results.close();
+      }
+      // wake_ stays open: a direct result nobody waits for wakes the engine.
+      worker_main(WorkerEnds{task_reader, result_writer, shared.words(), wake_.get(), max_tasks},
+                  options_.initializer.target().local);
+    });
+  }
+
+  // A worker that is a fresh copy of the program (spawn) or a forkserver child: it receives
+  // its ends, the shared words and the engine's eventfd by descriptor.
+  Process exec_worker(ProcessOptions options, Connection& task_reader, Connection& result_writer,
+                      WorkerShared& shared, long max_tasks) {
+    ProcessTarget target;
+    target.local = [] { throw Error("mproc: a spawned pool worker cannot run as a fork"); };
+    target.named = [&, max_tasks] {
+      WorkerConfig config;
+      // Moved in and back out: the config borrows the two ends while it is encoded.
+      config.tasks = std::move(task_reader);
+      config.results = std::move(result_writer);
+      config.words = PassedFd{shared.memfd()};
+      config.wake = PassedFd{wake_.get()};
+      config.max_tasks = max_tasks == LONG_MAX ? 0 : max_tasks;
+      if (options_.initializer) config.initializer = options_.initializer.target().named();
+      NamedCall call;
+      call.invoker = code_ref(&run_spawned_worker);
+      call.function = call.invoker;
+      try {
+        call.args = dumps(config);
+      } catch (...) {
+        task_reader = std::move(config.tasks);
+        result_writer = std::move(config.results);
+        throw;
+      }
+      task_reader = std::move(config.tasks);
+      result_writer = std::move(config.results);
+      return call;
+    };
+    return Process(std::move(options), std::move(target));
+  }
+
   // Requires mutex_.
   void publish_pids() {
     pids_.clear();
     for (auto& worker : workers_) pids_.push_back(worker->process.pid());
-  }
-
-  [[noreturn]] void worker_main(Connection& tasks, Connection& results, WorkerWords& words) {
-    // Ctrl-C reaches the whole process group: the parent handles it and shuts the pool
-    // down; a worker dying of it mid-task would only turn it into a lost task.
-    std::signal(SIGINT, SIG_IGN);
-    // Our process: a vanished engine shows as EPIPE on the result pipe; no signal needed.
-    std::signal(SIGPIPE, SIG_IGN);
-    sys::sigpipe_handled_on_this_thread();
-    inside_worker = true;
-    if (options_.initializer) {
-      try {
-        options_.initializer();
-      } catch (const std::exception& error) {
-        std::fprintf(stderr, "mproc: pool initializer failed: %s\n", error.what());
-        mproc::exit(kInitializerFailedExit);
-      } catch (const SystemExit&) {
-        throw;
-      } catch (...) {
-        std::fprintf(stderr, "mproc: pool initializer failed\n");
-        mproc::exit(kInitializerFailedExit);
-      }
-    }
-    results.send(WireResult{});  // ready
-    const long limit = options_.max_tasks_per_child ? long{*options_.max_tasks_per_child} : LONG_MAX;
-    long done = 0;
-    const auto pid = static_cast<std::int32_t>(::getpid());
-    for (;;) {
-      std::vector<WireTask> batch;
-      try {
-        batch = tasks.recv<std::vector<WireTask>>();
-      } catch (const EOFError&) {
-        mproc::exit(0);
-      }
-      if (batch.empty()) mproc::exit(0);  // orderly stop
-      for (auto& task : batch) {
-        WireResult result;
-        result.id = task.id;
-        if (!claim_task(words, task.seq)) {
-          // Taken back for another worker: say so, so the engine knows this one is past it.
-          result.skipped = true;
-          results.send(result);
-          continue;
-        }
-        // Relaxed is enough: the engine reads it only after this process is dead.
-        words.started.store(task.id, std::memory_order_relaxed);
-        try {
-          resolve<std::remove_pointer_t<Invoker>>(task.invoker)(task.function, task.args, result.payload);
-        } catch (const SystemExit&) {
-          throw;  // mproc::exit() in a task ends the worker, as sys.exit does in Python
-        } catch (...) {
-          result.ok = false;
-          result.payload.clear();
-          result.failure = describe_current_exception(pid);
-        }
-        results.send(result);
-        if (task.direct) announce_direct_result(words);
-        if (++done >= limit) mproc::exit(0);
-      }
-    }
-  }
-
-  // In a worker, after sending the result of a directly handed task: wake the caller that
-  // waits for it, or the engine if none does (see WorkerWords).
-  void announce_direct_result(WorkerWords& words) {
-    words.result_seq.fetch_add(1, std::memory_order_seq_cst);
-    if (words.caller_waiting.load(std::memory_order_seq_cst) != 0) {
-      sys::futex_wake(words.result_seq, INT_MAX);
-    } else {
-      wake();
-    }
   }
 
   // ---- the engine's thread ----------------------------------------------------------
@@ -982,7 +881,7 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
     int exitcode = worker.process.exitcode().value_or(-1);
     pid_t pid = worker.process.pid();
     // Killed by us before it was ready (terminate): not the initializer's fault.
-    bool initializer_failed = options_.initializer && !worker.ready && !worker.killed;
+    bool initializer_failed = static_cast<bool>(options_.initializer) && !worker.ready && !worker.killed;
     std::deque<std::unique_ptr<Task>> unfinished = std::move(worker.in_flight);
     bool front_was_running =
         !unfinished.empty() && worker.shared->words().started.load(std::memory_order_relaxed) == unfinished.front()->id;
@@ -1102,6 +1001,11 @@ void DirectResult::drive(const StateCore& state, const std::optional<std::chrono
 
 Engine::Engine(EngineOptions options) {
   if (options.processes <= 0) throw std::invalid_argument("mproc: the number of processes must be at least 1");
+  if (options.start_method != StartMethod::fork && options.initializer && !options.initializer.target().named)
+    throw std::invalid_argument(std::string("mproc: under the '") + start_method_name(options.start_method) +
+                                "' start method the initializer must be a plain function (a free function, a static "
+                                "member function or a lambda without captures) with serializable initargs: "
+                                "mproc::Initializer(init, initargs...)");
   if (options.max_tasks_per_child && *options.max_tasks_per_child <= 0)
     throw std::invalid_argument("mproc: maxtasksperchild must be at least 1");
   if (options.task_timeout && options.task_timeout->count() <= 0)

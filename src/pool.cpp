@@ -1,5 +1,7 @@
 #include "mproc/pool.hpp"
 
+#include "start_method.hpp"
+
 namespace mproc {
 
 namespace {
@@ -11,6 +13,8 @@ detail::EngineOptions engine_options(PoolOptions options) {
   engine.initializer = std::move(options.initializer);
   engine.max_tasks_per_child = options.maxtasksperchild;
   engine.task_timeout = options.task_timeout;
+  engine.start_method = detail::start_method_of(options.context);
+  engine.worker_name_prefix = detail::worker_name_prefix(engine.start_method, "PoolWorker");
   return engine;
 }
 }  // namespace

@@ -3,6 +3,7 @@
 #include <stdexcept>
 
 #include "mproc/process.hpp"
+#include "start_method.hpp"
 
 namespace mproc {
 
@@ -17,7 +18,8 @@ detail::EngineOptions engine_options(ProcessPoolExecutorOptions options) {
   engine.initializer = std::move(options.initializer);
   engine.max_tasks_per_child = options.max_tasks_per_child;
   engine.task_timeout = options.task_timeout;
-  engine.worker_name_prefix = "ForkProcess";
+  engine.start_method = detail::start_method_of(options.mp_context);
+  engine.worker_name_prefix = detail::worker_name_prefix(engine.start_method, "Process");
   return engine;
 }
 }  // namespace

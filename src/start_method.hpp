@@ -3,6 +3,7 @@
 #pragma once
 
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "boot.hpp"
@@ -16,6 +17,8 @@ StartMethod current_start_method();
 /// `context`'s method, or the current one.
 StartMethod start_method_of(const std::optional<Context>& context);
 const char* start_method_name(StartMethod method) noexcept;
+/// Python's worker names: "ForkPoolWorker", "SpawnProcess", "ForkServerPoolWorker"...
+std::string worker_name_prefix(StartMethod method, const char* kind);
 
 /// A child started by spawn or the forkserver.
 struct StartedChild {

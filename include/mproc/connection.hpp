@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "mproc/codec.hpp"
+#include "mproc/detail/process_target.hpp"
 #include "mproc/frame.hpp"
 
 namespace mproc {
@@ -93,6 +94,23 @@ class Connection {
 
   /// Largest message accepted by recv (default 4 GiB); a bigger frame is a SerializationError.
   void max_message_size(std::uint64_t bytes) noexcept { max_message_size_ = bytes; }
+
+  /// A Connection passed to a Process started by spawn or the forkserver reaches the child
+  /// by descriptor (Python pickles a Connection the same way); the child's copy is a new
+  /// end on the same channel. Encoding it anywhere else (a pool task, a pipe) throws
+  /// SerializationError. Bytes already read ahead into this end's buffer are not passed.
+  template <class Archive>
+  void save(Archive& archive) const {
+    archive(detail::PassedFd{in_fd_}, detail::PassedFd{out_fd_}, detail::PassedFd{bulk_fd_}, max_message_size_);
+  }
+  template <class Archive>
+  void load(Archive& archive) {
+    detail::PassedFd in, out, bulk;
+    std::uint64_t max_message_size = 0;
+    archive(in, out, bulk, max_message_size);
+    *this = Connection(in.fd, out.fd, bulk.fd);
+    max_message_size_ = max_message_size;
+  }
 
   /// Payloads of at least this many bytes travel over the bulk channel (see below).
   static constexpr std::size_t kBulkThreshold = 64 * 1024;

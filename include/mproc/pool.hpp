@@ -41,6 +41,7 @@
 #include "mproc/detail/engine.hpp"
 #include "mproc/detail/engine_calls.hpp"
 #include "mproc/imap_iterator.hpp"
+#include "mproc/initializer.hpp"
 #include "mproc/detail/task.hpp"
 #include "mproc/error.hpp"
 #include "mproc/process.hpp"
@@ -52,15 +53,18 @@ namespace mproc {
 struct PoolOptions {
   /// Number of workers; nullopt means cpu_count(). Must be >= 1.
   std::optional<int> processes = {};
-  /// Runs once in each worker before its first task (initargs: capture them). Under fork
-  /// any callable works. If it throws, the pool is broken: pending and later tasks fail with
-  /// BrokenExecutor.
-  std::function<void()> initializer = {};
+  /// Runs once in each worker before its first task: `init` or `mproc::Initializer(init,
+  /// initargs...)`. Under fork any callable works; under spawn/forkserver a plain function
+  /// with serializable initargs. If it throws, the pool is broken: pending and later tasks
+  /// fail with BrokenExecutor.
+  Initializer initializer = {};
   /// Replace a worker after this many tasks; nullopt: never. Must be >= 1.
   std::optional<int> maxtasksperchild = {};
   /// Per-task time limit; a task running longer is stopped by killing its worker and fails
   /// with TimeoutError. nullopt: no limit. Individual calls may override it.
   std::optional<std::chrono::nanoseconds> task_timeout = {};
+  /// The start method of the workers (Python's Pool(context=ctx)); nullopt: the current one.
+  std::optional<Context> context = {};
 };
 
 

@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "mproc/detail/engine.hpp"
+#include "mproc/initializer.hpp"
 #include "mproc/detail/engine_calls.hpp"
 #include "mproc/detail/result_state.hpp"
 #include "mproc/future.hpp"
@@ -40,14 +41,18 @@ namespace mproc {
 struct ProcessPoolExecutorOptions {
   /// Number of worker processes; nullopt means cpu_count(). Must be >= 1.
   std::optional<int> max_workers = {};
-  /// Runs once in each worker before its first task. If it throws, the executor is broken:
-  /// pending futures fail and submit() throws BrokenExecutor.
-  std::function<void()> initializer = {};
+  /// Runs once in each worker before its first task: `init` or `mproc::Initializer(init,
+  /// initargs...)` (under spawn/forkserver a plain function with serializable initargs). If
+  /// it throws, the executor is broken: pending futures fail and submit() throws
+  /// BrokenExecutor.
+  Initializer initializer = {};
   /// Replace a worker after this many tasks; nullopt: never. Must be >= 1.
   std::optional<int> max_tasks_per_child = {};
   /// Per-task time limit: a task running longer is stopped by killing its worker; its future
   /// fails with TimeoutError. nullopt: no limit.
   std::optional<std::chrono::nanoseconds> task_timeout = {};
+  /// The start method of the workers (Python's mp_context); nullopt: the current one.
+  std::optional<Context> mp_context = {};
 };
 
 /// Thread safety: every member may be called from any thread of the process that created

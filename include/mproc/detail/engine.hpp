@@ -15,17 +15,20 @@
 #include <string>
 #include <vector>
 
+#include "mproc/context.hpp"
 #include "mproc/detail/result_state.hpp"
 #include "mproc/detail/task.hpp"
+#include "mproc/initializer.hpp"
 
 namespace mproc::detail {
 
 struct EngineOptions {
   int processes = 1;
-  std::function<void()> initializer;
+  Initializer initializer;
   std::optional<int> max_tasks_per_child;
   std::optional<std::chrono::nanoseconds> task_timeout;
   std::string worker_name_prefix = "ForkPoolWorker";
+  StartMethod start_method = StartMethod::fork;
 };
 
 /// Called exactly once, on the engine's thread: with the encoded result (error empty), or
