@@ -76,15 +76,29 @@ thread_local std::vector<sys::UniqueFd>* current_import = nullptr;
 
 // ---- a spawned copy that has not reached freeze_support() ----------------------------------
 
-// The marker is read during static initialisation, before main, and copied: a spawned copy
-// knows it is one from its first instruction of user code on.
+// A spawned copy learns that it is one from its environment, on first asking: during
+// static initialisation (below) or, whichever comes first, when user code run by another
+// static initialiser starts a process — so that a forgotten freeze_support() is caught
+// whatever order the program's static initialisers run in.
 struct AwaitingBoot {
   bool awaiting = false;
   int boot_fd = -1;
   int lifeline_fd = -1;
 };
+
+void report_missing_freeze_support() noexcept;
+
 AwaitingBoot& awaiting_boot() {
-  static AwaitingBoot state;
+  static AwaitingBoot state = [] {
+    AwaitingBoot read;
+    const char* marker = std::getenv(kBootEnvironment);
+    if (marker != nullptr && std::sscanf(marker, "%d,%d", &read.boot_fd, &read.lifeline_fd) == 2) {
+      read.awaiting = true;
+      // A copy whose main returns without calling freeze_support() says so on its way out.
+      std::atexit(report_missing_freeze_support);
+    }
+    return read;
+  }();
   return state;
 }
 
@@ -96,16 +110,7 @@ void report_missing_freeze_support() noexcept {
              "the program's main() did not call mproc::freeze_support() before it went on");
 }
 
-[[maybe_unused]] const bool boot_marker_read = [] {
-  const char* marker = std::getenv(kBootEnvironment);
-  if (marker == nullptr) return false;
-  auto& state = awaiting_boot();
-  if (std::sscanf(marker, "%d,%d", &state.boot_fd, &state.lifeline_fd) != 2) return false;
-  state.awaiting = true;
-  // A copy whose main returns without calling freeze_support() says so on its way out.
-  std::atexit(report_missing_freeze_support);
-  return true;
-}();
+[[maybe_unused]] const bool boot_marker_read = awaiting_boot().awaiting;
 
 std::string describe_boot_reply(const BootReply& reply) {
   switch (reply.status) {
@@ -161,7 +166,13 @@ void end_fd_import() noexcept {
 }
 
 void boot_child(int boot_socket, pid_t pid, const BootMessage& message, const std::vector<int>& fds) {
-  send_boot_frame(boot_socket, dumps(message), fds);
+  try {
+    send_boot_frame(boot_socket, dumps(message), fds);
+  } catch (const OSError& error) {
+    // A copy that never reached freeze_support() may have answered and gone before the
+    // message was sent: its answer, if any, is still in the socket.
+    if (error.code().value() != EPIPE && error.code().value() != ECONNRESET) throw;
+  }
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(kBootTimeoutSeconds);
   int ready = sys::poll_fd(boot_socket, POLLIN, deadline);
   if (ready < 0) throw OSError(-ready, "poll (start message)");

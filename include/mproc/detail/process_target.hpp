@@ -88,11 +88,31 @@ template <class F, class... Args>
 inline constexpr bool nameable_call = [] {
   if constexpr (PlainFunction<F>) {
     using Arguments = ArgumentsOf<F>;
-    return Serializable<Arguments> && std::is_constructible_v<Arguments, const Args&...>;
+    return Serializable<Arguments> && sizeof...(Args) == std::tuple_size_v<Arguments> &&
+           std::is_constructible_v<Arguments, Args&&...>;
   } else {
     return false;
   }
 }();
+
+/// Encodes the bound arguments (after the function, element 0) exactly as the tuple of the
+/// function's parameter types `Arguments` would be encoded (a tuple is its members in
+/// order), converting only those whose type differs: a move-only argument (a Connection)
+/// is encoded in place, never copied.
+template <class Arguments, class Bound, std::size_t... I>
+std::vector<std::byte> encode_as(const Bound& bound, std::index_sequence<I...>) {
+  std::vector<std::byte> out;
+  [[maybe_unused]] Encoder encoder(out);
+  [[maybe_unused]] auto one = [&encoder]<class Parameter>(const auto& argument) {
+    if constexpr (std::is_same_v<std::remove_cvref_t<decltype(argument)>, Parameter>) {
+      encode(encoder, argument);
+    } else {
+      encode(encoder, static_cast<Parameter>(argument));
+    }
+  };
+  (one.template operator()<std::tuple_element_t<I, Arguments>>(std::get<I + 1>(bound)), ...);
+  return out;
+}
 
 /// What a new process runs (see the header comment).
 struct ProcessTarget {
@@ -111,13 +131,25 @@ ProcessTarget make_process_target(F&& f, Args&&... args) {
   using Fn = std::decay_t<F>;
   auto bound = std::make_shared<std::tuple<Fn, std::decay_t<Args>...>>(std::forward<F>(f), std::forward<Args>(args)...);
   ProcessTarget target;
-  target.local = [bound] { std::apply([](auto& fn, auto&... a) { std::invoke(fn, a...); }, *bound); };
+  // The target runs once per child, on the child's own copy: its arguments are moved in
+  // (a move-only Connection by value works), or passed as lvalues to reference parameters.
+  target.local = [bound] {
+    std::apply(
+        [](auto& fn, auto&... a) {
+          if constexpr (std::is_invocable_v<Fn&, std::decay_t<Args>&&...>) {
+            std::invoke(fn, std::move(a)...);
+          } else {
+            std::invoke(fn, a...);
+          }
+        },
+        *bound);
+  };
   if constexpr (nameable_call<Fn, std::decay_t<Args>...>) {
     target.named = [bound] {
       NamedCall call;
       call.invoker = code_ref(&TargetInvoker<FunctionPointer<Fn>>::invoke);
       call.function = code_ref(+std::get<0>(*bound));
-      call.args = std::apply([](const auto&, const auto&... a) { return dumps(ArgumentsOf<Fn>(a...)); }, *bound);
+      call.args = encode_as<ArgumentsOf<Fn>>(*bound, std::index_sequence_for<Args...>{});
       return call;
     };
   }
