@@ -93,6 +93,28 @@ TEST_F(ProcessTest, CapturingLambdaWithArgumentsReportsThroughPipe) {
   EXPECT_EQ(p.exitcode(), 0);
 }
 
+void report_identity(mproc::Connection to, int n, std::string word) {
+  auto me = mproc::current_process();
+  to.send("hello " + word + std::to_string(n));
+  to.send(me.name());
+  to.send(static_cast<int>(me.parent_pid().value_or(-1)));
+  to.send(me.pid());
+}
+
+// A Connection is move-only: it reaches the target moved (fork) or by descriptor (spawn,
+// forkserver), never copied.
+TEST_F(ProcessTest, PlainFunctionWithAConnectionAndArgumentsReportsThroughIt) {
+  auto [parent_end, child_end] = mproc::Pipe();
+  mproc::Process p(report_identity, std::move(child_end), 7, std::string("world"));
+  p.start();
+  EXPECT_EQ(parent_end.recv<std::string>(), "hello world7");
+  EXPECT_EQ(parent_end.recv<std::string>(), p.name());
+  EXPECT_EQ(parent_end.recv<int>(), ::getpid());
+  EXPECT_EQ(parent_end.recv<pid_t>(), p.pid());
+  p.join();
+  EXPECT_EQ(p.exitcode(), 0);
+}
+
 TEST_F(ProcessTest, ExitCodesFollowPython) {
   mproc::Process exits_five([] { mproc::exit(5); });
   mproc::Process throws([] { throw std::runtime_error("boom"); });
