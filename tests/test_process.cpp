@@ -330,6 +330,21 @@ TEST_F(ProcessTest, SentinelBecomesReadableAtExit) {
   p.join();
 }
 
+TEST_F(ProcessTest, OnceTheSentinelIsReadableTheExitcodeIsKnown) {
+  // Under forkserver the child is the server's: its exit code arrives from the server a
+  // moment after the sentinel (a pidfd) becomes readable; is_alive() and exitcode() must
+  // not report a child that the sentinel says has exited as still running.
+  for (int i = 0; i < 20; ++i) {
+    mproc::Process p([](int code) { mproc::exit(code); }, 3);
+    p.start();
+    int sentinel = p.sentinel();
+    ASSERT_EQ(mproc::wait(std::span<const int>(&sentinel, 1), 30s).size(), 1u);
+    EXPECT_FALSE(p.is_alive());
+    EXPECT_EQ(p.exitcode(), 3);
+  }
+  EXPECT_TRUE(mproc::active_children().empty());
+}
+
 TEST_F(ProcessTest, ChildOutlivesTheThreadThatStartedIt) {
   // PR_SET_PDEATHSIG would kill this child when the starting thread exits.
   auto [parent_end, child_end] = mproc::Pipe();
