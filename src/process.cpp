@@ -104,7 +104,12 @@ bool reap_locked(ChildState& child, bool block) {
   if (child.phase != Phase::running) return child.phase == Phase::exited || child.phase == Phase::closed;
   int code = 0;
   if (child.status) {
-    std::optional<int> reported = detail::read_forkserver_status(child.status.get(), block);
+    // The pidfd (the sentinel) becomes readable as the child exits, a moment before the
+    // server has reaped it and written its exit code. Once it is readable the code is on its
+    // way and is waited for, so that is_alive(), exitcode() and active_children() agree with
+    // the sentinel (Python's forkserver sentinel is the status channel itself).
+    bool exited = block || sys::poll_fd(child.pidfd.get(), POLLIN, std::chrono::steady_clock::now()) > 0;
+    std::optional<int> reported = detail::read_forkserver_status(child.status.get(), exited);
     if (!reported) return false;
     code = *reported;
     child.status.reset();

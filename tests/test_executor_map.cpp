@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "support/gate.hpp"
 #include "support/leak_check.hpp"
 
 using namespace std::chrono_literals;
@@ -21,22 +22,17 @@ using mproc::testing::LeakCheckedTest;
 
 namespace {
 
-// Shared with the workers (forked after it is set): how many calls have started.
-mproc::Value<int>* calls_started = nullptr;
-
+// The workers find the test's gate by name, whatever the start method (support/gate.hpp):
+// each call announces there that it started, and the test counts.
 int counted_sleep_ms(int ms) {
-  {
-    std::lock_guard guard(calls_started->get_lock());
-    ++calls_started->value();
-  }
+  mproc::testing::Gate::announce();
   std::this_thread::sleep_for(std::chrono::milliseconds(ms));
   return ms;
 }
-// Shared with the workers too: counts the call, then waits until the test opens the gate.
-mproc::Event* gate_open = nullptr;
+// Counts the call, then waits until the test opens the gate.
 int counted_gated(int x) {
-  counted_sleep_ms(0);
-  if (!gate_open->wait(10s)) throw std::runtime_error("the gate never opened");
+  mproc::testing::Gate::announce();
+  mproc::testing::Gate::pass();
   return x;
 }
 int absolute(int x) { return x < 0 ? -x : x; }
@@ -45,20 +41,20 @@ class ExecutorMap : public LeakCheckedTest {
  protected:
   void SetUp() override {
     LeakCheckedTest::SetUp();
-    calls_started = &started_;
-    gate_open = &gate_;
+    gate_.emplace();
   }
   void TearDown() override {
-    calls_started = nullptr;
-    gate_open = nullptr;
+    gate_.reset();
     LeakCheckedTest::TearDown();
   }
+  // How many calls have started so far.
   int started() {
-    std::lock_guard guard(started_.get_lock());
-    return started_.value();
+    started_ += gate_->take_started();
+    return started_;
   }
-  mproc::Value<int> started_{0};
-  mproc::Event gate_;
+  std::optional<mproc::testing::Gate> gate_;  // for the process executors
+  int started_ = 0;
+  mproc::Event event_;  // for the thread executors
 };
 
 TEST_F(ExecutorMap, SubmitsWithoutIteration) {
@@ -97,7 +93,7 @@ TEST_F(ExecutorMap, ATimeoutCancelsTheCallsNotStarted) {
   mproc::ProcessPoolExecutor executor(2);
   auto results = executor.map(counted_gated, std::vector<int>(20, 0), 100ms);
   EXPECT_THROW(results.next(), mproc::TimeoutError);  // the calls wait for the gate
-  gate_.set();
+  gate_->open();
   executor.shutdown(true);
   EXPECT_LE(started(), 6);  // the two running (and a few at most in hand-off), not twenty
 }
@@ -181,12 +177,12 @@ TEST_F(ExecutorMap, ThreadsATimeoutCancelsTheCallsNotStarted) {
   auto results = executor.map(
       [&](int x) {
         ++started;
-        gate_.wait(10s);
+        event_.wait(10s);
         return x;
       },
       std::vector<int>(20, 0), 100ms);
   EXPECT_THROW(results.next(), mproc::TimeoutError);  // the calls wait for the gate
-  gate_.set();
+  event_.set();
   executor.shutdown(true);
   EXPECT_LE(started.load(), 4);
 }

@@ -27,7 +27,9 @@
 #include <unistd.h>
 #include <vector>
 
+#include "support/gate.hpp"
 #include "support/leak_check.hpp"
+#include "support/start_method.hpp"
 
 using namespace std::chrono_literals;
 using mproc::testing::LeakCheckedTest;
@@ -62,33 +64,15 @@ int crash_with(int how) {
   return how;
 }
 
-// A gate shared with worker processes (they are forked after it is made) and threads:
-// blocked_task() announces that it started, then waits until the test opens the gate.
-// Deterministic where "a task that sleeps long enough" would be a guess.
-struct Gate {
-  int started[2] = {-1, -1};
-  int release[2] = {-1, -1};
-  Gate() {
-    if (::pipe2(started, O_CLOEXEC) != 0 || ::pipe2(release, O_CLOEXEC) != 0) std::abort();
-  }
-  ~Gate() {
-    for (int fd : {started[0], started[1], release[0], release[1]}) ::close(fd);
-  }
-  void wait_started(int count = 1) {
-    char byte;
-    for (int i = 0; i < count; ++i) ASSERT_EQ(::read(started[0], &byte, 1), 1);
-  }
-  void open(int count = 64) {
-    std::string bytes(static_cast<std::size_t>(count), 'x');
-    ASSERT_EQ(::write(release[1], bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size()));
-  }
-};
+// A gate shared with worker processes and threads, found by name whatever the start
+// method (support/gate.hpp): blocked_task() announces that it started, then waits until the
+// test opens the gate. Deterministic where "a task that sleeps long enough" would be a guess.
+using Gate = mproc::testing::Gate;
 Gate* gate = nullptr;
 
 int blocked_task(int value) {
-  char byte = 's';
-  if (::write(gate->started[1], &byte, 1) != 1) std::abort();
-  if (::read(gate->release[0], &byte, 1) != 1) std::abort();
+  Gate::announce();
+  Gate::pass();
   return value;
 }
 
@@ -214,7 +198,7 @@ TYPED_TEST(ExecutorTest, ShutdownWithoutWaitReturnsAtOnceAndTasksStillFinish) {
 TYPED_TEST(ExecutorTest, ShutdownCancelFuturesCancelsWhatHasNotStarted) {
   auto executor = this->make(1);
   auto running = executor->submit(blocked_task, 1);
-  gate->wait_started();
+  ASSERT_TRUE(gate->wait_started());
   std::vector<mproc::Future<int>> queued;
   for (int i = 0; i < 10; ++i) queued.push_back(executor->submit(square, i));
   std::thread opener([&] {
@@ -241,7 +225,7 @@ TYPED_TEST(ExecutorTest, ShutdownCancelFuturesCancelsWhatHasNotStarted) {
 TYPED_TEST(ExecutorTest, CancelSucceedsOnlyWhilePending) {
   auto executor = this->make(1);
   auto running = executor->submit(blocked_task, 1);
-  gate->wait_started();
+  ASSERT_TRUE(gate->wait_started());
   // Fill what a process worker may take ahead of time, then one that must stay queued.
   std::vector<mproc::Future<int>> fillers;
   for (int i = 0; i < 70; ++i) fillers.push_back(executor->submit(square, i));
@@ -355,7 +339,7 @@ TYPED_TEST(ExecutorTest, WaitTimesOutWithoutThrowing) {
 TYPED_TEST(ExecutorTest, AsCompletedYieldsEachFutureOnceInCompletionOrder) {
   auto executor = this->make(2);
   auto blocked = executor->submit(blocked_task, 1);
-  gate->wait_started();
+  ASSERT_TRUE(gate->wait_started());
   auto quick = executor->submit(square, 4);
   std::vector<mproc::Future<int>> futures{blocked, quick, quick};
   std::vector<int> order;
@@ -458,7 +442,7 @@ TYPED_TEST(ExecutorTest, HugeTimeoutsWaitInsteadOfOverflowing) {
 TYPED_TEST(ExecutorTest, ConcurrentShutdownsBothWaitForTheTasks) {
   auto executor = this->make(2);
   std::vector<mproc::Future<int>> futures{executor->submit(blocked_task, 1), executor->submit(blocked_task, 2)};
-  gate->wait_started(2);
+  ASSERT_TRUE(gate->wait_started(2));
   futures.push_back(executor->submit(square, 3));
   Notice returned;
   std::atomic<int> all_done_on_return{0};
@@ -593,7 +577,7 @@ TYPED_TEST(ExecutorTest, AsCompletedYieldsADuplicatedFutureOnce) {
 TYPED_TEST(ExecutorTest, ACancelWakesABlockedWaitAndAsCompleted) {
   auto executor = this->make(1);
   auto running = executor->submit(blocked_task, 0);
-  gate->wait_started();
+  ASSERT_TRUE(gate->wait_started());
   // Fill what a process worker may take ahead of time, then two that must stay queued.
   std::vector<mproc::Future<int>> fillers;
   for (int i = 0; i < 70; ++i) fillers.push_back(executor->submit(square, i));
@@ -620,7 +604,7 @@ TYPED_TEST(ExecutorTest, ShutdownWithoutWaitThenTheDestructor) {
   for (bool cancel_futures : {false, true}) {
     auto executor = this->make(1);
     auto blocked = executor->submit(blocked_task, 1);
-    gate->wait_started();
+    ASSERT_TRUE(gate->wait_started());
     auto queued = executor->submit(square, 4);
     executor->shutdown(false, cancel_futures);
     gate->open(1);
@@ -647,7 +631,7 @@ TYPED_TEST(ExecutorTest, SubmitCancelThenShutdownDoesNotHang) {
   }
   auto executor = this->make(1);
   auto running = executor->submit(blocked_task, 0);
-  gate->wait_started();
+  ASSERT_TRUE(gate->wait_started());
   std::vector<mproc::Future<int>> fillers;
   for (int i = 0; i < 70; ++i) fillers.push_back(executor->submit(square, i));
   auto pending = executor->submit(square, 1);
@@ -694,7 +678,7 @@ TYPED_TEST(ExecutorTest, DoneCallbacksRunOnceEvenIfOneThrows) {
 TYPED_TEST(ExecutorTest, DoneCallbackOfACancelledFuture) {
   auto executor = this->make(1);
   auto running = executor->submit(blocked_task, 0);
-  gate->wait_started();
+  ASSERT_TRUE(gate->wait_started());
   std::vector<mproc::Future<int>> fillers;
   for (int i = 0; i < 70; ++i) fillers.push_back(executor->submit(square, i));
   auto pending = executor->submit(square, 1);
@@ -755,7 +739,7 @@ TEST_F(ProcessExecutor, AWorkerKilledFromOutside) {
   gate = &local;
   mproc::ProcessPoolExecutor executor(1);
   auto blocked = executor.submit(blocked_task, 1);
-  local.wait_started();  // killed before it started, the task would be requeued instead
+  ASSERT_TRUE(local.wait_started());  // killed before it started, the task would be requeued instead
   auto pids = executor.worker_pids();
   ASSERT_EQ(pids.size(), 1u);
   EXPECT_TRUE(blocked.running());
@@ -808,6 +792,7 @@ int nested_submit(int) {
 }
 
 TEST_F(ProcessExecutor, UsingTheExecutorFromItsOwnTaskIsAnError) {
+  MPROC_FORK_ONLY();  // only a fork gives a worker the parent's executor object to misuse
   // max_tasks_per_child = 1: the worker that runs nested_submit is forked after
   // nested_executor is set, so it sees a complete copy of the executor.
   mproc::ProcessPoolExecutor executor({.max_workers = 1, .max_tasks_per_child = 1});
@@ -1154,7 +1139,7 @@ TEST_F(ThreadExecutor, CancelFuturesAfterShutdownWithoutWaitLeavesNoTaskBehind) 
                                         (void)notifier;
                                       }});
   auto running = executor.submit(blocked_task, 1);
-  local.wait_started();
+  ASSERT_TRUE(local.wait_started());
   auto victim = executor.submit(square, 2);
   // Runs on the thread that cancels the victim, in the middle of cancelling the queue: lets
   // the worker finish and look at the queue, and waits until it has exited or (correctly)
@@ -1231,7 +1216,7 @@ TEST_F(ThreadPoolTest, TerminateCancelsQueuedWork) {
   gate = &local;
   mproc::ThreadPool pool(1);
   auto running = pool.apply_async(blocked_task, 1);
-  local.wait_started();
+  ASSERT_TRUE(local.wait_started());
   auto queued = pool.apply_async(square, 2);
   pool.terminate();
   EXPECT_THROW(queued.get(), mproc::CancelledError);

@@ -24,9 +24,12 @@
 #include <unistd.h>
 #include <vector>
 
+#include "support/gate.hpp"
 #include "support/leak_check.hpp"
+#include "support/start_method.hpp"
 
 using namespace std::chrono_literals;
+using mproc::testing::Gate;
 using mproc::testing::LeakCheckedTest;
 
 namespace {
@@ -197,27 +200,20 @@ TEST_P(PoolSizes, DeadWorkerFailsOnlyItsTask) {
   }
 }
 
-// Tells the test it is running (through a pipe the workers inherited), then never returns.
-int announce_then_block(int fd) {
-  char byte = 1;
-  if (::write(fd, &byte, 1) != 1) return -1;
+// Tells the test it is running (through the test's gate), then never returns.
+int announce_then_block(int) {
+  Gate::announce();
   for (;;) ::pause();
 }
 
 TEST_F(PoolTest, WorkerKilledFromOutside) {
-  int started[2];
-  ASSERT_EQ(::pipe2(started, O_CLOEXEC), 0);
-  {
-    mproc::Pool pool(2);  // created after the pipe: the workers inherit its write end
-    auto stuck = pool.apply_async(announce_then_block, started[1]);
-    char byte;
-    ASSERT_EQ(::read(started[0], &byte, 1), 1);  // the task is running now
-    for (int worker : pool.worker_pids()) ::kill(worker, SIGKILL);
-    EXPECT_THROW(stuck.get(), mproc::WorkerLostError);
-    EXPECT_EQ(pool.apply(square, 4), 16);  // even if dispatched to an already-dead worker
-  }
-  ::close(started[0]);
-  ::close(started[1]);
+  Gate gate;
+  mproc::Pool pool(2);
+  auto stuck = pool.apply_async(announce_then_block, 0);
+  ASSERT_TRUE(gate.wait_started());  // the task is running now
+  for (int worker : pool.worker_pids()) ::kill(worker, SIGKILL);
+  EXPECT_THROW(stuck.get(), mproc::WorkerLostError);
+  EXPECT_EQ(pool.apply(square, 4), 16);  // even if dispatched to an already-dead worker
 }
 
 TEST_F(PoolTest, TaskTimeoutKillsTheWorker) {
@@ -331,6 +327,16 @@ TEST_F(PoolTest, MaxTasksPerChildReplacesWorkers) {
 
 int initialized_value = 0;
 int read_initialized(int) { return initialized_value; }
+void set_initialized(int value, std::string check) {
+  if (check != "initargs") throw std::runtime_error("initargs garbled");
+  initialized_value = value;
+}
+
+TEST_F(PoolTest, InitializerWithInitargs) {
+  mproc::Pool pool({.processes = 2, .initializer = mproc::Initializer(set_initialized, 7, std::string("initargs"))});
+  EXPECT_EQ(pool.map(read_initialized, std::vector<int>(10, 0), 1), std::vector<int>(10, 7));
+  EXPECT_EQ(initialized_value, 0);  // ran in the workers only
+}
 
 TEST_F(PoolTest, InitializerRunsInEachWorker) {
   mproc::Pool pool({.processes = 2, .initializer = [] { initialized_value = 42; }});
@@ -419,13 +425,15 @@ TEST_F(PoolTest, CloseAndJoinAfterAFailedMap) {
 }
 
 TEST_F(PoolTest, ParentKilledTakesTheWorkersWithIt) {
-  mproc::testing::become_subreaper();
+  auto subreaper = mproc::testing::become_subreaper();
   auto [parent_end, child_end] = mproc::Pipe();
-  mproc::Process owner([&] {
-    mproc::Pool pool(3);
-    for (int pid : pool.worker_pids()) child_end.send(pid);
-    for (;;) ::pause();
-  });
+  mproc::Process owner(
+      [](mproc::Connection to) {
+        mproc::Pool pool(3);
+        for (int pid : pool.worker_pids()) to.send(pid);
+        for (;;) ::pause();
+      },
+      std::move(child_end));
   owner.start();
   std::vector<int> workers;
   for (int i = 0; i < 3; ++i) workers.push_back(parent_end.recv<int>());
@@ -461,6 +469,7 @@ int nested_apply(int) {
 }
 
 TEST_F(PoolTest, CallingThePoolFromItsOwnTaskIsAnError) {
+  MPROC_FORK_ONLY();  // only a fork gives a worker the parent's pool object to misuse
   // maxtasksperchild = 1: the worker that runs nested_apply is forked after nested_pool is
   // set, so it sees a complete copy of the pool.
   mproc::Pool pool({.processes = 1, .maxtasksperchild = 1});
@@ -595,49 +604,58 @@ TEST_F(PoolTest, AnImapOutlivingItsPoolIsAnErrorNotACrash) {
   EXPECT_EQ(count, 5000);
 }
 
-// Process-shared gates, made before the pools that use them (the workers inherit them).
-mproc::Event* release_gated = nullptr;
-mproc::Barrier* pair_up = nullptr;
-
-// A negative item waits until the test opens the gate; others return at once.
+// A negative item waits until the test opens its gate; others return at once.
 int gated(int x) {
-  if (x < 0 && !release_gated->wait(10s)) throw std::runtime_error("the gate never opened");
+  if (x < 0) Gate::pass();
   return x;
 }
-// A positive item meets another one at the barrier: two must run at the same time.
+// A positive item announces itself and waits to be let through: the test lets the long
+// items through two at a time, only once two have arrived (a barrier of two).
 int paired(int x) {
-  if (x > 0) pair_up->wait();  // BrokenBarrierError after the barrier's timeout
+  if (x > 0) {
+    Gate::announce();
+    Gate::pass();
+  }
   return x;
 }
 
 TEST_F(PoolTest, ImapUnorderedYieldsInCompletionOrder) {
-  mproc::Event gate;
-  release_gated = &gate;
   mproc::Pool pool(2);
+  Gate gate;  // destroyed first: a worker still waiting at it passes, and the pool can join
   auto results = pool.imap_unordered(gated, std::vector<int>{-1, 10}, 1);
   EXPECT_EQ(results.next(10s), 10);  // finished first, though submitted second
-  gate.set();
+  gate.open();
   EXPECT_EQ(results.next(10s), -1);
   EXPECT_EQ(results.next(), std::nullopt);
-  release_gated = nullptr;
 }
 
 TEST_F(PoolTest, SkewedMapKeepsBothWorkersBusy) {
   // Four long and four instant items, one per chunk: Python's workers pull chunks from a
-  // shared queue, so the long ones run two at a time. Each long one waits for another at a
-  // barrier: queued all on one worker, they would break it (after its 10 s timeout).
-  mproc::Barrier barrier(2, {}, 10s);
-  pair_up = &barrier;
+  // shared queue, so the long ones run two at a time. Each long one waits until another
+  // has arrived too: queued all on one worker, the second of a pair never arrives (the
+  // test gives up after 10 s and lets them through, failing).
+  Gate gate;
+  std::atomic<bool> ran_in_pairs{true};
+  std::thread pairer([&] {
+    for (int pair = 0; pair < 2; ++pair) {
+      if (!gate.wait_started(2, 10s)) {
+        ran_in_pairs = false;
+        gate.open();
+        return;
+      }
+      gate.open(2);
+    }
+  });
   mproc::Pool pool(2);
   auto results = pool.map(paired, std::vector<int>{1, 2, 3, 4, 0, 0, 0, 0}, 1);
+  pairer.join();
   EXPECT_EQ(results, (std::vector<int>{1, 2, 3, 4, 0, 0, 0, 0}));
-  pair_up = nullptr;
+  EXPECT_TRUE(ran_in_pairs) << "the long items did not run two at a time";
 }
 
 TEST_F(PoolTest, WorkQueuedBehindAnUnexpectedlyLongTaskMovesToAnIdleWorker) {
-  mproc::Event gate;
-  release_gated = &gate;
   mproc::Pool pool(2);
+  Gate gate;
   // A burst of tiny tasks: the engine learns they are tiny and queues many ahead.
   std::vector<mproc::AsyncResult<int>> warm;
   for (int i = 0; i < 2000; ++i) warm.push_back(pool.apply_async(square, i));
@@ -655,11 +673,10 @@ TEST_F(PoolTest, WorkQueuedBehindAnUnexpectedlyLongTaskMovesToAnIdleWorker) {
     ASSERT_TRUE(value);
     EXPECT_GT(*value, 0);
   }
-  gate.set();
+  gate.open();
   EXPECT_EQ(results.next(10s), -1);
   EXPECT_EQ(results.next(), std::nullopt);
   EXPECT_EQ(pool.map(square, std::vector<int>(500, 3)), std::vector<int>(500, 9));  // all still in order
-  release_gated = nullptr;
 }
 
 TEST_F(PoolTest, CallbacksMayTakeNothingForVoidAndSeeTheOriginalError) {
@@ -833,22 +850,17 @@ TEST_F(PoolTest, AResultThatCannotBeEncodedFailsOnlyItsTask) {
 
 // ---- initializers (TestInitializers) --------------------------------------------------------
 
-mproc::Value<int>* initializer_runs = nullptr;
+// Each run of the initializer announces itself at the test's gate, where the test counts.
+void count_run() { Gate::announce(); }
 
 TEST_F(PoolTest, InitializerRunsOncePerWorker) {
-  mproc::Value<int> runs(0);
-  initializer_runs = &runs;
-  auto count_run = [] {
-    std::lock_guard guard(initializer_runs->get_lock());
-    ++initializer_runs->value();
-  };
+  Gate runs;
   {
     mproc::Pool pool({.processes = 1, .initializer = count_run});
     pool.close();
     pool.join();
   }
-  EXPECT_EQ(runs.value(), 1);
-  runs.value() = 0;
+  EXPECT_EQ(runs.take_started(), 1);
   {
     mproc::Pool pool({.processes = 1, .initializer = count_run, .maxtasksperchild = 1});
     for (int i = 0; i < 3; ++i) pool.apply(square, i);
@@ -857,14 +869,15 @@ TEST_F(PoolTest, InitializerRunsOncePerWorker) {
   }
   // One per worker, replacements included: three ran a task; a fourth may have replaced the
   // third before close() arrived (Python's pool does the same).
-  EXPECT_GE(runs.value(), 3);
-  EXPECT_LE(runs.value(), 4);
-  initializer_runs = nullptr;
+  int count = runs.take_started();
+  EXPECT_GE(count, 3);
+  EXPECT_LE(count, 4);
 }
 
 // ---- the parent's end -----------------------------------------------------------------------
 
 MPROC_TEST_HELPER(pool_then_ctrl_c) {
+  mproc::test::use_start_method_of_the_test();
   mproc::Pool pool(2);
   for (int pid : pool.worker_pids()) std::printf("%d\n", pid);
   std::fflush(stdout);
@@ -874,22 +887,33 @@ MPROC_TEST_HELPER(pool_then_ctrl_c) {
 }
 
 TEST_F(PoolTest, CtrlCInTheParentLeavesNoWorkerBehind) {
-  mproc::testing::become_subreaper();
+  auto subreaper = mproc::testing::become_subreaper();
+  auto children_before = mproc::testing::child_pids();  // this process's forkserver, if any
   auto helper = mproc::testing::run_helper("pool_then_ctrl_c");
   EXPECT_EQ(helper.exitcode, -SIGINT);
   std::istringstream pids(helper.output);
-  int pid = 0, count = 0;
-  while (pids >> pid) {
-    ++count;
-    int status = 0;
-    // Re-parented to us: each must end by itself (a survivor would hang here until ctest's
-    // timeout).
-    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  std::vector<int> workers;
+  for (int pid = 0; pids >> pid;) workers.push_back(pid);
+  EXPECT_EQ(workers.size(), 2u);
+  // The helper's orphans are re-parented to us: its workers (fork, spawn) or its forkserver,
+  // whose own children, the workers, come to us if it dies first. Each must end by itself:
+  // a survivor would hang here until ctest's timeout.
+  for (;;) {
+    std::vector<int> orphans;
+    for (int pid : mproc::testing::child_pids())
+      if (!std::binary_search(children_before.begin(), children_before.end(), pid)) orphans.push_back(pid);
+    if (orphans.empty()) break;
+    for (int pid : orphans) {
+      int status = 0;
+      ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+    }
   }
-  EXPECT_EQ(count, 2);
+  // No worker is left anywhere: each was reaped by us or by the server before it ended.
+  for (int pid : workers) EXPECT_FALSE(mproc::testing::process_running(pid)) << pid;
 }
 
 MPROC_TEST_HELPER(pool_in_a_static) {
+  mproc::test::use_start_method_of_the_test();
   static mproc::Pool pool(2);
   static auto pending = pool.apply_async(sleep_ms, 50);
   return 0;  // std::exit: the static pool's destructor waits for the task, then the workers

@@ -13,7 +13,9 @@
 #include <thread>
 #include <unistd.h>
 
+#include "support/gate.hpp"
 #include "support/leak_check.hpp"
+#include "support/start_method.hpp"
 
 using namespace std::chrono_literals;
 using mproc::testing::LeakCheckedTest;
@@ -22,34 +24,11 @@ namespace {
 
 class ProcessTest : public LeakCheckedTest {};
 
-// A condition a child can block on, instead of a sleep: the child waits until the parent
-// opens the gate (closes the write end). Every child closes its inherited copy of the write
-// end first, or it would keep the gate shut for itself.
-class Gate {
- public:
-  Gate() {
-    if (::pipe2(fds_, O_CLOEXEC) != 0) throw std::runtime_error("pipe2");
-  }
-  ~Gate() {
-    for (int fd : fds_)
-      if (fd >= 0) ::close(fd);
-  }
-  Gate(const Gate&) = delete;
-  Gate& operator=(const Gate&) = delete;
-  void wait_in_child() {
-    ::close(fds_[1]);
-    char byte;
-    while (::read(fds_[0], &byte, 1) < 0 && errno == EINTR) {
-    }
-  }
-  void open() {
-    ::close(fds_[1]);
-    fds_[1] = -1;
-  }
+using mproc::testing::Gate;
 
- private:
-  int fds_[2];
-};
+// Targets are plain functions with their data as arguments, so that every test runs under
+// every start method (a spawned child sees none of this process's memory).
+void wait_for_gate() { Gate::pass(); }
 
 TEST_F(ProcessTest, CurrentProcessInMain) {
   auto me = mproc::current_process();
@@ -73,6 +52,7 @@ TEST_F(ProcessTest, StartJoinExitcodeZero) {
 }
 
 TEST_F(ProcessTest, CapturingLambdaWithArgumentsReportsThroughPipe) {
+  MPROC_FORK_ONLY();  // a capturing lambda as the target
   auto [parent_end, child_end] = mproc::Pipe();
   std::string prefix = "hello ";
   mproc::Process p(
@@ -93,6 +73,38 @@ TEST_F(ProcessTest, CapturingLambdaWithArgumentsReportsThroughPipe) {
   EXPECT_EQ(p.exitcode(), 0);
 }
 
+void report_identity(mproc::Connection to, int n, std::string word) {
+  auto me = mproc::current_process();
+  to.send("hello " + word + std::to_string(n));
+  to.send(me.name());
+  to.send(static_cast<int>(me.parent_pid().value_or(-1)));
+  to.send(me.pid());
+}
+
+TEST_F(ProcessTest, PlainFunctionWithAConnectionAndArgumentsReportsThroughIt) {
+  auto [parent_end, child_end] = mproc::Pipe();
+  mproc::Process p(report_identity, std::move(child_end), 7, std::string("world"));
+  p.start();
+  EXPECT_EQ(parent_end.recv<std::string>(), "hello world7");
+  EXPECT_EQ(parent_end.recv<std::string>(), p.name());
+  EXPECT_EQ(parent_end.recv<int>(), ::getpid());
+  EXPECT_EQ(parent_end.recv<pid_t>(), p.pid());
+  p.join();
+  EXPECT_EQ(p.exitcode(), 0);
+}
+
+TEST_F(ProcessTest, ACapturingTargetRunsOnlyUnderFork) {
+  int code = 4;
+  mproc::Process p([code] { mproc::exit(code); });
+  if (!mproc::test::running_under_fork()) {
+    EXPECT_THROW(p.start(), mproc::ProcessError);
+    return;
+  }
+  p.start();
+  p.join();
+  EXPECT_EQ(p.exitcode(), 4);
+}
+
 TEST_F(ProcessTest, ExitCodesFollowPython) {
   mproc::Process exits_five([] { mproc::exit(5); });
   mproc::Process throws([] { throw std::runtime_error("boom"); });
@@ -108,17 +120,19 @@ TEST_F(ProcessTest, ExitCodesFollowPython) {
 
 TEST_F(ProcessTest, ExitUnwindsTheTargetAndIsNotAStdException) {
   auto [parent_end, child_end] = mproc::Pipe();
-  mproc::Process p([&] {
-    struct Reporter {
-      mproc::Connection* to;
-      ~Reporter() { to->send(std::string("unwound")); }
-    } reporter{&child_end};
-    try {
-      mproc::exit(9);
-    } catch (const std::exception&) {
-      child_end.send(std::string("swallowed"));
-    }
-  });
+  mproc::Process p(
+      [](mproc::Connection to) {
+        struct Reporter {
+          mproc::Connection* to;
+          ~Reporter() { to->send(std::string("unwound")); }
+        } reporter{&to};
+        try {
+          mproc::exit(9);
+        } catch (const std::exception&) {
+          to.send(std::string("swallowed"));
+        }
+      },
+      std::move(child_end));
   p.start();
   EXPECT_EQ(parent_end.recv<std::string>(), "unwound");
   p.join();
@@ -126,20 +140,25 @@ TEST_F(ProcessTest, ExitUnwindsTheTargetAndIsNotAStdException) {
 }
 
 TEST_F(ProcessTest, EscapingExceptionPrintsTypeAndMessageToStderr) {
-  int err[2];
-  ASSERT_EQ(::pipe2(err, O_CLOEXEC), 0);
-  mproc::Process p([&] {
-    ::dup2(err[1], STDERR_FILENO);
-    throw std::out_of_range("index 12 is out of range");
-  });
+  // The child's stderr goes to a file it opens by name (it inherits no descriptor of ours).
+  char path[] = "/tmp/mproc-test-stderr-XXXXXX";
+  int file = ::mkstemp(path);
+  ASSERT_GE(file, 0);
+  mproc::Process p(
+      [](std::string stderr_path) {
+        int fd = ::open(stderr_path.c_str(), O_WRONLY | O_CLOEXEC);
+        ::dup2(fd, STDERR_FILENO);
+        throw std::out_of_range("index 12 is out of range");
+      },
+      std::string(path));
   p.name("Worker-7");
   p.start();
-  ::close(err[1]);
+  p.join();
   std::string text;
   char buffer[512];
-  for (ssize_t n; (n = ::read(err[0], buffer, sizeof buffer)) > 0;) text.append(buffer, static_cast<size_t>(n));
-  ::close(err[0]);
-  p.join();
+  for (ssize_t n; (n = ::read(file, buffer, sizeof buffer)) > 0;) text.append(buffer, static_cast<size_t>(n));
+  ::close(file);
+  ::unlink(path);
   EXPECT_EQ(p.exitcode(), 1);
   EXPECT_NE(text.find("Process Worker-7"), std::string::npos) << text;
   EXPECT_NE(text.find("std::out_of_range: index 12 is out of range"), std::string::npos) << text;
@@ -147,8 +166,8 @@ TEST_F(ProcessTest, EscapingExceptionPrintsTypeAndMessageToStderr) {
 
 TEST_F(ProcessTest, TerminateAndKillReportNegativeSignal) {
   Gate gate;
-  mproc::Process a([&] { gate.wait_in_child(); });
-  mproc::Process b([&] { gate.wait_in_child(); });
+  mproc::Process a(wait_for_gate);
+  mproc::Process b(wait_for_gate);
   a.start();
   b.start();
   EXPECT_TRUE(a.is_alive());
@@ -164,7 +183,7 @@ TEST_F(ProcessTest, TerminateAndKillReportNegativeSignal) {
 
 TEST_F(ProcessTest, JoinWithTimeoutIsBoundedAndReturnsFalseWhileRunning) {
   Gate gate;
-  mproc::Process p([&] { gate.wait_in_child(); });
+  mproc::Process p(wait_for_gate);
   p.start();
   auto begin = std::chrono::steady_clock::now();
   EXPECT_FALSE(p.join(100ms));
@@ -172,7 +191,7 @@ TEST_F(ProcessTest, JoinWithTimeoutIsBoundedAndReturnsFalseWhileRunning) {
   EXPECT_GE(waited, 90ms);
   EXPECT_LT(waited, 5s);
   EXPECT_EQ(p.exitcode(), std::nullopt);
-  gate.open();  // the child reads end of file and returns
+  gate.open();  // the child passes and returns
   EXPECT_TRUE(p.join(30s));
   EXPECT_EQ(p.exitcode(), 0);
   EXPECT_TRUE(p.join(0ms));
@@ -180,7 +199,7 @@ TEST_F(ProcessTest, JoinWithTimeoutIsBoundedAndReturnsFalseWhileRunning) {
 
 TEST_F(ProcessTest, JoinFromAnotherThreadWhileTerminating) {
   Gate gate;
-  mproc::Process p([&] { gate.wait_in_child(); });
+  mproc::Process p(wait_for_gate);
   p.start();
   std::thread joiner([&] { p.join(); });
   p.terminate();
@@ -210,7 +229,7 @@ TEST_F(ProcessTest, MisuseIsAClearError) {
 
 TEST_F(ProcessTest, CloseWhileAliveIsRefused) {
   Gate gate;
-  mproc::Process p([&] { gate.wait_in_child(); });
+  mproc::Process p(wait_for_gate);
   p.start();
   EXPECT_THROW(p.close(), mproc::ProcessError);
   gate.open();
@@ -230,11 +249,13 @@ TEST_F(ProcessTest, NamesFollowPythonDefaults) {
 
 TEST_F(ProcessTest, NestedChildGetsHierarchicalName) {
   auto [parent_end, child_end] = mproc::Pipe();
-  mproc::Process outer([&] {
-    mproc::Process inner([&] { child_end.send(mproc::current_process().name()); });
-    inner.start();
-    inner.join();
-  });
+  mproc::Process outer(
+      [](mproc::Connection to) {
+        mproc::Process inner([](mproc::Connection out) { out.send(mproc::current_process().name()); }, std::move(to));
+        inner.start();
+        inner.join();
+      },
+      std::move(child_end));
   outer.start();
   EXPECT_EQ(parent_end.recv<std::string>(), outer.name() + ":1");
   outer.join();
@@ -243,16 +264,19 @@ TEST_F(ProcessTest, NestedChildGetsHierarchicalName) {
 
 TEST_F(ProcessTest, DaemonFlagAndDaemonsMayNotHaveChildren) {
   auto [parent_end, child_end] = mproc::Pipe();
-  mproc::Process p({.daemon = true}, [&] {
-    child_end.send(mproc::current_process().daemon());
-    try {
-      mproc::Process grandchild([] {});
-      grandchild.start();
-      child_end.send(std::string("started"));
-    } catch (const mproc::ProcessError& error) {
-      child_end.send(std::string(error.what()));
-    }
-  });
+  mproc::Process p(
+      {.daemon = true},
+      [](mproc::Connection to) {
+        to.send(mproc::current_process().daemon());
+        try {
+          mproc::Process grandchild([] {});
+          grandchild.start();
+          to.send(std::string("started"));
+        } catch (const mproc::ProcessError& error) {
+          to.send(std::string(error.what()));
+        }
+      },
+      std::move(child_end));
   EXPECT_TRUE(p.daemon());
   p.start();
   EXPECT_TRUE(parent_end.recv<bool>());
@@ -263,7 +287,7 @@ TEST_F(ProcessTest, DaemonFlagAndDaemonsMayNotHaveChildren) {
 
 TEST_F(ProcessTest, ActiveChildrenListsRunningChildrenOnly) {
   Gate gate;
-  mproc::Process p([&] { gate.wait_in_child(); });
+  mproc::Process p(wait_for_gate);
   EXPECT_TRUE(mproc::active_children().empty());
   p.start();
   auto children = mproc::active_children();
@@ -279,7 +303,7 @@ TEST_F(ProcessTest, DroppedHandleKeepsRunningAndIsReapedLater) {
   Gate gate;
   pid_t pid;
   {
-    mproc::Process p([&] { gate.wait_in_child(); });
+    mproc::Process p(wait_for_gate);
     p.start();
     pid = p.pid();
   }
@@ -297,7 +321,7 @@ TEST_F(ProcessTest, DroppedHandleKeepsRunningAndIsReapedLater) {
 
 TEST_F(ProcessTest, SentinelBecomesReadableAtExit) {
   Gate gate;
-  mproc::Process p([&] { gate.wait_in_child(); });
+  mproc::Process p(wait_for_gate);
   p.start();
   int sentinel = p.sentinel();
   EXPECT_TRUE(mproc::wait(std::span<const int>(&sentinel, 1), 50ms).empty());
@@ -306,15 +330,32 @@ TEST_F(ProcessTest, SentinelBecomesReadableAtExit) {
   p.join();
 }
 
+TEST_F(ProcessTest, OnceTheSentinelIsReadableTheExitcodeIsKnown) {
+  // Under forkserver the child is the server's: its exit code arrives from the server a
+  // moment after the sentinel (a pidfd) becomes readable; is_alive() and exitcode() must
+  // not report a child that the sentinel says has exited as still running.
+  for (int i = 0; i < 20; ++i) {
+    mproc::Process p([](int code) { mproc::exit(code); }, 3);
+    p.start();
+    int sentinel = p.sentinel();
+    ASSERT_EQ(mproc::wait(std::span<const int>(&sentinel, 1), 30s).size(), 1u);
+    EXPECT_FALSE(p.is_alive());
+    EXPECT_EQ(p.exitcode(), 3);
+  }
+  EXPECT_TRUE(mproc::active_children().empty());
+}
+
 TEST_F(ProcessTest, ChildOutlivesTheThreadThatStartedIt) {
   // PR_SET_PDEATHSIG would kill this child when the starting thread exits.
   auto [parent_end, child_end] = mproc::Pipe();
   std::optional<mproc::Process> p;
   std::thread starter([&] {
-    p.emplace([&] {
-      int request = child_end.recv<int>();
-      child_end.send(request + 1);
-    });
+    p.emplace(
+        [](mproc::Connection peer) {
+          int request = peer.recv<int>();
+          peer.send(request + 1);
+        },
+        std::move(child_end));
     p->start();
   });
   starter.join();
@@ -325,21 +366,23 @@ TEST_F(ProcessTest, ChildOutlivesTheThreadThatStartedIt) {
 }
 
 TEST_F(ProcessTest, ChildrenDieWhenTheirParentIsKilled) {
-  mproc::testing::become_subreaper();
+  auto subreaper = mproc::testing::become_subreaper();
   auto [parent_end, child_end] = mproc::Pipe();
-  mproc::Process middle([&] {
-    std::vector<mproc::Process> grandchildren;
-    for (int i = 0; i < 3; ++i) {
-      // Nothing but a signal ends these: they must not notice middle's death by any other
-      // means (such as end of file on a pipe middle held) before the lifeline kills them.
-      grandchildren.emplace_back([] {
-        for (;;) ::pause();
-      });
-      grandchildren.back().start();
-      child_end.send(grandchildren.back().pid());
-    }
-    for (;;) ::pause();  // until killed
-  });
+  mproc::Process middle(
+      [](mproc::Connection to) {
+        std::vector<mproc::Process> grandchildren;
+        for (int i = 0; i < 3; ++i) {
+          // Nothing but a signal ends these: they must not notice middle's death by any other
+          // means (such as end of file on a pipe middle held) before the lifeline kills them.
+          grandchildren.emplace_back([] {
+            for (;;) ::pause();
+          });
+          grandchildren.back().start();
+          to.send(grandchildren.back().pid());
+        }
+        for (;;) ::pause();  // until killed
+      },
+      std::move(child_end));
   middle.start();
   std::vector<pid_t> pids;
   for (int i = 0; i < 3; ++i) pids.push_back(parent_end.recv<pid_t>());
@@ -363,17 +406,20 @@ TEST_F(ProcessTest, CpuCountHonoursAffinity) {
   ASSERT_EQ(::sched_getaffinity(0, sizeof set, &set), 0);
   EXPECT_EQ(mproc::cpu_count(), CPU_COUNT(&set));
   auto [parent_end, child_end] = mproc::Pipe();
-  mproc::Process p([&] {
-    cpu_set_t one;
-    CPU_ZERO(&one);
-    for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu)
-      if (CPU_ISSET(cpu, &set)) {
-        CPU_SET(cpu, &one);
-        break;
-      }
-    ::sched_setaffinity(0, sizeof one, &one);
-    child_end.send(mproc::cpu_count());
-  });
+  mproc::Process p(
+      [](mproc::Connection to) {
+        cpu_set_t inherited, one;
+        ::sched_getaffinity(0, sizeof inherited, &inherited);
+        CPU_ZERO(&one);
+        for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu)
+          if (CPU_ISSET(cpu, &inherited)) {
+            CPU_SET(cpu, &one);
+            break;
+          }
+        ::sched_setaffinity(0, sizeof one, &one);
+        to.send(mproc::cpu_count());
+      },
+      std::move(child_end));
   p.start();
   EXPECT_EQ(parent_end.recv<int>(), 1);
   p.join();
@@ -381,7 +427,7 @@ TEST_F(ProcessTest, CpuCountHonoursAffinity) {
 
 TEST_F(ProcessTest, ManyStartsLeakNothing) {
   for (int i = 0; i < 50; ++i) {
-    mproc::Process p([i] { mproc::exit(i % 7); });
+    mproc::Process p([](int code) { mproc::exit(code); }, i % 7);
     p.start();
     p.join();
     EXPECT_EQ(p.exitcode(), i % 7);
@@ -390,7 +436,7 @@ TEST_F(ProcessTest, ManyStartsLeakNothing) {
 
 TEST_F(ProcessTest, ManyConcurrentChildren) {
   std::vector<mproc::Process> children;
-  for (int i = 0; i < 32; ++i) children.emplace_back([i] { mproc::exit(i); });
+  for (int i = 0; i < 32; ++i) children.emplace_back([](int code) { mproc::exit(code); }, i);
   for (auto& child : children) child.start();
   for (auto& child : children) child.join();
   for (int i = 0; i < 32; ++i) EXPECT_EQ(children[i].exitcode(), i);
@@ -400,7 +446,7 @@ TEST_F(ProcessTest, ParentSignalHandlersAreResetInTheChild) {
   static std::atomic<int> handled{0};
   auto previous = std::signal(SIGUSR1, [](int) { handled = 1; });
   Gate gate;
-  mproc::Process p([&] { gate.wait_in_child(); });
+  mproc::Process p(wait_for_gate);
   p.start();
   ASSERT_EQ(::kill(p.pid(), SIGUSR1), 0);  // default action: terminate
   p.join();
@@ -410,6 +456,7 @@ TEST_F(ProcessTest, ParentSignalHandlersAreResetInTheChild) {
 
 // Text the parent buffered before start() is printed once, not once more by the child.
 MPROC_TEST_HELPER(buffered_stdout) {
+  mproc::test::use_start_method_of_the_test();
   std::printf("before ");  // stdout is a pipe here: fully buffered, not flushed yet
   mproc::Process child([] { std::printf("child "); });
   child.start();
@@ -427,10 +474,12 @@ TEST_F(ProcessTest, BufferedOutputIsNotDuplicatedByTheChild) {
 // At normal exit, daemonic children are terminated and the others joined (Python's
 // _exit_function). Runs in a helper: a fresh copy of this binary returning from "main".
 MPROC_TEST_HELPER(exit_policy) {
-  Gate gate;
-  mproc::Process daemon({.daemon = true}, [&] { gate.wait_in_child(); });  // would wait forever
+  mproc::test::use_start_method_of_the_test();
+  mproc::Process daemon({.daemon = true}, [] {
+    for (;;) ::pause();  // would wait forever
+  });
   daemon.start();
-  mproc::Process worker([&] {
+  mproc::Process worker([] {
     std::this_thread::sleep_for(100ms);
     std::printf("worker finished\n");
   });

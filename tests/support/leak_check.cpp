@@ -36,6 +36,20 @@ std::vector<std::string> open_fds() {
   return fds;
 }
 
+std::vector<int> child_pids() {
+  std::vector<int> pids;
+  DIR* tasks = ::opendir("/proc/self/task");
+  if (!tasks) return pids;
+  while (dirent* task = ::readdir(tasks)) {
+    if (task->d_name[0] == '.') continue;
+    std::ifstream children(std::string("/proc/self/task/") + task->d_name + "/children");
+    for (int pid; children >> pid;) pids.push_back(pid);
+  }
+  ::closedir(tasks);
+  std::sort(pids.begin(), pids.end());
+  return pids;
+}
+
 bool has_zombie_child() {
   siginfo_t info{};
   // WNOWAIT: look without reaping.
@@ -106,7 +120,9 @@ HelperResult run_helper(const std::string& name, const std::string& arg) {
   return result;
 }
 
-void become_subreaper() { ::prctl(PR_SET_CHILD_SUBREAPER, 1); }
+SubreaperScope::SubreaperScope() { ::prctl(PR_SET_CHILD_SUBREAPER, 1); }
+SubreaperScope::~SubreaperScope() { ::prctl(PR_SET_CHILD_SUBREAPER, 0); }
+SubreaperScope become_subreaper() { return {}; }
 
 bool eventually(const std::function<bool()>& predicate, int timeout_ms) {
   auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);

@@ -12,6 +12,9 @@ namespace mproc::testing {
 /// The targets of this process's open descriptors ("/proc/self/fd"), sorted.
 std::vector<std::string> open_fds();
 
+/// The pids of this process's children (of all its threads), from /proc.
+std::vector<int> child_pids();
+
 /// True if this process has a child that exited and was not reaped (a zombie).
 bool has_zombie_child();
 
@@ -48,8 +51,17 @@ struct HelperRegistration {
   static int name##_helper_body([[maybe_unused]] const std::string& arg)
 
 /// Makes this process the reaper of orphaned descendants (PR_SET_CHILD_SUBREAPER), so a
-/// test can observe grandchildren that outlive their parent.
-void become_subreaper();
+/// test can observe grandchildren that outlive their parent, until the returned scope ends:
+/// a later test in the same process must not collect the orphans of its helpers (such as
+/// a helper's forkserver, which outlives the helper for a moment).
+class SubreaperScope {
+ public:
+  SubreaperScope();
+  ~SubreaperScope();
+  SubreaperScope(const SubreaperScope&) = delete;
+  SubreaperScope& operator=(const SubreaperScope&) = delete;
+};
+[[nodiscard]] SubreaperScope become_subreaper();
 
 /// Waits until `predicate` holds or `timeout_ms` passes; returns its last value. Polls with
 /// short sleeps: for conditions no descriptor can signal (another process's state).

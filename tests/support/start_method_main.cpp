@@ -2,11 +2,11 @@
 // them once per method, naming it in MPROC_TEST_START_METHOD (see tests/CMakeLists.txt).
 // freeze_support() comes first, as in any program that uses spawn or forkserver: a spawned
 // worker of a test runs here.
-#include <cstdlib>
-
 #include <gtest/gtest.h>
 #include <mproc/context.hpp>
 #include <mproc/process.hpp>
+
+#include "support/start_method.hpp"
 
 namespace {
 void nothing() {}
@@ -14,12 +14,13 @@ void nothing() {}
 
 int main(int argc, char** argv) {
   mproc::freeze_support(argc, argv);
-  if (const char* method = std::getenv("MPROC_TEST_START_METHOD"); method != nullptr && *method != '\0')
-    mproc::set_start_method(method);
+  mproc::test::use_start_method_of_the_test();
   testing::InitGoogleTest(&argc, argv);
-  // The forkserver lives as long as this process, with its descriptors, as Python's does:
-  // start it before any test takes its snapshot of open descriptors.
   if (!testing::GTEST_FLAG(list_tests)) {
+    // The forkserver starts on first use and lives as long as this process, holding
+    // descriptors (its control socket, pidfd and lifeline): started here, before any test
+    // records the descriptors it begins with, they are not mistaken for a test's leak (a
+    // test of any method may use a forkserver context).
     mproc::Process warm_up({.context = mproc::get_context("forkserver")}, nothing);
     warm_up.start();
     warm_up.join();

@@ -83,36 +83,45 @@ struct TargetInvoker<R (*)(P...)> {
 template <class R, class... P>
 struct TargetInvoker<R (*)(P...) noexcept> : TargetInvoker<R (*)(P...)> {};
 
+/// Whether an argument of type A can be encoded as parameter type P (decayed): A itself, encoded
+/// in place (a move-only Connection is never copied), or converted to P first.
+template <class P, class A>
+inline constexpr bool encodable_as = std::is_same_v<P, A> || std::is_constructible_v<P, const A&>;
+
+template <class Arguments, class... Args>
+inline constexpr bool encodable_arguments = false;
+template <class... P, class... Args>
+  requires(sizeof...(P) == sizeof...(Args))
+inline constexpr bool encodable_arguments<std::tuple<P...>, Args...> = (encodable_as<P, Args> && ...);
+
+/// The encoding of std::tuple<P...>{args...} (a tuple is its members in order), without
+/// copying an argument that already has its parameter's type.
+template <class... P, class... Args>
+std::vector<std::byte> encode_arguments(std::type_identity<std::tuple<P...>>, const Args&... args) {
+  std::vector<std::byte> out;
+  Encoder encoder(out);
+  auto one = [&encoder]<class Param, class Arg>(std::type_identity<Param>, const Arg& arg) {
+    if constexpr (std::is_same_v<Param, Arg>) {
+      mproc::encode(encoder, arg);
+    } else {
+      mproc::encode(encoder, Param(arg));
+    }
+  };
+  (one(std::type_identity<P>{}, args), ...);
+  (void)one;  // unused when there are no arguments
+  return out;
+}
+
 /// Whether f(args...) can run in an exec'd copy of the program.
 template <class F, class... Args>
 inline constexpr bool nameable_call = [] {
   if constexpr (PlainFunction<F>) {
     using Arguments = ArgumentsOf<F>;
-    return Serializable<Arguments> && sizeof...(Args) == std::tuple_size_v<Arguments> &&
-           std::is_constructible_v<Arguments, Args&&...>;
+    return Serializable<Arguments> && encodable_arguments<Arguments, Args...>;
   } else {
     return false;
   }
 }();
-
-/// Encodes the bound arguments (after the function, element 0) exactly as the tuple of the
-/// function's parameter types `Arguments` would be encoded (a tuple is its members in
-/// order), converting only those whose type differs: a move-only argument (a Connection)
-/// is encoded in place, never copied.
-template <class Arguments, class Bound, std::size_t... I>
-std::vector<std::byte> encode_as(const Bound& bound, std::index_sequence<I...>) {
-  std::vector<std::byte> out;
-  [[maybe_unused]] Encoder encoder(out);
-  [[maybe_unused]] auto one = [&encoder]<class Parameter>(const auto& argument) {
-    if constexpr (std::is_same_v<std::remove_cvref_t<decltype(argument)>, Parameter>) {
-      encode(encoder, argument);
-    } else {
-      encode(encoder, static_cast<Parameter>(argument));
-    }
-  };
-  (one.template operator()<std::tuple_element_t<I, Arguments>>(std::get<I + 1>(bound)), ...);
-  return out;
-}
 
 /// What a new process runs (see the header comment).
 struct ProcessTarget {
@@ -131,15 +140,15 @@ ProcessTarget make_process_target(F&& f, Args&&... args) {
   using Fn = std::decay_t<F>;
   auto bound = std::make_shared<std::tuple<Fn, std::decay_t<Args>...>>(std::forward<F>(f), std::forward<Args>(args)...);
   ProcessTarget target;
-  // The target runs once per child, on the child's own copy: its arguments are moved in
-  // (a move-only Connection by value works), or passed as lvalues to reference parameters.
+  // A fork runs the target once: an argument that cannot be passed as an lvalue (a move-only
+  // Connection taken by value) is moved into the call, as std::thread passes its arguments.
   target.local = [bound] {
     std::apply(
         [](auto& fn, auto&... a) {
-          if constexpr (std::is_invocable_v<Fn&, std::decay_t<Args>&&...>) {
-            std::invoke(fn, std::move(a)...);
-          } else {
+          if constexpr (std::is_invocable_v<Fn&, std::decay_t<Args>&...>) {
             std::invoke(fn, a...);
+          } else {
+            std::invoke(std::move(fn), std::move(a)...);
           }
         },
         *bound);
@@ -149,7 +158,9 @@ ProcessTarget make_process_target(F&& f, Args&&... args) {
       NamedCall call;
       call.invoker = code_ref(&TargetInvoker<FunctionPointer<Fn>>::invoke);
       call.function = code_ref(+std::get<0>(*bound));
-      call.args = encode_as<ArgumentsOf<Fn>>(*bound, std::index_sequence_for<Args...>{});
+      call.args = std::apply(
+          [](const auto&, const auto&... a) { return encode_arguments(std::type_identity<ArgumentsOf<Fn>>{}, a...); },
+          *bound);
       return call;
     };
   }
