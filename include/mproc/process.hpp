@@ -30,6 +30,8 @@
 #include <vector>
 #include <sys/types.h>
 
+#include "mproc/detail/timeout.hpp"
+
 namespace mproc {
 
 namespace detail {
@@ -81,7 +83,7 @@ class Process {
   /// Waits at most `timeout`; returns true if the child has exited (and was reaped).
   template <class Rep, class Period>
   bool join(std::chrono::duration<Rep, Period> timeout) {
-    return join_for(std::chrono::duration_cast<std::chrono::nanoseconds>(timeout));
+    return join_for(detail::to_nanoseconds(timeout));
   }
 
   /// True between start() and the child's exit.
