@@ -5,9 +5,9 @@
 // Pages of a shared anonymous mapping, a memfd or a /dev/shm file are charged to the cgroup
 // when they are allocated, and a charge that reclaim cannot make room for runs the cgroup's OOM
 // killer, which kills the process with the largest footprint: usually the one committing the
-// pages. Measured on Linux 6.18 (cgroup v1 and the same code path in v2): madvise
-// (MADV_POPULATE_WRITE) of a MAP_SHARED | MAP_ANONYMOUS region and fallocate() of a memfd
-// both end in SIGKILL, not ENOMEM. (Outside a cgroup limit they do return ENOMEM / ENOSPC.)
+// pages. Measured on Linux 6.18 under a cgroup v1 limit (v2 charges through the same kernel
+// code): madvise(MADV_POPULATE_WRITE) of a MAP_SHARED | MAP_ANONYMOUS region and fallocate()
+// of a memfd both end in SIGKILL, not ENOMEM.
 // So before committing shared pages, mproc compares the size with the room left under the
 // limit and refuses with ENOMEM itself. This is a check, not a reservation: other processes
 // of the cgroup allocating at the same moment can still exhaust it.
