@@ -235,9 +235,9 @@ int check_memory_charge(std::size_t bytes) noexcept {
     next = 0;
     rc = -ENOMEM;
   } else {
-    // Half of what is left: the process's other threads and the cgroup's other processes
-    // allocate too, and a reading older than the allowance would not see them.
-    next = static_cast<std::int64_t>((headroom - kChargeReserve - bytes) / 2);
+    // A quarter of what is left: this process's heap, its other threads and the cgroup's
+    // other processes allocate too, and the allowance does not see them.
+    next = static_cast<std::int64_t>((headroom - kChargeReserve - bytes) / 4);
   }
   allowance.store(next, std::memory_order_relaxed);
   read_at_ns.store(now, std::memory_order_relaxed);

@@ -35,8 +35,8 @@ std::uint64_t memory_cgroup_headroom() noexcept;
 
 /// Checks that `bytes` more of shared memory may be charged to this process while leaving a
 /// reserve (kChargeReserve) under its memory cgroup's limit. Returns 0 or -ENOMEM. Cheap: the
-/// cgroup files are read again only when an allowance taken from the last reading (half the
-/// headroom, as others in the cgroup allocate too) runs out, after 100 ms, or after fork.
+/// cgroup files are read again only when an allowance taken from the last reading (a quarter
+/// of the headroom, as others in the cgroup allocate too) runs out, after 100 ms, or after fork.
 int check_memory_charge(std::size_t bytes) noexcept;
 
 /// What check_memory_charge leaves free under the limit: room for the process to report the
