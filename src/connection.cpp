@@ -212,7 +212,7 @@ bool Connection::poll() { return poll_for(std::chrono::nanoseconds::zero()); }
 bool Connection::poll_for(std::chrono::nanoseconds timeout) {
   check_readable();
   if (has_buffered_data()) return true;
-  int revents = sys::poll_fd(in_fd_, POLLIN, sys::deadline_after(std::optional(timeout)));
+  int revents = sys::poll_fd(in_fd_, POLLIN, detail::deadline_after(timeout));
   if (revents < 0) throw_os_error(revents, "poll");
   return revents != 0;
 }
@@ -261,7 +261,7 @@ std::vector<int> wait(std::span<const int> fds, std::optional<std::chrono::nanos
   std::vector<sys::PollEntry> entries;
   entries.reserve(fds.size());
   for (int fd : fds) entries.push_back({fd, POLLIN, 0});
-  int ready = sys::poll_fds(entries.data(), entries.size(), sys::deadline_after(timeout));
+  int ready = sys::poll_fds(entries.data(), entries.size(), detail::deadline_after(timeout));
   if (ready < 0) throw_os_error(ready, "poll");
   std::vector<int> result;
   for (const auto& entry : entries)

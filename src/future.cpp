@@ -24,7 +24,7 @@ bool satisfied(ReturnWhen return_when, std::size_t done, std::size_t total, bool
 
 }  // namespace
 
-void wait_for_states(std::span<StateCore* const> states, const OptionalDeadline& deadline, ReturnWhen return_when) {
+void wait_for_states(std::span<StateCore* const> states, const Deadline& deadline, ReturnWhen return_when) {
   // One waiter hears of every completion; states already done are counted up front.
   auto waiter = std::make_shared<CompletionWaiter>();
   std::vector<StateCore*> registered;
@@ -47,7 +47,7 @@ void wait_for_states(std::span<StateCore* const> states, const OptionalDeadline&
   for (StateCore* state : registered) state->remove_waiter(waiter.get());
 }
 
-CompletionOrder::CompletionOrder(std::vector<StateCore*> states, OptionalDeadline deadline)
+CompletionOrder::CompletionOrder(std::vector<StateCore*> states, Deadline deadline)
     : states_(std::move(states)),
       deadline_(deadline),
       waiter_(std::make_shared<CompletionWaiter>()),

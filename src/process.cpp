@@ -407,10 +407,7 @@ bool Process::join_for(std::chrono::nanoseconds timeout) {
   if (getpid() == child.pid) throw ProcessError("a process cannot join itself");
   // Poll without the lock so terminate()/kill() from another thread proceed meanwhile.
   // The pidfd stays open: close() refuses while the child runs.
-  sys::Deadline deadline = timeout == std::chrono::nanoseconds::max()
-                               ? sys::Deadline{}
-                               : sys::deadline_after(std::optional<std::chrono::nanoseconds>(timeout));
-  int ready = sys::poll_fd(pidfd, POLLIN, deadline);
+  int ready = sys::poll_fd(pidfd, POLLIN, detail::deadline_after(timeout));
   if (ready < 0) throw_os_error(ready, "poll (pidfd)");
   if (ready == 0) return false;
   std::lock_guard lock(child.mutex);

@@ -34,6 +34,7 @@
 #include <climits>
 #include <exception>
 #include <new>
+#include <optional>
 #include <pthread.h>
 #include <unistd.h>
 
@@ -395,7 +396,8 @@ class Fifo {
       offset = s_.bump;
       if (offset + size > arena_size_) throw OSError(ENOMEM, "Queue.put: the queue's storage is exhausted");
       const std::uint64_t first = std::min<std::uint64_t>(size, kCommitChunk);
-      if (int rc = sys::commit_shared(base_ + offset, first); rc < 0) throw_os(rc, "Queue.put: committing shared memory");
+      if (int rc = commit_or_drop_retained(base_ + offset, first, true); rc < 0)
+        throw_os(rc, "Queue.put: committing shared memory");
       publish(s_.bump, offset + size);  // commit
       segment(offset).committed = first;
     }
@@ -406,6 +408,31 @@ class Fifo {
     seg.read = kSegmentHeader;
     seg.write = kSegmentHeader;
     return offset;
+  }
+
+  // Commits pages; when memory is short, first gives back the pages free segments keep for
+  // reuse (a cache: under a memory cgroup's limit they would otherwise block every later
+  // put of a queue that was once full) and tries again. `allocator_held`: the caller holds
+  // the allocator mutex.
+  int commit_or_drop_retained(std::byte* address, std::uint64_t size, bool allocator_held) {
+    int rc = sys::commit_shared(address, size);
+    if (rc != -ENOMEM) return rc;
+    std::optional<Lock> lock;
+    if (!allocator_held) lock.emplace(s_.allocator, std::nullopt);
+    if (s_.retained == 0) return rc;
+    for (std::uint64_t head : s_.free_list) {
+      for (std::uint64_t offset = head; offset != 0; offset = segment(offset).next) {
+        Segment& seg = segment(offset);
+        if (seg.committed <= kPage) continue;
+        // As in release(): the header's page keeps the link. A death between these two
+        // stores leaves `committed` too high, which only means pages faulted in on use.
+        (void)sys::release_shared(base_ + offset + kPage, seg.size - kPage);
+        seg.committed = kPage;
+      }
+    }
+    s_.retained = 0;
+    lock.reset();
+    return sys::commit_shared(address, size);
   }
 
   // Puts a drained segment (already unlinked from the FIFO) on its free list.
@@ -445,7 +472,7 @@ class Fifo {
     const std::uint64_t stop = seg.write + need;
     if (stop > seg.committed) {
       const std::uint64_t upto = std::min(seg.size, align_up(stop, kCommitChunk));
-      if (int rc = sys::commit_shared(at(tail, seg.committed), upto - seg.committed); rc < 0)
+      if (int rc = commit_or_drop_retained(at(tail, seg.committed), upto - seg.committed, false); rc < 0)
         throw_os(rc, "Queue.put: committing shared memory");
       seg.committed = upto;
     }

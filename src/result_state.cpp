@@ -17,15 +17,6 @@ void report_callback_exception(const char* which) noexcept {
   }
 }
 
-OptionalDeadline deadline_after(std::optional<std::chrono::nanoseconds> timeout) {
-  if (!timeout) return std::nullopt;
-  auto now = std::chrono::steady_clock::now();
-  auto relative = std::max(*timeout, std::chrono::nanoseconds::zero());
-  // A timeout of centuries must not overflow the clock.
-  if (relative >= std::chrono::steady_clock::time_point::max() - now) return std::chrono::steady_clock::time_point::max();
-  return now + std::chrono::duration_cast<std::chrono::steady_clock::duration>(relative);
-}
-
 // ---- CompletionWaiter ------------------------------------------------------------------------
 
 void CompletionWaiter::notify(StateCore* finished) {

@@ -139,7 +139,7 @@ int take(LockState& state, bool block, const detail::Timeout& timeout) noexcept 
     rc = sys::robust_mutex_try_lock(&state.mutex);
     if (rc != -EBUSY) return note_owner_death(state, rc);
   }
-  return note_owner_death(state, sys::robust_mutex_lock(&state.mutex, sys::deadline_after(timeout)));
+  return note_owner_death(state, sys::robust_mutex_lock(&state.mutex, detail::deadline_after(timeout)));
 }
 
 [[noreturn]] void throw_os(int rc, const char* what) { throw OSError(-rc, what); }
@@ -175,7 +175,7 @@ bool is_taken(int rc, const char* what) {
 bool wait_for_self(const detail::Timeout& timeout, const char* what) {
   if (!timeout) throw Error(std::string(what) + ": the calling thread already holds this Lock; waiting for it "
                             "would never end (use an RLock to acquire it again)");
-  std::this_thread::sleep_until(detail::deadline_in(*timeout));
+  std::this_thread::sleep_until(*detail::deadline_after(timeout));
   return false;
 }
 
@@ -271,7 +271,7 @@ bool Semaphore::acquire_for(bool block, detail::Timeout timeout) {
   detail::SemaphoreState& state = *state_;
   if (try_decrement(state.value)) return true;
   if (!block) return false;
-  const Deadline deadline = sys::deadline_after(timeout);
+  const Deadline deadline = detail::deadline_after(timeout);
   for (;;) {
     // Dekker-style with release(): the waiter announces itself, then reads the value; the
     // releaser raises the value, then reads the waiters (all seq_cst). One of them sees the
@@ -325,7 +325,7 @@ bool Event::wait_timeout(detail::Timeout timeout) {
   detail::EventState& state = *state_;
   const std::uint32_t seen = state.word.load(std::memory_order_acquire);
   if (seen & 1u) return true;
-  const Deadline deadline = sys::deadline_after(timeout);
+  const Deadline deadline = detail::deadline_after(timeout);
   for (;;) {
     // Same announce-then-check pairing as the Semaphore. The word changes only through set()
     // while the flag is clear, so any change means a set() happened since `seen`.
@@ -394,7 +394,7 @@ bool Condition::wait_until_notified(detail::Timeout timeout) {
   LockState& lock = *lock_;
   detail::ConditionState& state = *state_;
   if (!held_by_caller(lock)) throw Error("Condition.wait: the calling thread does not hold the lock");
-  const Deadline deadline = sys::deadline_after(timeout);
+  const Deadline deadline = detail::deadline_after(timeout);
   // Registered under the lock, so a notify() that takes the lock after our release counts
   // us and makes our ticket eligible, and one that came before cannot give us its token.
   // Invariant (no deaths): waiters not yet returned = waiting + tokens, and tokens <= the
@@ -522,7 +522,7 @@ Barrier::Barrier(std::int64_t parties, std::function<void()> action, detail::Tim
 std::size_t Barrier::wait_timeout(detail::Timeout timeout) {
   BarrierState& state = *state_;
   if (!timeout && state.has_timeout) timeout = std::chrono::nanoseconds(state.timeout_ns);
-  const Deadline deadline = sys::deadline_after(timeout);
+  const Deadline deadline = detail::deadline_after(timeout);
   BarrierGuard guard(state);
   if (state.broken.load(std::memory_order_relaxed) != 0) throw BrokenBarrierError("Barrier.wait: the barrier is broken");
   const std::uint32_t generation = state.generation;

@@ -174,26 +174,26 @@ TEST(FutureStates, HugeTimeoutsDoNotOverflow) {
   EXPECT_THROW(pending().future.result(std::chrono::duration<double>(-1e300)), mproc::TimeoutError);
 }
 
-TEST(FutureStates, SaturatingNanosecondsClampsEveryDurationType) {
-  using mproc::detail::saturating_nanoseconds;
+TEST(FutureStates, ToNanosecondsClampsEveryDurationType) {
+  using mproc::detail::to_nanoseconds;
   using std::chrono::duration;
   using std::chrono::nanoseconds;
-  EXPECT_EQ(saturating_nanoseconds(std::chrono::hours::max()), nanoseconds::max());
-  EXPECT_EQ(saturating_nanoseconds(std::chrono::hours::min()), nanoseconds::min());
-  EXPECT_EQ(saturating_nanoseconds(std::chrono::seconds::max()), nanoseconds::max());
-  EXPECT_EQ(saturating_nanoseconds(nanoseconds::max()), nanoseconds::max());
-  EXPECT_EQ(saturating_nanoseconds(1500ms), nanoseconds(1'500'000'000));
-  EXPECT_EQ(saturating_nanoseconds(-2s), nanoseconds(-2'000'000'000));
-  EXPECT_EQ(saturating_nanoseconds(duration<unsigned long long>(~0ull)), nanoseconds::max());
-  EXPECT_EQ(saturating_nanoseconds(duration<unsigned>(3)), 3s);
-  EXPECT_EQ(saturating_nanoseconds(duration<int, std::ratio<3600>>(2)), 2h);
-  EXPECT_EQ(saturating_nanoseconds(duration<long long, std::pico>(1500)), nanoseconds(2));  // rounded up
-  EXPECT_EQ(saturating_nanoseconds(duration<long long, std::ratio<1, 3>>(3)), 1s);
-  EXPECT_EQ(saturating_nanoseconds(duration<double>(0.25)), 250ms);
-  EXPECT_EQ(saturating_nanoseconds(duration<double>(1e300)), nanoseconds::max());
-  EXPECT_EQ(saturating_nanoseconds(duration<double>(-1e300)), nanoseconds::min());
-  EXPECT_EQ(saturating_nanoseconds(duration<double>(std::numeric_limits<double>::infinity())), nanoseconds::max());
-  EXPECT_EQ(saturating_nanoseconds(duration<double>(std::numeric_limits<double>::quiet_NaN())), nanoseconds::max());
+  EXPECT_EQ(to_nanoseconds(std::chrono::hours::max()), nanoseconds::max());
+  EXPECT_EQ(to_nanoseconds(std::chrono::hours::min()), nanoseconds::min());
+  EXPECT_EQ(to_nanoseconds(std::chrono::seconds::max()), nanoseconds::max());
+  EXPECT_EQ(to_nanoseconds(nanoseconds::max()), nanoseconds::max());
+  EXPECT_EQ(to_nanoseconds(1500ms), nanoseconds(1'500'000'000));
+  EXPECT_EQ(to_nanoseconds(-2s), nanoseconds(-2'000'000'000));
+  EXPECT_EQ(to_nanoseconds(duration<unsigned long long>(~0ull)), nanoseconds::max());
+  EXPECT_EQ(to_nanoseconds(duration<unsigned>(3)), 3s);
+  EXPECT_EQ(to_nanoseconds(duration<int, std::ratio<3600>>(2)), 2h);
+  EXPECT_EQ(to_nanoseconds(duration<long long, std::pico>(1500)), nanoseconds(2));  // rounded up
+  EXPECT_EQ(to_nanoseconds(duration<long long, std::ratio<1, 3>>(3)), 1s);
+  EXPECT_EQ(to_nanoseconds(duration<double>(0.25)), 250ms);
+  EXPECT_EQ(to_nanoseconds(duration<double>(1e300)), nanoseconds::max());
+  EXPECT_EQ(to_nanoseconds(duration<double>(-1e300)), nanoseconds::min());
+  EXPECT_EQ(to_nanoseconds(duration<double>(std::numeric_limits<double>::infinity())), nanoseconds::max());
+  EXPECT_EQ(to_nanoseconds(duration<double>(std::numeric_limits<double>::quiet_NaN())), nanoseconds::max());
 }
 
 TEST(FutureStates, HugeTimeoutsWaitForACompletionFromAnotherThread) {

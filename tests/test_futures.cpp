@@ -691,15 +691,16 @@ TYPED_TEST(ExecutorTest, DoneCallbackOfACancelledFuture) {
 
 // ---- initializer --------------------------------------------------------------------------
 
-int initialized_value = 0;
-int read_initialized(int) { return initialized_value; }
+// Atomic: with threads, every worker's initializer writes it at once.
+std::atomic<int> initialized_value = 0;
+int read_initialized(int) { return initialized_value.load(); }
 void failing_initializer() { throw std::runtime_error("initializer failed on purpose"); }
 
 TYPED_TEST(ExecutorTest, InitializerRunsBeforeTasks) {
   initialized_value = 0;
   TypeParam executor({.max_workers = 2, .initializer = [] { initialized_value = 42; }});
   if constexpr (TestFixture::processes) {
-    EXPECT_EQ(initialized_value, 0);  // ran in the workers only
+    EXPECT_EQ(initialized_value.load(), 0);  // ran in the workers only
   }
   EXPECT_EQ(executor.submit(read_initialized, 0).result(), 42);
 }

@@ -27,6 +27,7 @@
 
 #include "mproc/codec.hpp"
 #include "mproc/detail/process_target.hpp"
+#include "mproc/detail/timeout.hpp"
 #include "mproc/frame.hpp"
 
 namespace mproc {
@@ -77,7 +78,7 @@ class Connection {
   /// Waits at most `timeout` for a message (or end of file).
   template <class Rep, class Period>
   bool poll(std::chrono::duration<Rep, Period> timeout) {
-    return poll_for(std::chrono::duration_cast<std::chrono::nanoseconds>(timeout));
+    return poll_for(detail::to_nanoseconds(timeout));
   }
 
   /// Closes the descriptors; the peer then sees end of file. Idempotent.
@@ -163,5 +164,14 @@ std::vector<Connection*> wait(std::span<Connection* const> connections,
                               std::optional<std::chrono::nanoseconds> timeout = std::nullopt);
 /// The same for raw descriptors (Process::sentinel(), sockets): returns the ready ones.
 std::vector<int> wait(std::span<const int> fds, std::optional<std::chrono::nanoseconds> timeout = std::nullopt);
+/// Both of the above with a timeout of any duration type (hours::max() means no limit).
+template <class Rep, class Period>
+std::vector<Connection*> wait(std::span<Connection* const> connections, std::chrono::duration<Rep, Period> timeout) {
+  return wait(connections, std::optional(detail::to_nanoseconds(timeout)));
+}
+template <class Rep, class Period>
+std::vector<int> wait(std::span<const int> fds, std::chrono::duration<Rep, Period> timeout) {
+  return wait(fds, std::optional(detail::to_nanoseconds(timeout)));
+}
 
 }  // namespace mproc

@@ -130,12 +130,12 @@ template <class Range>
 concept FutureRange = std::ranges::input_range<Range> && IsFuture<std::ranges::range_value_t<Range>>::value;
 
 /// Blocks until `return_when` holds for `states` or the deadline passes.
-void wait_for_states(std::span<StateCore* const> states, const OptionalDeadline& deadline, ReturnWhen return_when);
+void wait_for_states(std::span<StateCore* const> states, const Deadline& deadline, ReturnWhen return_when);
 
 /// The bookkeeping of one as_completed iteration, type-independent.
 class CompletionOrder {
  public:
-  CompletionOrder(std::vector<StateCore*> states, OptionalDeadline deadline);
+  CompletionOrder(std::vector<StateCore*> states, Deadline deadline);
   ~CompletionOrder();
   CompletionOrder(const CompletionOrder&) = delete;
   CompletionOrder& operator=(const CompletionOrder&) = delete;
@@ -146,7 +146,7 @@ class CompletionOrder {
 
  private:
   std::vector<StateCore*> states_;
-  OptionalDeadline deadline_;
+  Deadline deadline_;
   std::shared_ptr<CompletionWaiter> waiter_;
   std::unordered_map<const StateCore*, std::size_t> index_of_;
   std::vector<std::size_t> ready_;  // done before the iteration started, not yet yielded
@@ -190,14 +190,14 @@ auto wait(const Futures& futures, std::optional<std::chrono::nanoseconds> timeou
 /// limit rather than an overflow).
 template <detail::FutureRange Futures, class Rep, class Period>
 auto wait(const Futures& futures, std::chrono::duration<Rep, Period> timeout, ReturnWhen return_when = ALL_COMPLETED) {
-  return wait(futures, std::optional(detail::saturating_nanoseconds(timeout)), return_when);
+  return wait(futures, std::optional(detail::to_nanoseconds(timeout)), return_when);
 }
 
 /// The range returned by as_completed. Move-only; iterate it once.
 template <class R>
 class AsCompleted {
  public:
-  AsCompleted(std::vector<Future<R>> futures, detail::OptionalDeadline deadline)
+  AsCompleted(std::vector<Future<R>> futures, detail::Deadline deadline)
       : futures_(std::move(futures)), order_(std::make_unique<detail::CompletionOrder>(cores(futures_), deadline)) {}
 
   class iterator {
@@ -251,7 +251,7 @@ auto as_completed(const Futures& futures, std::optional<std::chrono::nanoseconds
 /// As above, with a timeout of any duration type (saturating, as for wait).
 template <detail::FutureRange Futures, class Rep, class Period>
 auto as_completed(const Futures& futures, std::chrono::duration<Rep, Period> timeout) {
-  return as_completed(futures, std::optional(detail::saturating_nanoseconds(timeout)));
+  return as_completed(futures, std::optional(detail::to_nanoseconds(timeout)));
 }
 
 }  // namespace mproc

@@ -32,6 +32,7 @@
 
 #include "mproc/context.hpp"
 #include "mproc/detail/process_target.hpp"
+#include "mproc/detail/timeout.hpp"
 
 namespace mproc {
 
@@ -95,7 +96,7 @@ class Process {
   /// Waits at most `timeout`; returns true if the child has exited (and was reaped).
   template <class Rep, class Period>
   bool join(std::chrono::duration<Rep, Period> timeout) {
-    return join_for(std::chrono::duration_cast<std::chrono::nanoseconds>(timeout));
+    return join_for(detail::to_nanoseconds(timeout));
   }
 
   /// True between start() and the child's exit.

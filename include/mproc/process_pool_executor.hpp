@@ -99,6 +99,13 @@ class ProcessPoolExecutor {
                                       buffersize.value_or(detail::default_map_window(max_workers())),
                                       detail::deadline_after(timeout), /*cancel_on_abandon=*/true);
   }
+  /// As above, with a timeout of any duration type (hours::max() means no limit).
+  template <class F, std::ranges::input_range Range, class Rep, class Period>
+  IMapIterator<detail::ResultOf<F>> map(F f, Range&& items, std::chrono::duration<Rep, Period> timeout,
+                                        std::size_t chunksize = 1, std::optional<std::size_t> buffersize = std::nullopt) {
+    return map(std::move(f), std::forward<Range>(items), std::optional(detail::to_nanoseconds(timeout)), chunksize,
+               buffersize);
+  }
 
   /// Python's shutdown: no more submissions; with `cancel_futures`, futures not yet handed
   /// to a worker are cancelled; with `wait`, returns once every remaining task is done and

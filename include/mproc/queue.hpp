@@ -48,6 +48,7 @@
 
 #include "mproc/codec.hpp"
 #include "mproc/error.hpp"
+#include "mproc/detail/timeout.hpp"
 #include "mproc/frame.hpp"
 
 namespace mproc {
@@ -64,7 +65,7 @@ namespace detail {
 class QueueCore {
  public:
   using Clock = std::chrono::steady_clock;
-  using Deadline = std::optional<Clock::time_point>;  // nullopt: wait forever
+  using Deadline = detail::Deadline;  // nullopt: wait forever
   /// Writes the entry's `size` bytes at `out` (shared memory). Must not throw.
   using Fill = void (*)(const void* context, std::byte* out) noexcept;
   /// Consumes an entry's bytes (shared memory, valid only during the call). May throw: the
@@ -126,15 +127,6 @@ class QueueCore {
 std::vector<std::byte>& encode_scratch() noexcept;
 /// Gives a scratch buffer grown by a huge value back to the allocator.
 void trim_encode_scratch(std::vector<std::byte>& scratch) noexcept;
-
-template <class Rep, class Period>
-QueueCore::Deadline deadline_in(std::chrono::duration<Rep, Period> timeout) {
-  // A negative timeout is "now", as multiprocessing's semaphores treat it.
-  const auto relative = std::max(std::chrono::duration_cast<QueueCore::Clock::duration>(timeout),
-                                 QueueCore::Clock::duration::zero());
-  const auto headroom = QueueCore::Clock::time_point::max() - QueueCore::Clock::now();
-  return relative >= headroom ? QueueCore::Clock::time_point::max() : QueueCore::Clock::now() + relative;
-}
 
 /// What Queue, JoinableQueue and SimpleQueue share: encoding into entries and back.
 template <class T>
@@ -208,14 +200,14 @@ class Queue : public detail::QueueBase<T> {
   /// throws Full.
   template <class Rep, class Period>
   void put(const T& value, std::chrono::duration<Rep, Period> timeout) {
-    this->put_value(value, true, detail::deadline_in(timeout));
+    this->put_value(value, true, detail::deadline_after(timeout));
   }
   /// Python's put(obj, block): put(value, false) is put_nowait(value).
   void put(const T& value, bool block) { this->put_value(value, block, std::nullopt); }
   /// Python's put(obj, block, timeout); the timeout applies only when block is true.
   template <class Rep, class Period>
   void put(const T& value, bool block, std::chrono::duration<Rep, Period> timeout) {
-    this->put_value(value, block, block ? detail::deadline_in(timeout) : std::nullopt);
+    this->put_value(value, block, block ? detail::deadline_after(timeout) : std::nullopt);
   }
   /// Puts without waiting: throws Full when a bounded queue is full, or when another producer
   /// is busy putting into it (as Python's put(block=False) when its semaphore is taken). An
@@ -229,13 +221,13 @@ class Queue : public detail::QueueBase<T> {
   /// may be decoding a huge item) — then throws Empty.
   template <class Rep, class Period>
   T get(std::chrono::duration<Rep, Period> timeout) {
-    return this->get_value(true, detail::deadline_in(timeout));
+    return this->get_value(true, detail::deadline_after(timeout));
   }
   /// Python's get(block): get(false) is get_nowait().
   T get(bool block) { return this->get_value(block, std::nullopt); }
   template <class Rep, class Period>
   T get(bool block, std::chrono::duration<Rep, Period> timeout) {
-    return this->get_value(block, block ? detail::deadline_in(timeout) : std::nullopt);
+    return this->get_value(block, block ? detail::deadline_after(timeout) : std::nullopt);
   }
   /// Returns the oldest item without waiting: throws Empty when there is none, or when another
   /// consumer is busy getting one (as Python's get(block=False) when its lock is taken).
@@ -282,7 +274,7 @@ class JoinableQueue : public Queue<T> {
   /// (An mproc extension: Python's join() has no timeout.)
   template <class Rep, class Period>
   bool join(std::chrono::duration<Rep, Period> timeout) {
-    return this->core_->join(detail::deadline_in(timeout));
+    return this->core_->join(detail::deadline_after(timeout));
   }
 };
 

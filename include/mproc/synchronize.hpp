@@ -31,6 +31,7 @@
 #include <memory>
 
 #include "mproc/detail/shared_region.hpp"
+#include "mproc/detail/timeout.hpp"
 
 namespace mproc {
 
@@ -74,7 +75,7 @@ class Lock {
   /// already holds the lock waits out the timeout and gets false, as in Python.
   template <class Rep, class Period>
   bool acquire(bool block, std::chrono::duration<Rep, Period> timeout) {
-    return acquire_for(block, detail::clamp_timeout(timeout));
+    return acquire_for(block, detail::to_nanoseconds(timeout));
   }
   /// Throws mproc::Error when the calling thread does not hold the lock.
   void release();
@@ -113,7 +114,7 @@ class RLock {
   bool acquire(bool block = true) { return acquire_for(block, std::nullopt); }
   template <class Rep, class Period>
   bool acquire(bool block, std::chrono::duration<Rep, Period> timeout) {
-    return acquire_for(block, detail::clamp_timeout(timeout));
+    return acquire_for(block, detail::to_nanoseconds(timeout));
   }
   /// Releases one level. Throws mproc::Error when the calling thread does not hold the lock.
   void release();
@@ -144,7 +145,7 @@ class Semaphore {
   bool acquire(bool block = true) { return acquire_for(block, std::nullopt); }
   template <class Rep, class Period>
   bool acquire(bool block, std::chrono::duration<Rep, Period> timeout) {
-    return acquire_for(block, detail::clamp_timeout(timeout));
+    return acquire_for(block, detail::to_nanoseconds(timeout));
   }
   /// Increments the counter and wakes a waiter. Any thread or process may release.
   /// Throws std::invalid_argument when a BoundedSemaphore would pass its initial value
@@ -185,7 +186,7 @@ class Event {
   bool wait() { return wait_timeout(std::nullopt); }
   template <class Rep, class Period>
   bool wait(std::chrono::duration<Rep, Period> timeout) {
-    return wait_timeout(detail::clamp_timeout(timeout));
+    return wait_timeout(detail::to_nanoseconds(timeout));
   }
 
   friend bool operator==(const Event& a, const Event& b) noexcept { return a.state_ == b.state_; }
@@ -217,7 +218,7 @@ class Condition {
   bool acquire(bool block = true) { return acquire_for(block, std::nullopt); }
   template <class Rep, class Period>
   bool acquire(bool block, std::chrono::duration<Rep, Period> timeout) {
-    return acquire_for(block, detail::clamp_timeout(timeout));
+    return acquire_for(block, detail::to_nanoseconds(timeout));
   }
   void release();
   void lock() { acquire(); }
@@ -230,7 +231,7 @@ class Condition {
   bool wait() { return wait_until_notified(std::nullopt); }
   template <class Rep, class Period>
   bool wait(std::chrono::duration<Rep, Period> timeout) {
-    return wait_until_notified(detail::clamp_timeout(timeout));
+    return wait_until_notified(detail::to_nanoseconds(timeout));
   }
 
   /// Python's wait_for: waits until predicate() is true (checked with the lock held, first
@@ -242,7 +243,7 @@ class Condition {
   }
   template <class Predicate, class Rep, class Period>
   bool wait_for(Predicate predicate, std::chrono::duration<Rep, Period> timeout) {
-    const auto deadline = detail::deadline_in(detail::clamp_timeout(timeout));
+    const auto deadline = *detail::deadline_after(timeout);
     bool result = predicate();
     while (!result) {
       auto left = deadline - std::chrono::steady_clock::now();
@@ -289,7 +290,7 @@ class Barrier {
   /// `timeout`: the default for wait() without a timeout (Python's timeout argument).
   template <class Rep, class Period>
   Barrier(std::int64_t parties, std::function<void()> action, std::chrono::duration<Rep, Period> timeout)
-      : Barrier(parties, std::move(action), detail::Timeout(detail::clamp_timeout(timeout))) {}
+      : Barrier(parties, std::move(action), detail::Timeout(detail::to_nanoseconds(timeout))) {}
 
   /// Waits for every party (or the default timeout); returns the arrival index.
   /// Throws BrokenBarrierError when the barrier is or becomes broken, resets while waiting,
@@ -297,7 +298,7 @@ class Barrier {
   std::size_t wait() { return wait_timeout(std::nullopt); }
   template <class Rep, class Period>
   std::size_t wait(std::chrono::duration<Rep, Period> timeout) {
-    return wait_timeout(detail::clamp_timeout(timeout));
+    return wait_timeout(detail::to_nanoseconds(timeout));
   }
 
   /// Returns the barrier to its empty, unbroken state; current waiters throw BrokenBarrierError.

@@ -58,7 +58,7 @@ int default_thread_workers();
 /// chunks not yet started are dropped once the map times out or its started iterator goes.
 template <class F, class Range>
 auto threads_imap(ThreadWorkers& workers, F f, Range&& items, std::size_t chunksize, bool ordered,
-                  std::size_t max_in_flight, OptionalDeadline deadline, bool cancel_on_abandon = false) {
+                  std::size_t max_in_flight, Deadline deadline, bool cancel_on_abandon = false) {
   using Item = std::ranges::range_value_t<Range>;
   using R = std::invoke_result_t<F&, Item>;
   static_assert(!std::is_void_v<R>, "mproc: a lazy map needs a function that returns a value; use map for void functions");
@@ -163,7 +163,7 @@ class ThreadPoolExecutor {
 
  private:
   template <class F, class Range>
-  auto map_until(F f, Range&& items, detail::OptionalDeadline deadline, std::size_t chunksize,
+  auto map_until(F f, Range&& items, detail::Deadline deadline, std::size_t chunksize,
                  std::optional<std::size_t> buffersize) {
     if (buffersize && *buffersize == 0) throw std::invalid_argument("mproc: buffersize must be at least 1");
     if (workers_.closed()) throw Error("cannot schedule new tasks after shutdown");

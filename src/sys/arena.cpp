@@ -5,6 +5,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "sys/memory_cgroup.hpp"
+
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23  // Linux 5.14; older headers lack the name
 #endif
@@ -25,6 +27,9 @@ int commit_shared(void* address, std::size_t size) noexcept {
   const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
   const auto first = reinterpret_cast<std::uintptr_t>(address) & ~(page - 1);
   const auto last = (reinterpret_cast<std::uintptr_t>(address) + size + page - 1) & ~(page - 1);
+  // Under a memory cgroup's limit the kernel answers a shortage with the OOM killer, not an
+  // error (see sys/memory_cgroup): refuse first.
+  if (int refused = check_memory_charge(last - first); refused < 0) return refused;
   int rc;
   do {
     rc = ::madvise(reinterpret_cast<void*>(first), last - first, MADV_POPULATE_WRITE);

@@ -8,7 +8,9 @@
 //
 // Why commit explicitly: a page of a shared anonymous mapping that the kernel cannot supply
 // when it is first touched kills the toucher (SIGBUS or the OOM killer). MADV_POPULATE_WRITE
-// asks for the pages up front, where a shortage is an error code instead.
+// asks for the pages up front, where a shortage is an error code instead — except under a
+// memory cgroup's limit, where the kernel runs the OOM killer there too: commit_shared checks
+// the cgroup's headroom first (sys/memory_cgroup) and refuses with ENOMEM.
 #pragma once
 
 #include <cstddef>
@@ -22,7 +24,8 @@ namespace mproc::sys {
 int map_sparse_shared(std::size_t size, SharedMapping& out) noexcept;
 
 /// Commits (allocates and maps) the pages of [address, address + size), page-aligned
-/// outward. Returns 0, or -ENOMEM / -EFAULT when memory is short. On kernels without
+/// outward. Returns 0, or -ENOMEM / -EFAULT when memory is short, -ENOMEM also when the
+/// pages would not leave kChargeReserve free under the memory cgroup's limit. On kernels without
 /// MADV_POPULATE_WRITE (before 5.14) it does nothing and returns 0.
 int commit_shared(void* address, std::size_t size) noexcept;
 

@@ -13,19 +13,9 @@
 namespace mproc::sys {
 
 using Clock = std::chrono::steady_clock;
-/// An absolute time after which a blocking call gives up; nullopt waits forever.
+/// An absolute time after which a blocking call gives up; nullopt waits forever. The same type
+/// as detail::Deadline, which mproc/detail/timeout.hpp makes from a user's timeout.
 using Deadline = std::optional<Clock::time_point>;
-
-/// Converts a relative timeout (nullopt = forever) into a Deadline. Negative means "now".
-template <class Rep, class Period>
-Deadline deadline_after(std::optional<std::chrono::duration<Rep, Period>> timeout) noexcept {
-  if (!timeout) return std::nullopt;
-  auto relative = std::chrono::duration_cast<Clock::duration>(*timeout);
-  if (relative < Clock::duration::zero()) relative = Clock::duration::zero();
-  // Clamp: a timeout of years must not overflow the clock.
-  auto headroom = Clock::time_point::max() - Clock::now();
-  return relative >= headroom ? Clock::time_point::max() : Clock::now() + relative;
-}
 
 /// A steady_clock time point as an absolute CLOCK_MONOTONIC timespec (the clock steady_clock
 /// reads on Linux), for kernel and pthread calls that take absolute deadlines.

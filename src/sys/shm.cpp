@@ -8,6 +8,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "sys/memory_cgroup.hpp"
+
 namespace mproc::sys {
 
 void SharedMapping::reset() noexcept {
@@ -36,6 +38,8 @@ namespace {
 // Reserves the object's pages (see the header: ENOSPC now rather than SIGBUS later).
 int reserve(int fd, std::size_t size) noexcept {
   if (size == 0) return 0;
+  // Over a memory cgroup's limit fallocate is answered by the OOM killer, not ENOSPC.
+  if (int refused = check_memory_charge(size); refused < 0) return refused;
   int rc;
   do {
     rc = ::posix_fallocate(fd, 0, static_cast<off_t>(size));

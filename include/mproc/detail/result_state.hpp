@@ -3,14 +3,12 @@
 //
 // StateCore holds everything that does not depend on the result type, compiled once in
 // src/result_state.cpp: the status machine, blocking waits, done callbacks, and the waiters
-// registered by mproc::wait / mproc::as_completed. ResultState<R> adds the value. Also here:
-// deadline_after, which every timed wait on a result uses to turn a timeout of any duration
-// type into a deadline without overflow.
+// registered by mproc::wait / mproc::as_completed. ResultState<R> adds the value. Timed waits
+// take a Deadline made by detail/timeout.hpp.
 #pragma once
 
 #include <atomic>
 #include <chrono>
-#include <cmath>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
@@ -20,49 +18,14 @@
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <ratio>
 #include <type_traits>
 #include <utility>
 #include <variant>
 #include <vector>
 
+#include "mproc/detail/timeout.hpp"
+
 namespace mproc::detail {
-
-using OptionalDeadline = std::optional<std::chrono::steady_clock::time_point>;
-
-/// `timeout` in nanoseconds, rounded up and clamped to what nanoseconds can hold: a timeout
-/// of centuries (hours::max(), 1e300 seconds) means "wait", never an overflow that lands in
-/// the past. A floating-point NaN counts as no limit.
-template <class Rep, class Period>
-std::chrono::nanoseconds saturating_nanoseconds(std::chrono::duration<Rep, Period> timeout) noexcept {
-  using std::chrono::nanoseconds;
-  using PerTick = std::ratio_divide<Period, std::nano>;  // nanoseconds per tick
-  if constexpr (!std::chrono::treat_as_floating_point_v<Rep> && PerTick::den == 1) {
-    // Whole nanoseconds per tick (ns, us, ms, s, min, h): exact; clamped before multiplying.
-    constexpr std::intmax_t limit = nanoseconds::max().count() / PerTick::num;
-    const Rep count = timeout.count();
-    if (std::cmp_greater_equal(count, limit)) return nanoseconds::max();
-    if (std::cmp_less_equal(count, -limit)) return nanoseconds::min();
-    return nanoseconds(static_cast<std::intmax_t>(count) * PerTick::num);
-  } else {
-    // Floating-point or fractional ticks: computed in long double, then rounded up (exact
-    // to the nanosecond for any timeout a clock can hold).
-    const long double ns = static_cast<long double>(timeout.count()) * PerTick::num / PerTick::den;
-    constexpr long double bound = 9.2e18L;  // just inside nanoseconds' range
-    if (!(ns < bound)) return nanoseconds::max();
-    if (ns <= -bound) return nanoseconds::min();
-    return nanoseconds(static_cast<std::int64_t>(std::ceil(ns)));
-  }
-}
-
-/// The deadline `timeout` from now (nullopt: none), saturating at the clock's maximum; a
-/// negative timeout is a deadline already past. Every wait with a timeout goes through it.
-OptionalDeadline deadline_after(std::optional<std::chrono::nanoseconds> timeout);
-/// As above, for any duration type (converted without overflow).
-template <class Rep, class Period>
-OptionalDeadline deadline_after(std::chrono::duration<Rep, Period> timeout) {
-  return deadline_after(std::optional<std::chrono::nanoseconds>(saturating_nanoseconds(timeout)));
-}
 
 /// Reports an exception escaping a user callback on stderr (call inside a catch block).
 void report_callback_exception(const char* which) noexcept;
@@ -75,7 +38,7 @@ class CompletionWaiter {
  public:
   void notify(StateCore* finished);
   /// Pops the next completed state, waiting until the deadline; nullptr on timeout.
-  StateCore* next(std::optional<std::chrono::steady_clock::time_point> deadline);
+  StateCore* next(Deadline deadline);
 
  private:
   std::mutex mutex_;
@@ -90,7 +53,7 @@ class WaitDriver {
   virtual ~WaitDriver() = default;
   /// Blocks until `state` is done or the deadline passes, or returns early once it cannot
   /// help any more (the waiter then sleeps as usual).
-  virtual void drive(const StateCore& state, const std::optional<std::chrono::steady_clock::time_point>& deadline) = 0;
+  virtual void drive(const StateCore& state, const Deadline& deadline) = 0;
 };
 
 /// The type-independent part of a result's state. Completed by the thread that ran (or
@@ -118,7 +81,7 @@ class StateCore {
   bool running() const;
   bool cancelled() const;
   /// Blocks until done (finished or cancelled) or the deadline; returns done().
-  bool wait_until(std::optional<std::chrono::steady_clock::time_point> deadline) const;
+  bool wait_until(Deadline deadline) const;
   /// Requires done(). The exception the task ended with; nullptr after a value; a
   /// CancelledError after cancel().
   std::exception_ptr error() const;
