@@ -13,6 +13,7 @@
 #include "child_process.hpp"
 #include "mproc/context.hpp"
 #include "mproc/error.hpp"
+#include "start_method.hpp"
 #include "sys/lifeline.hpp"
 #include "sys/unix_socket.hpp"
 
@@ -218,6 +219,8 @@ void run_booted_child(sys::UniqueFd boot_socket, int lifeline) {
   }
   send_reply(boot_socket.get(), BootStatus::ready, {});
   boot_socket.reset();
+  if (message.start_method <= static_cast<std::uint8_t>(StartMethod::forkserver))
+    set_start_method(start_method_name(static_cast<StartMethod>(message.start_method)), true);
   become_child(ChildIdentity{message.name, message.daemon, message.identity, message.parent_pid, armed});
   current_import = &fds;
   const NamedCall& call = message.call;

@@ -31,10 +31,13 @@ struct BootMessage {
   bool daemon = false;
   std::vector<int> identity;
   std::int32_t parent_pid = 0;
+  /// The parent's start method (a StartMethod): the child's own, as in Python, so that a
+  /// pool made inside a spawned child spawns too.
+  std::uint8_t start_method = 0;
   NamedCall call;
   template <class Archive>
   void serialize(Archive& archive) {
-    archive(version, name, daemon, identity, parent_pid, call);
+    archive(version, name, daemon, identity, parent_pid, start_method, call);
   }
 };
 

@@ -361,6 +361,7 @@ void Process::start() {
       message.daemon = child.daemon;
       message.identity = child.identity;
       message.parent_pid = ::getpid();
+      message.start_method = static_cast<std::uint8_t>(detail::current_start_method());
       detail::FdExportScope exports;
       message.call = child.target.named();
       detail::StartedChild started = method == detail::StartMethod::spawn

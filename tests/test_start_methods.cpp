@@ -124,6 +124,20 @@ TEST_P(ExecMethods, AConnectionArgumentReachesTheChildByDescriptor) {
 }
 
 void exit_with(int code) { mproc::exit(code); }
+
+void send_start_method(mproc::Connection out) { out.send(mproc::get_start_method()); }
+
+TEST(StartMethodApi, AChildInheritsItsParentsStartMethod) {
+  for (const char* method : {"spawn", "forkserver"}) {
+    mproc::set_start_method(method, true);
+    auto [in, out] = mproc::Pipe(false);
+    mproc::Process child(send_start_method, std::move(out));
+    child.start();
+    EXPECT_EQ(in.recv<std::string>(), method);  // a pool made in the child would use it too
+    child.join();
+  }
+  mproc::set_start_method("fork", true);
+}
 void kill_self() { ::raise(SIGKILL); }
 void throw_runtime_error() { throw std::runtime_error("from the child"); }
 void wait_for_eof(mproc::Connection in) {
