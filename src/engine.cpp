@@ -50,6 +50,9 @@ struct Task {
   std::uint32_t seq = 0;  // on the worker it was handed to
   TaskSpec spec;
   bool timed_out = false;  // its worker was killed for running past the timeout
+  bool sent_alone = false;  // the last frame it travelled in held it alone
+  bool solo = false;        // must travel alone: a batch it was in could not be received
+  int deaths_before_start = 0;  // workers that died holding it alone, before starting it
 };
 
 // The words shared with one worker, in a memfd: mapped by a forked worker through fork,
@@ -471,6 +474,14 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
       }
       if (broken_flag_) fail_pending(std::make_exception_ptr(BrokenExecutor(broken_reason_)));
       if (purge_requested_) purge_pending();
+      if (missing_workers_ > 0) {
+        // Nothing left to serve after close(): the missing workers are not needed.
+        if (closed_ && pending_.empty() && streams_.empty())
+          missing_workers_ = 0;
+        else
+          replace_missing_workers();
+        publish_pids();
+      }
       dispatch();
       if (closed_ && pending_.empty() && all_idle() && streams_.empty()) {
         shut_down_gracefully();
@@ -629,10 +640,13 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
         std::size_t size = pending_.front()->spec.args.size();
         bool idle = worker->in_flight.empty() && batch.empty();
         if (!idle && (size > kPrefetchBytes || worker->queued_bytes + batch_bytes + size > kPrefetchBytes)) break;
+        const bool solo = pending_.front()->solo;
+        if (solo && !batch.empty()) break;
         batch_bytes += size;
         --quota;
         batch.push_back(std::move(pending_.front()));
         pending_.pop_front();
+        if (solo) break;
       }
       if (!batch.empty()) send_to(*worker, batch);
     }
@@ -779,6 +793,7 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
     if (worker.in_flight.empty()) worker.front_started = Clock::now();
     for (auto& task : tasks) {
       task->seq = ++worker.sent_seq;
+      task->sent_alone = tasks.size() == 1;
       batch.push_back(
           WireTask{task->id, task->seq, task->spec.invoker, task->spec.function, task->spec.args, direct});
       worker.queued_bytes += task->spec.args.size();
@@ -797,6 +812,7 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
 
   sys::Deadline nearest_deadline() const {
     sys::Deadline nearest;
+    if (missing_workers_ > 0) nearest = retry_at_;
     // When a task with others queued behind it becomes stalled, an idle worker may take them.
     if (idle_worker() != nullptr)
       for (auto& worker : workers_)
@@ -895,6 +911,29 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
               : std::make_exception_ptr(WorkerLostError(pid, exitcode, "the worker died while running the task"));
       finish(std::move(lost), {}, error);
     }
+    if (!front_was_running && !unfinished.empty()) {
+      // The worker died before it started its next task: perhaps because of that task (its
+      // batch could not be received — decoding failed, memory ran out — or receiving it
+      // killed the worker). A task that travelled alone is then the suspect: it fails at
+      // once when the worker said it could not receive it, and after a second such death
+      // otherwise, instead of killing worker after worker. The tasks of a batch travel alone
+      // from now on, so that a culprit among them is found and the others run.
+      Task& next = *unfinished.front();
+      if (next.sent_alone) ++next.deaths_before_start;
+      const bool unreadable = exitcode == kBatchUnreadableExit;
+      if (next.sent_alone && (unreadable || next.deaths_before_start >= 2)) {
+        std::unique_ptr<Task> culprit = std::move(unfinished.front());
+        unfinished.pop_front();
+        std::exception_ptr error =
+            unreadable ? std::make_exception_ptr(SerializationError(
+                             "the worker " + std::to_string(pid) +
+                             " could not receive this task: decoding its arguments failed or ran out of memory"))
+                       : std::make_exception_ptr(WorkerLostError(
+                             pid, exitcode, "two workers died holding this task before they could start it"));
+        finish(std::move(culprit), {}, error);
+      }
+      for (auto& task : unfinished) task->solo = true;
+    }
     while (!unfinished.empty()) {
       unfinished.back()->timed_out = false;  // it never started: its time limit starts afresh
       pending_.push_front(std::move(unfinished.back()));
@@ -910,8 +949,44 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
     // An open stream (an imap accepted before close()) may still submit: keep a worker for it.
     bool stopping =
         terminating_ || broken_ || (closed_ && pending_.empty() && incoming_.empty() && streams_.empty());
-    if (!stopping) spawn_worker();
+    if (!stopping) {
+      ++missing_workers_;
+      replace_missing_workers();
+    }
     publish_pids();
+  }
+
+  // Requires mutex_. Starts the workers that died and were not replaced yet. A start that
+  // fails for want of a resource (descriptors, processes, memory: OSError or ProcessError)
+  // is retried with backoff while the other workers serve; only when the pool has no worker
+  // left and none could be started for kGiveUpAfter is it broken.
+  void replace_missing_workers() {
+    static constexpr auto kFirstRetry = std::chrono::milliseconds(10);
+    static constexpr auto kLongestRetry = std::chrono::seconds(1);
+    static constexpr auto kGiveUpAfter = std::chrono::seconds(5);
+    while (missing_workers_ > 0) {
+      const auto now = Clock::now();
+      if (now < retry_at_) return;
+      try {
+        spawn_worker();
+      } catch (const Error& error) {
+        retry_backoff_ = std::min<Clock::duration>(
+            kLongestRetry, retry_backoff_ == Clock::duration::zero() ? Clock::duration(kFirstRetry) : 2 * retry_backoff_);
+        retry_at_ = now + retry_backoff_;
+        if (!unable_since_) unable_since_ = now;
+        if (workers_.empty() && now - *unable_since_ >= kGiveUpAfter) {
+          broken_ = true;
+          broken_flag_ = true;
+          broken_reason_ = std::string("the pool has no worker left and could not start one for 5 s: ") + error.what();
+          missing_workers_ = 0;
+        }
+        return;
+      }
+      --missing_workers_;
+      retry_backoff_ = Clock::duration::zero();
+      retry_at_ = {};
+      unable_since_.reset();
+    }
   }
 
   // Requires mutex_.
@@ -976,6 +1051,12 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   int spawned_ = 0;
   double average_service_ns_ = 0;
   bool broken_flag_ = false;
+  // Workers that died and could not be replaced yet (out of descriptors or processes): the
+  // engine retries with backoff and serves with the workers it has meanwhile.
+  int missing_workers_ = 0;
+  Clock::time_point retry_at_{};
+  Clock::duration retry_backoff_{};
+  std::optional<Clock::time_point> unable_since_;
   bool purge_requested_ = false;
   // Open lazy maps (EngineStream), by id: how to read the rest of each one's input.
   struct Stream {

@@ -65,6 +65,11 @@ void announce_direct_result(WorkerWords& words, int wake) {
       batch = tasks.recv<std::vector<WireTask>>();
     } catch (const EOFError&) {
       mproc::exit(0);
+    } catch (const std::exception& error) {
+      // Nothing of the batch was claimed, so nothing is lost; the engine learns from the exit
+      // code that this batch, not a task, killed the worker.
+      std::fprintf(stderr, "mproc: a pool worker could not receive its tasks: %s\n", error.what());
+      mproc::exit(kBatchUnreadableExit);
     }
     if (batch.empty()) mproc::exit(0);  // orderly stop
     for (auto& task : batch) {

@@ -42,6 +42,10 @@ struct WireResult {
 
 // A worker exits with this status when its initializer threw (BSD's EX_SOFTWARE).
 constexpr int kInitializerFailedExit = 70;
+// A worker exits with this status when it cannot receive a batch of tasks (decoding it
+// failed, or ran out of memory): the engine must not hand the same batch to the next worker
+// forever (see EngineCore::handle_exit).
+constexpr int kBatchUnreadableExit = 71;
 
 // Memory shared with one worker.
 // - started: the id of the task it has started. When the worker dies, this tells a task

@@ -1,0 +1,89 @@
+// The pool under conditions that once broke it for good: a task its worker cannot receive,
+// and a dead worker that cannot be replaced for a while (out of descriptors).
+#include <cstdint>
+#include <cstdio>
+#include <fstream>
+#include <sys/resource.h>
+#include <unistd.h>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <mproc/mproc.hpp>
+
+#include "support/leak_check.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+
+int square(int x) { return x * x; }
+std::size_t byte_count(const std::vector<char>& bytes) { return bytes.size(); }
+
+std::uint64_t address_space_in_use() {
+  std::ifstream statm("/proc/self/statm");
+  std::uint64_t pages = 0;
+  statm >> pages;
+  return pages * static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+}
+
+// A pool initializer: the worker may map only `headroom` more bytes.
+void limit_address_space(std::uint64_t headroom) {
+  rlimit limit{};
+  limit.rlim_cur = limit.rlim_max = address_space_in_use() + headroom;
+  if (::setrlimit(RLIMIT_AS, &limit) != 0) std::perror("setrlimit");
+}
+
+TEST(PoolResilience, ATaskItsWorkerCannotReceiveFailsOnceAndThePoolGoesOn) {
+  // The worker runs out of memory while it receives the batch, before it could mark the task
+  // started. It used to be re-queued on a new worker, which died the same way, forever.
+  mproc::Pool pool({.processes = 1, .initializer = mproc::Initializer(limit_address_space, std::uint64_t{64} << 20)});
+  auto unreceivable = pool.apply_async(byte_count, std::vector<char>(std::size_t{256} << 20, 'x'));
+  try {
+    unreceivable.get();
+    FAIL() << "a 256 MiB argument reached a worker limited to 64 MiB more";
+  } catch (const mproc::SerializationError&) {
+    // The worker said it could not receive it.
+  } catch (const mproc::WorkerLostError&) {
+    // Or receiving it killed the worker outright (twice): then it is given up too.
+  }
+  EXPECT_EQ(pool.apply(square, 3), 9);
+  EXPECT_EQ(pool.map(square, std::vector<int>{1, 2, 3}), (std::vector<int>{1, 4, 9}));
+}
+
+int open_descriptor_count() {
+  int count = 0;
+  for (const auto& fd : mproc::testing::open_fds()) (void)fd, ++count;
+  return count;
+}
+
+// Runs in a forked sandbox (the descriptor limit is the whole process's): exit 0 on success.
+void replacement_waits_for_descriptors() {
+  mproc::Pool pool(2);
+  if (pool.apply(square, 2) != 4) mproc::exit(10);
+  rlimit original{};
+  ::getrlimit(RLIMIT_NOFILE, &original);
+  // No descriptor more than now: a replacement (pipes, pidfd, lifeline, memfd) cannot start,
+  // even once the dead worker's descriptors are closed.
+  rlimit tight = original;
+  tight.rlim_cur = static_cast<rlim_t>(open_descriptor_count());
+  if (::setrlimit(RLIMIT_NOFILE, &tight) != 0) mproc::exit(11);
+  std::vector<int> pids = pool.worker_pids();
+  ::kill(pids[0], SIGKILL);
+  // The other worker serves everything meanwhile.
+  for (int i = 0; i < 20; ++i)
+    if (pool.apply(square, i) != i * i) mproc::exit(12);
+  if (!mproc::testing::eventually([&] { return pool.worker_pids().size() == 1; })) mproc::exit(13);
+  // The limit lifts: the missing worker comes back within the longest backoff.
+  if (::setrlimit(RLIMIT_NOFILE, &original) != 0) mproc::exit(14);
+  if (!mproc::testing::eventually([&] { return pool.worker_pids().size() == 2; })) mproc::exit(15);
+  if (pool.map(square, std::vector<int>{1, 2, 3, 4}) != std::vector<int>{1, 4, 9, 16}) mproc::exit(16);
+}
+
+TEST(PoolResilience, ADeadWorkerThatCannotBeReplacedForAWhileDoesNotBreakThePool) {
+  mproc::Process sandbox(replacement_waits_for_descriptors);
+  sandbox.start();
+  sandbox.join();
+  EXPECT_EQ(sandbox.exitcode(), 0);
+}
+
+}  // namespace
