@@ -213,7 +213,7 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
     if (was_empty) wake();
   }
 
-  std::shared_ptr<EngineStream> open_stream(std::function<void()> drain, std::function<void()> abandon) {
+  std::shared_ptr<EngineStream> open_stream(std::function<void(bool)> drain, std::function<void()> abandon) {
     std::lock_guard lock(mutex_);
     check_accepting(false);
     std::uint64_t id = next_stream_id_++;
@@ -284,25 +284,31 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
     wake();
   }
 
-  void join() {
+  void join() { join_streams_then_workers(true); }
+
+  // join(), or, from the destructor (`to_the_end` false), without reading the open maps'
+  // input any further.
+  void join_streams_then_workers(bool to_the_end) {
     if (on_engine_thread())
       throw Error("a pool cannot be joined from its own callbacks (the pool's thread would wait for itself)");
     {
       std::lock_guard lock(mutex_);
       if (!closed_) throw Error("join() requires close() or terminate() first");
     }
-    drain_streams();
+    drain_streams(to_the_end);
     std::unique_lock lock(mutex_);
     finished_cv_.wait(lock, [&] { return finished_; });
   }
 
   // The destructor's policy: finish the accepted work (unless terminate() came first), and
   // let the thread go, so that the engine's descriptors close before the destructor returns.
-  // From a callback, only close: the thread finishes on its own once the callback returns.
+  // An open map's input is not read further: what it submitted is accepted work, the rest of
+  // a range that may be endless is not. From a callback, only close: the thread finishes on
+  // its own once the callback returns.
   void close_and_join() {
     close();
     if (on_engine_thread()) return;
-    join();
+    join_streams_then_workers(false);
     if (thread_.joinable()) thread_.join();  // its reference to the engine (start()) goes with it
   }
 
@@ -323,14 +329,14 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   // Reads the rest of every open stream's input (the maps accepted before close()), on this
   // thread. Each drain closes its stream once its input has ended; no stream opens after
   // close().
-  void drain_streams() {
-    std::vector<std::function<void()>> drains;
+  void drain_streams(bool to_the_end) {
+    std::vector<std::function<void(bool)>> drains;
     {
       std::lock_guard lock(mutex_);
       if (terminating_ || broken_) return;
       for (auto& [id, stream] : streams_) drains.push_back(stream.drain);
     }
-    for (auto& drain : drains) drain();
+    for (auto& drain : drains) drain(to_the_end);
   }
 
   void wake() {
@@ -1060,7 +1066,7 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   bool purge_requested_ = false;
   // Open lazy maps (EngineStream), by id: how to read the rest of each one's input.
   struct Stream {
-    std::function<void()> drain;
+    std::function<void(bool to_the_end)> drain;
     std::function<void()> abandon;
   };
   std::map<std::uint64_t, Stream> streams_;
@@ -1123,7 +1129,7 @@ void Engine::submit(std::vector<TaskSpec> tasks) {
   check_caller();
   core_->submit(std::move(tasks));
 }
-std::shared_ptr<EngineStream> Engine::open_stream(std::function<void()> drain, std::function<void()> abandon) {
+std::shared_ptr<EngineStream> Engine::open_stream(std::function<void(bool)> drain, std::function<void()> abandon) {
   check_caller();
   return core_->open_stream(std::move(drain), std::move(abandon));
 }

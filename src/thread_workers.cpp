@@ -41,7 +41,7 @@ struct ThreadWorkers::Core {
   bool joined = false;
   // Open lazy maps, by id: how to read the rest of each one's input (ThreadStream).
   struct Stream {
-    std::function<void()> drain;
+    std::function<void(bool to_the_end)> drain;
     std::function<void()> abandon;
   };
   std::map<std::uint64_t, Stream> streams;
@@ -171,7 +171,8 @@ void ThreadWorkers::submit(std::unique_ptr<ThreadJob> job) {
 
 void ThreadWorkers::submit(std::vector<std::unique_ptr<ThreadJob>> jobs) { core_->submit(core_, std::move(jobs), false); }
 
-std::shared_ptr<ThreadStream> ThreadWorkers::open_stream(std::function<void()> drain, std::function<void()> abandon) {
+std::shared_ptr<ThreadStream> ThreadWorkers::open_stream(std::function<void(bool)> drain,
+                                                         std::function<void()> abandon) {
   std::lock_guard lock(core_->mutex);
   core_->check_accepting_locked(false);
   std::uint64_t id = core_->next_stream++;
@@ -245,15 +246,17 @@ void ThreadWorkers::join_threads(bool in_destructor) {
   // Owned here: a second joiner may be the destructor, done with this object once woken.
   std::shared_ptr<Core> core = core_;
   if (!core->on_own_thread()) {
-    // Python finishes a map accepted before shutdown: read the rest of every open one's input.
-    std::vector<std::function<void()>> drains;
+    // Python finishes a map accepted before shutdown: read the rest of every open one's input
+    // — but not from the destructor, where an open map's input (perhaps endless) is read no
+    // further and its iterator ends with an error after the results of what it had read.
+    std::vector<std::function<void(bool)>> drains;
     {
       std::lock_guard lock(core->mutex);
       if (!core->closed) throw Error("join() requires close() or shutdown() first");
       if (!core->broken)
         for (auto& [id, stream] : core->streams) drains.push_back(stream.drain);
     }
-    for (auto& drain : drains) drain();
+    for (auto& drain : drains) drain(!in_destructor);
   }
   std::unique_lock lock(core->mutex);
   if (!core->closed) throw Error("join() requires close() or shutdown() first");

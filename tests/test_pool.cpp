@@ -598,10 +598,42 @@ TEST_F(PoolTest, AnImapOutlivingItsPoolIsAnErrorNotACrash) {
     mproc::Pool pool(2);
     results.emplace(pool.imap(square, input));
     EXPECT_EQ(results->next(), 0);
-  }  // the destructor closes and joins: it finishes the imap first
+  }  // the destructor finishes what the imap submitted and reads its input no further
   int count = 1;
-  while (results->next()) ++count;
-  EXPECT_EQ(count, 5000);
+  try {
+    while (auto value = results->next()) {
+      ASSERT_EQ(*value, count * count);
+      ++count;
+    }
+    EXPECT_EQ(count, 5000);  // the whole input had been read before the destructor ran
+  } catch (const mproc::Error& error) {
+    EXPECT_LT(count, 5000);
+    EXPECT_NE(std::string(error.what()).find("destroyed"), std::string::npos) << error.what();
+  }
+}
+
+TEST_F(PoolTest, DestroyingAPoolWithAStartedEndlessImapReadsNoFurther) {
+  // The destructor used to drain the imap's input to its end, which never comes: it read
+  // (and queued) forever.
+  std::optional<mproc::IMapIterator<int>> results;
+  {
+    mproc::Pool pool(2);
+    results.emplace(pool.imap(square, std::views::iota(0), 4));
+    EXPECT_EQ(results->next(), 0);
+    EXPECT_EQ(results->next(), 1);
+  }
+  int count = 2;
+  bool ended_with_error = false;
+  try {
+    while (auto value = results->next()) {
+      ASSERT_EQ(*value, count * count);
+      ++count;
+    }
+  } catch (const mproc::Error&) {
+    ended_with_error = true;
+  }
+  EXPECT_TRUE(ended_with_error);
+  EXPECT_LT(count, 1'000'000);
 }
 
 // A negative item waits until the test opens its gate; others return at once.

@@ -86,9 +86,9 @@ class IMapSource : public std::enable_shared_from_this<IMapSource> {
   IMapSource& operator=(const IMapSource&) = delete;
 
   /// A source over `feed` (whose flush is made here), connected to a backend's stream:
-  /// `open_stream(drain, abandon)` opens the stream; the backend calls `drain` to read the
-  /// rest of the input when it is joined, and `abandon` (the feed's, possibly empty) on
-  /// shutdown(cancel_futures). The flush submits the `staged` jobs through the stream.
+  /// `open_stream(finish, abandon)` opens the stream; the backend calls `finish(true)` to
+  /// read the rest of the input when it is joined, `finish(false)` to stop reading it when
+  /// it is destroyed, and `abandon` (the feed's, possibly empty) on shutdown(cancel_futures). The flush submits the `staged` jobs through the stream.
   template <class Job, class OpenStream>
   static std::shared_ptr<IMapSource> connected(IMapFeed feed, std::shared_ptr<std::vector<Job>> staged,
                                                OpenStream&& open_stream) {
@@ -116,6 +116,14 @@ class IMapSource : public std::enable_shared_from_this<IMapSource> {
     std::lock_guard lock(mutex_);
     while (!input_done_.load(std::memory_order_relaxed)) feed_locked(kDrainBatch);
   }
+  /// The backend is being destroyed: the input is read no further (an endless one would be
+  /// read forever); the iterator yields the results of what was submitted, then throws Error.
+  void cut() {
+    std::lock_guard lock(mutex_);
+    finish_input(std::make_exception_ptr(
+        Error("mproc: the pool was destroyed before this map's input was read to its end; the results of the "
+              "items it had read came first")));
+  }
   /// The map was given up: drop what has not started (if the backend can).
   void abandon() {
     std::lock_guard lock(mutex_);
@@ -140,8 +148,8 @@ class IMapSource : public std::enable_shared_from_this<IMapSource> {
   void connect(IMapFeed feed, std::shared_ptr<std::vector<Job>> staged, OpenStream&& open_stream) {
     std::lock_guard lock(mutex_);
     auto stream = std::forward<OpenStream>(open_stream)(
-        [weak = weak_from_this()] {
-          if (auto alive = weak.lock()) alive->drain();
+        [weak = weak_from_this()](bool to_the_end) {
+          if (auto alive = weak.lock()) to_the_end ? alive->drain() : alive->cut();
         },
         feed.abandon);
     feed.flush = [staged, stream] {

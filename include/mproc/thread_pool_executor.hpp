@@ -108,7 +108,7 @@ auto threads_imap(ThreadWorkers& workers, F f, Range&& items, std::size_t chunks
     return true;
   };
   auto source = IMapSource::connected(std::move(feed), staged,
-                  [&](std::function<void()> drain, std::function<void()> abandon) {
+                  [&](std::function<void(bool)> drain, std::function<void()> abandon) {
                     return workers.open_stream(std::move(drain), std::move(abandon));
                   });
   return IMapIterator<R>(std::move(state), std::move(source), ordered, max_in_flight, deadline);

@@ -92,11 +92,13 @@ class Engine {
   void submit(TaskSpec task);
   void submit(std::vector<TaskSpec> tasks);
 
-  /// Opens a stream for a lazy map. `drain` reads the rest of the map's input and submits
-  /// it through the stream; join() calls it (on the joining thread) so that what a map
-  /// accepted before close() is finished, as in Python. `abandon`, if any, gives the map up
+  /// Opens a stream for a lazy map. `drain(true)` reads the rest of the map's input and
+  /// submits it through the stream; join() calls it (on the joining thread) so that what a
+  /// map accepted before close() is finished, as in Python. The destructor calls
+  /// `drain(false)` instead: the input is read no further (it may be endless). `abandon`, if any, gives the map up
   /// (cancel_pending calls it). Throws as submit() does.
-  std::shared_ptr<EngineStream> open_stream(std::function<void()> drain, std::function<void()> abandon = {});
+  std::shared_ptr<EngineStream> open_stream(std::function<void(bool to_the_end)> drain,
+                                            std::function<void()> abandon = {});
 
   /// Runs `fn` on the engine's thread, in order with completions: how a result that is
   /// complete from the start (an empty map) still calls its callbacks off the caller's

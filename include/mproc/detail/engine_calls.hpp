@@ -108,7 +108,7 @@ IMapIterator<ResultOf<F>> engine_imap(Engine& engine, F f, Range&& items, std::s
   };
   // The stream lives in the feed: released when the input ends or the iterator goes.
   auto source = IMapSource::connected(std::move(feed), staged,
-                  [&](std::function<void()> drain, std::function<void()> abandon) {
+                  [&](std::function<void(bool)> drain, std::function<void()> abandon) {
                     return engine.open_stream(std::move(drain), std::move(abandon));
                   });
   return IMapIterator<R>(std::move(state), std::move(source), ordered, max_in_flight, deadline);

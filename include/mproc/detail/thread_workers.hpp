@@ -110,7 +110,8 @@ class ThreadWorkers {
   /// Opens a stream for a lazy map; `drain` reads the rest of its input through the stream
   /// (join() calls it); `abandon`, if any, gives the map up (cancel_pending calls it).
   /// Throws as submit() does.
-  std::shared_ptr<ThreadStream> open_stream(std::function<void()> drain, std::function<void()> abandon = {});
+  std::shared_ptr<ThreadStream> open_stream(std::function<void(bool to_the_end)> drain,
+                                            std::function<void()> abandon = {});
 
   /// Cancels every queued job that has a control (see ThreadJob::control), and abandons the
   /// maps of queued chunks that may be abandoned; others stay.
