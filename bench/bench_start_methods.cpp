@@ -14,9 +14,11 @@
 //   BM_WorkerStart/<method>/<N>GiB      Pool(2) constructed, the first apply(inc, i) waited
 //                                       for, the pool destroyed (close + join); real time per
 //                                       cycle, counter first_result_us = construction ->
-//                                       first result
+//                                       first result, cpu_us = CPU time of this process and
+//                                       its reaped children per cycle (not the forkserver's
+//                                       children: they are the server's)
 //   BM_ProcessStartJoin/<method>/<N>GiB Process(noop).start(); join(): one child, the unit
-//                                       BM_Limit_ForkExitWaitpid measures
+//                                       BM_Limit_ForkExitWaitpid measures; cpu_us as above
 //   BM_ReplaceLatency/<method>/2GiB     Pool(2, maxtasksperchild=1) in a 2 GiB parent: each
 //                                       iteration is one apply_async(inc, i) and its get()
 //                                       (one task in flight, every worker replaced after
@@ -41,6 +43,7 @@
 #include <vector>
 
 #include <sys/mman.h>
+#include <sys/resource.h>
 
 #include <mproc/mproc.hpp>
 
@@ -58,6 +61,20 @@ int inc(int x) { return x + 1; }
 void noop() {}
 
 double microseconds(Clock::duration d) { return std::chrono::duration<double, std::micro>(d).count(); }
+
+// CPU time (user + system) of this process, all threads, and of its reaped children, in µs:
+// what a start costs on an idle machine, whatever the wait for a CPU adds to the wall time.
+// A forkserver's children are the server's, not ours: under forkserver this counts only
+// this process's side.
+double cpu_microseconds() {
+  auto sum = [](int who) {
+    rusage usage{};
+    ::getrusage(who, &usage);
+    auto us = [](const timeval& t) { return static_cast<double>(t.tv_sec) * 1e6 + static_cast<double>(t.tv_usec); };
+    return us(usage.ru_utime) + us(usage.ru_stime);
+  };
+  return sum(RUSAGE_SELF) + sum(RUSAGE_CHILDREN);
+}
 
 // --- the parent's memory -------------------------------------------------------------------
 
@@ -120,8 +137,11 @@ void BM_WorkerStart(benchmark::State& state, const char* method, std::size_t gib
     pool_cycle(method, -1);  // untimed: the forkserver started, the program's pages cached
     double first_result_us = 0;
     int value = 0;
+    const double cpu_start = cpu_microseconds();
     for (auto _ : state) first_result_us += microseconds(pool_cycle(method, value++));
-    state.counters["first_result_us"] = first_result_us / static_cast<double>(state.iterations());
+    const auto iterations = static_cast<double>(state.iterations());
+    state.counters["first_result_us"] = first_result_us / iterations;
+    state.counters["cpu_us"] = (cpu_microseconds() - cpu_start) / iterations;
   });
 }
 
@@ -136,7 +156,9 @@ void BM_ProcessStartJoin(benchmark::State& state, const char* method, std::size_
       if (process.exitcode() != 0) throw std::runtime_error("the child failed");
     };
     cycle();  // untimed warm-up
+    const double cpu_start = cpu_microseconds();
     for (auto _ : state) cycle();
+    state.counters["cpu_us"] = (cpu_microseconds() - cpu_start) / static_cast<double>(state.iterations());
   });
 }
 

@@ -48,6 +48,7 @@ class Row:
         self.python_args = python_args    # its arguments
         self.counter = counter            # read this counter (µs) instead of the time per iteration
         self.mproc = self.python = None   # filled in: the figure (ns, or items/s), its spread
+        self.mproc_cpu = self.python_cpu = None  # start rows: CPU time per cycle (ns)
 
 
 def build_rows():
@@ -90,6 +91,16 @@ def gbench_figure(measure, row):
     return measure.value(row.metric), measure.spread
 
 
+def cpu_figure(measure, samples=None):
+    """The median cpu_us counter (gbench Measure) or over Python samples, in ns; or None."""
+    if samples is not None:
+        values = [s["cpu_us"] for s in samples if isinstance(s.get("cpu_us"), (int, float))]
+        return statistics.median(values) * 1e3 if values else None
+    if measure is None or measure.error or "cpu_us" not in measure.counters:
+        return None
+    return measure.counters["cpu_us"] * 1e3
+
+
 def python_figure(measure, row):
     """(median, (max - min) / median) over the Python runs, in the same units."""
     if measure is None or measure.error:
@@ -121,12 +132,17 @@ def fmt(value, spread, metric):
 
 # --- the expectations ----------------------------------------------------------------------
 
-def figure(rows, group, method, label_part=None, side="mproc"):
+def find(rows, group, method, label_part=None):
     for row in rows:
         if row.group == group and row.method == method and (label_part is None or label_part in row.label):
-            pair = row.mproc if side == "mproc" else row.python
-            return pair[0] if pair else None
+            return row
     return None
+
+
+def figure(rows, group, method, label_part=None, side="mproc"):
+    row = find(rows, group, method, label_part)
+    pair = (row.mproc if side == "mproc" else row.python) if row else None
+    return pair[0] if pair else None
 
 
 def ratio(a, b):
@@ -157,12 +173,17 @@ def expectations(rows, limit_ns):
     r = ratio(fs_pool, fork_pool)
     check("forkserver: Pool(2) start within 2× of fork's in a small (0 GiB) parent", r, 2.0,
           f"{common.format_value(fs_pool, TIME)} vs {common.format_value(fork_pool, TIME)}: {r:.2f}×" if r else "n/a")
-    spawn_pool = figure(rows, "start", "spawn", "0 GiB")
-    check("spawn: Pool(2) start + first apply + destroy under 2 ms (0 GiB parent)", spawn_pool, 2e6,
-          common.format_value(spawn_pool, TIME))
-    spawn_process = figure(rows, "process", "spawn", "0 GiB")
-    check("spawn: one Process start + join under 2 ms (0 GiB parent)", spawn_process, 2e6,
-          common.format_value(spawn_process, TIME))
+    def with_cpu(group):
+        row = find(rows, group, "spawn", "0 GiB")
+        value = row.mproc[0] if row and row.mproc else None
+        cpu = row.mproc_cpu if row else None
+        return value, (f"{common.format_value(value, TIME)} (CPU {common.format_value(cpu, TIME)})"
+                       if cpu else common.format_value(value, TIME))
+
+    spawn_pool, text = with_cpu("start")
+    check("spawn: Pool(2) start + first apply + destroy under 2 ms (0 GiB parent)", spawn_pool, 2e6, text)
+    spawn_process, text = with_cpu("process")
+    check("spawn: one Process start + join under 2 ms (0 GiB parent)", spawn_process, 2e6, text)
     fork_p99 = figure(rows, "latency", "fork", "p99")
     fs_p99 = figure(rows, "latency", "forkserver", "p99")
     r = ratio(fork_p99, fs_p99)
@@ -183,9 +204,9 @@ def expectations(rows, limit_ns):
 # --- the table -----------------------------------------------------------------------------
 
 def build_table(rows, limit):
-    header = ["Workload", "Method", "mproc", "mproc cost ÷ fork's", "Python", "Python cost ÷ fork's",
-              "mproc vs Python"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---", "---"] + ["---:"] * 5) + "|"]
+    header = ["Workload", "Method", "mproc", "mproc cost ÷ fork's", "mproc CPU", "Python", "Python cost ÷ fork's",
+              "Python CPU", "mproc vs Python"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---", "---"] + ["---:"] * 7) + "|"]
     fork_of = {}
     for row in rows:
         if row.method == "fork":
@@ -201,12 +222,14 @@ def build_table(rows, limit):
             row.method,
             fmt(m[0], m[1], row.metric),
             f"{m_vs_fork:.2f}" if m_vs_fork else "—",
+            common.format_value(row.mproc_cpu, TIME) if row.mproc_cpu else "",
             fmt(p[0], p[1], row.metric),
             f"{p_vs_fork:.2f}" if p_vs_fork else "—",
+            common.format_value(row.python_cpu, TIME) if row.python_cpu else "",
             f"{vs_python:.1f}×" if vs_python else "—",
         ]) + " |")
     lines.append("| Bare fork + _exit + waitpid (the limit, no mproc) | — | "
-                 f"{fmt(limit[0], limit[1], TIME)} | | | | |")
+                 f"{fmt(limit[0], limit[1], TIME)} | | | | | | |")
     return "\n".join(lines)
 
 
@@ -279,6 +302,9 @@ def main():
         row.mproc = gbench_figure(measure, row)
         row.python = python_figure(python.get((row.python_case, row.python_args)), row)
         row.mproc_error = measure.error
+        row.mproc_cpu = cpu_figure(measure)
+        py = python.get((row.python_case, row.python_args))
+        row.python_cpu = cpu_figure(None, py.samples) if py and not py.error else None
 
     machine["load_average_after"] = common.load_average()
     elapsed = time.monotonic() - started
@@ -295,7 +321,9 @@ def main():
     for text, figures, met in checks:
         check_lines.append(f"| {text} | {figures} | {'n/a' if met is None else ('met' if met else '**missed**')} |")
     check_table = "\n".join(check_lines)
-    legend = ("Times are medians of wall-clock time per operation; latency rows are the median over repetitions "
+    legend = ("Times are medians of wall-clock time per operation; CPU: user + system time per cycle of the "
+              "benchmark process and its reaped children (under forkserver the workers are the server's "
+              "children and are not counted); latency rows are the median over repetitions "
               "(runs) of each one's percentile of per-task submit → result times; map is tasks/s. cost ÷ fork's: "
               "the method's time (or 1/throughput) over fork's on the same row and parent size; 1.00 is fork's "
               "cost. mproc vs Python: Python's cost ÷ mproc's. (±N%): spread over repetitions (gbench CV) or runs "

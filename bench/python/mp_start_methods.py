@@ -3,7 +3,9 @@
     python3 bench/python/mp_start_methods.py CASE --method {fork,forkserver,spawn} [--gib N] [--min-time S]
 
 worker_start        Pool(2) made, the first apply(inc, (i,)) waited for, close() + join()
-                    (BM_WorkerStart/<method>/<N>GiB); first_result_us = construction -> result
+                    (BM_WorkerStart/<method>/<N>GiB); first_result_us = construction -> result,
+                    cpu_us = CPU time of this process and its reaped children per cycle (a
+                    forkserver's children are the server's: not counted)
 process_start_join  Process(target=noop).start(); join()     (BM_ProcessStartJoin/<method>/<N>GiB)
 replace_latency     Pool(2, maxtasksperchild=1): --tasks times apply_async(inc, (i,)).get(), one
                     in flight; p50_us, p99_us, max_us, mean_us of submit -> result
@@ -23,6 +25,7 @@ import json
 import math
 import multiprocessing
 import platform
+import resource
 import statistics
 import sys
 import time
@@ -58,6 +61,22 @@ def timed(step, min_time):
     return iterations, now - start
 
 
+def cpu_us():
+    """CPU time (user + system) of this process and its reaped children, in µs."""
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        usage = resource.getrusage(who)
+        total += usage.ru_utime + usage.ru_stime
+    return total * 1e6
+
+
+def timed_cpu(step, min_time):
+    """timed(), plus the CPU time per iteration (this process and reaped children)."""
+    start = cpu_us()
+    iterations, seconds = timed(step, min_time)
+    return iterations, seconds, (cpu_us() - start) / iterations
+
+
 def percentile(values, p):
     ordered = sorted(values)
     rank = min(max(math.ceil(p * len(ordered)), 1), len(ordered))
@@ -78,8 +97,8 @@ def worker_start(ctx, args):
 
     cycle()  # untimed: starts the forkserver
     first_result.clear()
-    iterations, seconds = timed(cycle, args.min_time)
-    return iterations, seconds, {"first_result_us": statistics.mean(first_result) * 1e6}
+    iterations, seconds, cpu = timed_cpu(cycle, args.min_time)
+    return iterations, seconds, {"first_result_us": statistics.mean(first_result) * 1e6, "cpu_us": cpu}
 
 
 def process_start_join(ctx, args):
@@ -91,8 +110,8 @@ def process_start_join(ctx, args):
             raise RuntimeError("the child failed")
 
     cycle()
-    iterations, seconds = timed(cycle, args.min_time)
-    return iterations, seconds, {}
+    iterations, seconds, cpu = timed_cpu(cycle, args.min_time)
+    return iterations, seconds, {"cpu_us": cpu}
 
 
 def replace_latency(ctx, args):
