@@ -19,6 +19,8 @@ namespace {
 constexpr std::size_t kReadAheadBytes = 64 * 1024;
 // Buffers grown beyond this for one huge message are released after it.
 constexpr std::size_t kRetainedBufferBytes = 4 * 1024 * 1024;
+// A large payload's buffer starts at this size and doubles as the bytes arrive.
+constexpr std::size_t kFirstBulkStep = 1024 * 1024;
 
 [[noreturn]] void throw_os_error(int negative_errno, const char* call) { throw OSError(-negative_errno, call); }
 
@@ -128,13 +130,33 @@ void Connection::read_exactly(std::byte* out, std::size_t n, bool frame_start) {
                            std::to_string(n) + " bytes");
 }
 
-void Connection::read_bulk(std::byte* out, std::size_t n) {
+void Connection::read_bulk(std::byte* out, std::size_t n, std::size_t offset, std::size_t total) {
   ssize_t got = sys::read_full(bulk_fd_, out, n);
   if (got < 0) throw_os_error(static_cast<int>(got), "read");
   if (static_cast<std::size_t>(got) < n) {
     broken_ = true;
-    throw SerializationError("truncated frame: the peer closed the connection after " + std::to_string(got) + " of " +
-                             std::to_string(n) + " payload bytes");
+    throw SerializationError("truncated frame: the peer closed the connection after " +
+                             std::to_string(offset + static_cast<std::size_t>(got)) + " of " + std::to_string(total) +
+                             " payload bytes");
+  }
+}
+
+void Connection::read_bulk_to_storage(std::size_t n) {
+  std::vector<std::byte>& buffer = receive_payload_storage_;
+  release_if_huge(buffer);
+  buffer.clear();
+  // Memory follows the bytes that arrive, not the length the header claims: a header that
+  // announces gigabytes and is followed by nothing (hostile, or a peer that died) must not
+  // make this process commit and zero them. The buffer doubles, so a real payload costs at
+  // most its own size again in copies, and is committed at most twice over; capacity kept
+  // from an earlier message is used first.
+  std::size_t have = 0;
+  while (have < n) {
+    const std::size_t step = std::max({kFirstBulkStep, have, buffer.capacity() - have});
+    const std::size_t next = have + std::min(n - have, step);
+    buffer.resize(next);
+    read_bulk(buffer.data() + have, next - have, have, n);
+    have = next;
   }
 }
 
@@ -156,12 +178,10 @@ wire::FrameHeader Connection::receive_frame(std::size_t payload_limit, std::byte
     if (bulk_destination && header.kind != wire::FrameKind::bytes)
       throw SerializationError("expected a message sent with send_bytes(), got a value sent with send()");
     if (length >= kBulkThreshold && bulk_destination) {
-      read_bulk(bulk_destination, length);  // straight into the caller's buffer: no copy
+      read_bulk(bulk_destination, length, 0, length);  // straight into the caller's buffer: no copy
       receive_payload_ = bulk_destination;
     } else if (length >= kBulkThreshold) {
-      release_if_huge(receive_payload_storage_);
-      receive_payload_storage_.resize(length);
-      read_bulk(receive_payload_storage_.data(), length);
+      read_bulk_to_storage(length);
       receive_payload_ = receive_payload_storage_.data();
     } else if (buffered_end_ - buffered_begin_ >= length) {
       // The whole payload is in the read-ahead buffer: decode it in place.
