@@ -32,7 +32,8 @@ namespace detail {
 [[noreturn]] void throw_valueless_variant(std::string_view type);
 [[noreturn]] void throw_count_exceeds_input(std::string_view type, std::uint64_t count, std::size_t left,
                                             std::size_t min_element_size);
-[[noreturn]] void throw_count_implausible(std::string_view type, std::uint64_t count, std::size_t left);
+[[noreturn]] void throw_over_memory_budget(std::string_view type, std::uint64_t count, std::size_t element_bytes,
+                                           std::size_t budget_left);
 [[noreturn]] void throw_duplicate_key(std::string_view type);
 [[noreturn]] void throw_bad_bit_padding(std::string_view type);
 [[noreturn]] void throw_trailing(std::string_view type, std::size_t left);
@@ -239,38 +240,36 @@ constexpr void explain_unserializable() {
 
 // ---- element-count checks: the defence against hostile length prefixes ----------------
 
-// Validates a container length read from the wire BEFORE anything is allocated for it:
-// each element needs at least min_size bytes, so more elements than that fit in the input
-// cannot be real. Elements that may encode in zero bytes are instead bounded by the
-// decoder's empty-element budget, charged as they are decoded (see decode_elements).
-template <class Container, class Elem>
+// What one element of a node-based container (std::list, std::set, std::map, the unordered
+// ones...) costs besides the element: its links (or hash and bucket slot) and the
+// allocator's header.
+inline constexpr std::size_t kNodeOverhead = 4 * sizeof(void*);
+
+// Validates a container length read from the wire BEFORE anything is allocated for it, and
+// pays for its elements out of the decoder's memory budget (Decoder::kMemoryBase):
+// - each element needs at least min_size bytes, so more elements than that fit in the input
+//   cannot be real;
+// - each element occupies sizeof(Elem) (plus kNodeOverhead in a node-based container), and
+//   the memory of all the containers of one decode is bounded: a one-byte encoding may stand
+//   for a 64 KiB element. Elements stored as their own bytes in contiguous memory (raw ones in
+//   a string or a vector) cost no more memory than the input they come from and are free.
+// All elements are paid for up front, so reserving `count` is safe, and no per-element
+// check is needed.
+template <class Container, class Elem, bool Node = false>
 std::size_t read_count(Decoder& d) {
   const auto count = get_uint<std::uint64_t>(d);
   constexpr std::size_t min_size = Codec<Elem>::min_size;
   if constexpr (min_size > 0) {
     if (count > d.remaining() / min_size)
       throw_count_exceeds_input(type_name<Container>(), count, d.remaining(), min_size);
-  } else {
-    if (count > d.remaining() + d.empty_budget() / sizeof(Elem))
-      throw_count_implausible(type_name<Container>(), count, d.remaining());
+  }
+  constexpr std::size_t element_bytes = Node ? sizeof(Elem) + kNodeOverhead : Codec<Elem>::raw ? 0 : sizeof(Elem);
+  if constexpr (element_bytes > 0) {
+    if (count > d.memory_budget() / element_bytes)
+      throw_over_memory_budget(type_name<Container>(), count, element_bytes, d.memory_budget());
+    d.charge_memory(static_cast<std::size_t>(count) * element_bytes);
   }
   return static_cast<std::size_t>(count);
-}
-
-// Runs decode_one() count times. For element types that can encode in zero bytes, an
-// element that consumed nothing is charged to the decoder's budget: otherwise a 9-byte input
-// could demand 2^64 default-constructed elements.
-template <class Elem, class DecodeOne>
-void decode_elements(Decoder& d, std::size_t count, DecodeOne&& decode_one) {
-  for (std::size_t i = 0; i < count; ++i) {
-    if constexpr (Codec<Elem>::min_size == 0) {
-      const std::size_t before = d.remaining();
-      decode_one();
-      if (d.remaining() == before) d.charge_empty_element(sizeof(Elem));
-    } else {
-      decode_one();
-    }
-  }
 }
 
 // ---- the shapes that need no archive ------------------------------------------------
