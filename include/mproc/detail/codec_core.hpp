@@ -138,7 +138,10 @@ class Decoder {
   /// and may be encoded in one byte. Real data stays far below the bound (the largest ratio
   /// among the std types is a node of a std::list or std::set of one-byte elements, or a
   /// std::optional<std::string> that is empty: about 40 bytes of memory per byte of input).
-  static constexpr std::size_t kMemoryBase = std::size_t{64} << 20;
+  /// The base is for elements encoded in no bytes at all (std::monostate, empty user types):
+  /// small, because a few bytes of input may claim all of it (a 9-byte frame: 4 MiB of
+  /// list nodes, a few milliseconds of work).
+  static constexpr std::size_t kMemoryBase = std::size_t{4} << 20;
   static constexpr std::size_t kMemoryPerInputByte = 64;
 
   explicit Decoder(std::span<const std::byte> in) noexcept : in_(in), memory_budget_(memory_for(in.size())) {}
