@@ -12,7 +12,10 @@
 //   * every other trivially copyable type: its object bytes, one memcpy (the fast path). `bool`
 //     is one byte, validated as 0/1; empty types (std::monostate...) take no bytes. Raw pointers,
 //     member pointers and views (std::string_view, std::span...) are refused: the addresses
-//     they hold mean nothing in another process;
+//     they hold mean nothing in another process. So is an aggregate (a plain struct) with such
+//     a member, at any depth of nested structs and arrays (see detail::holds_address for what
+//     the inspection reaches), unless mproc::position_independent<T> says its addresses are
+//     valid in every receiving process;
 //   * std::basic_string of trivially copyable characters, std::array, C arrays (as members),
 //     std::vector (elements that are raw: one memcpy each way), std::deque, std::list,
 //     std::forward_list, std::[multi]set, std::[multi]map, std::unordered_[multi]set/map,
