@@ -683,6 +683,22 @@ TEST_F(PoolTest, CallbacksMayTakeNothingForVoidAndSeeTheOriginalError) {
   EXPECT_TRUE(was_invalid_argument);
 }
 
+TEST_F(PoolTest, CallbacksTakeTheirArgumentInEveryFormAUserWrites) {
+  mproc::Pool pool(1);
+  std::atomic<int> values{0};
+  std::atomic<int> errors{0};
+  pool.apply_async(mproc::CallOptions{.callback = [&](auto& r) { values += r; }}, square, 2).get();
+  pool.apply_async(mproc::CallOptions{.callback = [&](const auto& r) { values += r; }}, square, 2).get();
+  pool.apply_async(mproc::CallOptions{.callback = [&](auto r) { values += r; }}, square, 2).get();
+  auto count_error = [&](const std::exception_ptr& error) { errors += error != nullptr; };
+  pool.apply_async(mproc::CallOptions{.error_callback = [&](auto& e) { count_error(e); }}, raise_value_error, 5).wait();
+  pool.apply_async(mproc::CallOptions{.error_callback = [&](const auto& e) { count_error(e); }}, raise_value_error, 5)
+      .wait();
+  pool.apply_async(mproc::CallOptions{.error_callback = [&](auto e) { count_error(e); }}, raise_value_error, 5).wait();
+  EXPECT_EQ(values, 12);
+  EXPECT_EQ(errors, 3);
+}
+
 TEST_F(PoolTest, AnEmptyMapAsyncCallsItsCallbackOffTheCallersThread) {
   mproc::Pool pool(2);
   std::atomic<int> calls{0};

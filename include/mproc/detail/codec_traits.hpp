@@ -274,6 +274,24 @@ struct pointer_members_cannot_cross_a_process_boundary {
 };
 
 template <class T>
+struct callables_cannot_cross_a_process_boundary {
+  static_assert(dependent_false<T>,
+                "mproc: a callable (a std::function, a lambda, a function object or a function pointer: the type T "
+                "in 'mproc::detail::callables_cannot_cross_a_process_boundary<T>' above) cannot cross a process "
+                "boundary: code is not data, as in Python, where pickling a lambda fails. Pass data that says what "
+                "to do (an enum, a name, the values the callable would have captured) and choose or call the "
+                "function inside the task.");
+};
+
+// Class types with one operator() (closures, std::function, function objects) that are not
+// serializable are named as callables: "add serialize()" would be the wrong advice.
+template <class T>
+inline constexpr bool is_callable_object = false;
+template <class T>
+  requires(std::is_class_v<T> && requires { &T::operator(); })
+inline constexpr bool is_callable_object<T> = true;
+
+template <class T>
 struct views_cannot_cross_a_process_boundary {
   static_assert(dependent_false<T>,
                 "mproc: views (std::string_view, std::span, std::reference_wrapper, std::initializer_list) "
@@ -329,7 +347,9 @@ struct TemplateArgs<std::array<T, N>> {
 template <class T>
 constexpr void explain_unserializable() {
   using U = std::remove_cv_t<T>;
-  if constexpr (std::is_pointer_v<U> || std::is_member_pointer_v<U>)
+  if constexpr (is_callable_object<U> || (std::is_pointer_v<U> && std::is_function_v<std::remove_pointer_t<U>>))
+    (void)sizeof(callables_cannot_cross_a_process_boundary<U>);
+  else if constexpr (std::is_pointer_v<U> || std::is_member_pointer_v<U>)
     (void)sizeof(pointers_cannot_cross_a_process_boundary<U>);
   else if constexpr (is_view<U>::value)
     (void)sizeof(views_cannot_cross_a_process_boundary<U>);
