@@ -19,8 +19,12 @@ namespace {
 constexpr std::size_t kReadAheadBytes = 64 * 1024;
 // Buffers grown beyond this for one huge message are released after it.
 constexpr std::size_t kRetainedBufferBytes = 4 * 1024 * 1024;
-// A large payload's buffer starts at this size and doubles as the bytes arrive.
-constexpr std::size_t kFirstBulkStep = 1024 * 1024;
+// How a large payload's buffer follows its bytes (see read_bulk_to_storage): capacity
+// reserved before any byte proves the length, the factor by which it grows after, and the
+// bytes made part of the buffer (zeroed, then read into) at a time.
+constexpr std::size_t kUnprovenCapacity = 64 * 1024 * 1024;
+constexpr std::size_t kCapacityGrowth = 4;
+constexpr std::size_t kBulkStep = 4 * 1024 * 1024;
 
 [[noreturn]] void throw_os_error(int negative_errno, const char* call) { throw OSError(-negative_errno, call); }
 
@@ -147,13 +151,19 @@ void Connection::read_bulk_to_storage(std::size_t n) {
   buffer.clear();
   // Memory follows the bytes that arrive, not the length the header claims: a header that
   // announces gigabytes and is followed by nothing (hostile, or a peer that died) must not
-  // make this process commit and zero them. The buffer doubles, so a real payload costs at
-  // most its own size again in copies, and is committed at most twice over; capacity kept
-  // from an earlier message is used first.
+  // make this process allocate and zero them. Two measures:
+  // - pages are touched only as bytes arrive: the buffer's size grows kBulkStep at a time
+  //   (zeroed, then read into), so what is committed is what arrived plus one step;
+  // - address space is reserved up to kUnprovenCapacity on the header's word alone, then
+  //   kCapacityGrowth times what has arrived: a payload of up to 64 MiB is read without a
+  //   copy, as before; a larger one is copied a few times while it grows (a 256 MiB one
+  //   once, its first 64 MiB), where doubling from small would copy it all and fault every
+  //   page twice.
   std::size_t have = 0;
   while (have < n) {
-    const std::size_t step = std::max({kFirstBulkStep, have, buffer.capacity() - have});
-    const std::size_t next = have + std::min(n - have, step);
+    const std::size_t next = have + std::min(n - have, kBulkStep);
+    if (next > buffer.capacity())
+      buffer.reserve(std::min(n, std::max({kUnprovenCapacity, have * kCapacityGrowth, next})));
     buffer.resize(next);
     read_bulk(buffer.data() + have, next - have, have, n);
     have = next;
