@@ -9,4 +9,8 @@ function(mproc_set_project_options target)
     target_compile_options(${target} PRIVATE -fsanitize=${MPROC_SANITIZE} -fno-omit-frame-pointer -fno-sanitize-recover=all)
     target_link_options(${target} PRIVATE -fsanitize=${MPROC_SANITIZE})
   endif()
+  if(MPROC_BUILD_FUZZERS AND CMAKE_CXX_COMPILER_ID MATCHES "Clang")
+    # Coverage feedback for libFuzzer from the library too; fuzz/ links the fuzzer's main.
+    target_compile_options(${target} PRIVATE -fsanitize=fuzzer-no-link)
+  endif()
 endfunction()

@@ -17,7 +17,8 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 # --- 1. packages -------------------------------------------------------------------------
 required=(build-essential g++ cmake libgtest-dev libgmock-dev libbenchmark-dev libcereal-dev python3)
-optional=(ninja-build)   # faster builds; Makefiles otherwise
+optional=(ninja-build    # faster builds; Makefiles otherwise
+          clang)         # scripts/fuzz.sh (libFuzzer); its runtime is installed below
 
 is_installed() {
   [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null)" = installed ]
@@ -56,6 +57,29 @@ if command -v dpkg-query >/dev/null 2>&1; then
   fi
 else
   step "packages: no dpkg-query (not Debian?); assuming ${required[*]} are installed"
+fi
+# libFuzzer ships in Clang's runtime package, named after Clang's major version
+# (libclang-rt-14-dev on Debian 12): installed when Clang is there and cannot link a fuzzer.
+if command -v clang++ >/dev/null 2>&1 && command -v dpkg-query >/dev/null 2>&1; then
+  probe=$(mktemp -d)
+  printf 'extern "C" int LLVMFuzzerTestOneInput(const char*, unsigned long) { return 0; }\n' >"$probe/f.cpp"
+  if clang++ -fsanitize=fuzzer "$probe/f.cpp" -o "$probe/f" >/dev/null 2>&1; then
+    step "libFuzzer: present"
+  else
+    major=$(clang++ -dumpversion | cut -d. -f1)
+    runtime="libclang-rt-$major-dev"
+    if [ "$(id -u)" -eq 0 ] || { command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; }; then
+      sudo=(); [ "$(id -u)" -eq 0 ] || sudo=(sudo -n)
+      step "libFuzzer: installing $runtime"
+      export DEBIAN_FRONTEND=noninteractive
+      "${sudo[@]}" apt-get install -y -qq --no-install-recommends "$runtime" >/dev/null ||
+        { "${sudo[@]}" apt-get update -qq && "${sudo[@]}" apt-get install -y -qq --no-install-recommends "$runtime" >/dev/null; } ||
+        step "libFuzzer: $runtime could not be installed; scripts/fuzz.sh will not build"
+    else
+      step "libFuzzer: $runtime missing (not root); scripts/fuzz.sh will not build"
+    fi
+  fi
+  rm -rf "$probe"
 fi
 command -v cmake >/dev/null || die "cmake not found"
 command -v c++ >/dev/null || command -v g++ >/dev/null || die "no C++ compiler found"

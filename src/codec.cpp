@@ -3,9 +3,12 @@
 #include "mproc/codec.hpp"
 
 #include <bit>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <string>
+
+#include <pthread.h>
 
 #include "mproc/frame.hpp"
 
@@ -188,6 +191,56 @@ std::uint32_t checksum_portable(std::span<const std::byte> bytes) noexcept {
 }
 }  // namespace detail
 
+// ---- how deep a nesting of user types may go on the stack ----------------------------------------
+//
+// Why half of what is left: the check runs once per level of user type, at that level's
+// frame; below the deepest check, that level's own work still needs stack (the members it
+// decodes, a user's load(), allocation, and throwing and unwinding the SerializationError),
+// and so may whoever decodes on this stack after us (a user's load() that decodes another
+// value with a Decoder of its own gets half of what is left then). Half of an 8 MiB stack
+// is ~4 MiB: kMaxDepth levels of ordinary types fit many times over, and a type that puts
+// 16 KiB on the stack per level stops after a couple of hundred levels instead of crashing.
+// Why the thread's real bounds rather than one fixed budget: threads' stacks range from a
+// few KiB to gigabytes; pthread_getattr_np knows this thread's. It reads /proc/self/maps for
+// the main thread, so it is asked once per thread. Where it cannot answer, or the frame is not
+// on that stack (a fiber or coroutine running on a stack of its own, a signal handler on
+// sigaltstack), kUnknownStackBudget is assumed free — small enough for common fiber stacks.
+namespace {
+
+constexpr std::uintptr_t kUnknownStackBudget = 64 * 1024;
+
+struct StackBounds {
+  std::uintptr_t low = 0;  // 0: unknown
+  std::uintptr_t high = 0;
+};
+
+StackBounds this_thread_stack() noexcept {
+  StackBounds bounds;
+  pthread_attr_t attr;
+  if (pthread_getattr_np(pthread_self(), &attr) != 0) return bounds;
+  void* address = nullptr;
+  std::size_t size = 0;
+  if (pthread_attr_getstack(&attr, &address, &size) == 0 && address != nullptr) {
+    bounds.low = reinterpret_cast<std::uintptr_t>(address);
+    bounds.high = bounds.low + size;
+  }
+  pthread_attr_destroy(&attr);
+  return bounds;
+}
+
+}  // namespace
+
+namespace detail {
+
+std::uintptr_t stack_floor(std::uintptr_t frame) noexcept {
+  // A forked child inherits this with the thread's stack it describes, which stays valid.
+  thread_local const StackBounds stack = this_thread_stack();
+  if (stack.low != 0 && frame > stack.low && frame <= stack.high) return frame - (frame - stack.low) / 2;
+  return frame > kUnknownStackBudget ? frame - kUnknownStackBudget : 0;
+}
+
+}  // namespace detail
+
 // ---- codec errors -------------------------------------------------------------------------------
 
 namespace {
@@ -212,9 +265,9 @@ void throw_too_deep(int max_depth) {
                            " levels of user types (a runaway recursive value, or hostile input)");
 }
 
-void throw_empty_budget(std::size_t budget_bytes) {
-  throw SerializationError("too many container elements encoded in zero bytes: their memory exceeds the " +
-                           num(budget_bytes >> 20) + " MiB that one decode allows");
+void throw_stack_exhausted(std::size_t used_bytes) {
+  throw SerializationError("nesting of user types used " + bytes_text(used_bytes) +
+                           " of stack, half of what this thread had left (a runaway recursive value, or hostile input)");
 }
 
 void throw_bad_bool(unsigned value) {
@@ -240,10 +293,12 @@ void throw_count_exceeds_input(std::string_view type, std::uint64_t count, std::
                            " left (each element takes at least " + bytes_text(min_element_size) + ")");
 }
 
-void throw_count_implausible(std::string_view type, std::uint64_t count, std::size_t left) {
-  throw SerializationError(str(type) + " length " + num(count) + " is implausible with " + bytes_text(left) +
-                           " left (elements encoded in zero bytes are limited to " +
-                           num(Decoder::kEmptyElementBudget >> 20) + " MiB per decode)");
+void throw_over_memory_budget(std::string_view type, std::uint64_t count, std::size_t element_bytes,
+                              std::size_t budget_left) {
+  throw SerializationError(str(type) + " length " + num(count) + " would take " + num(element_bytes) +
+                           " bytes of memory per element, more than the " + bytes_text(budget_left) +
+                           " this decode may still use (" + num(Decoder::kMemoryBase >> 20) + " MiB + " +
+                           num(Decoder::kMemoryPerInputByte) + " per byte of input)");
 }
 
 void throw_duplicate_key(std::string_view type) {

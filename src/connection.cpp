@@ -19,6 +19,12 @@ namespace {
 constexpr std::size_t kReadAheadBytes = 64 * 1024;
 // Buffers grown beyond this for one huge message are released after it.
 constexpr std::size_t kRetainedBufferBytes = 4 * 1024 * 1024;
+// How a large payload's buffer follows its bytes (see read_bulk_to_storage): capacity
+// reserved before any byte proves the length, the factor by which it grows after, and the
+// bytes made part of the buffer (zeroed, then read into) at a time.
+constexpr std::size_t kUnprovenCapacity = 64 * 1024 * 1024;
+constexpr std::size_t kCapacityGrowth = 4;
+constexpr std::size_t kBulkStep = 4 * 1024 * 1024;
 
 [[noreturn]] void throw_os_error(int negative_errno, const char* call) { throw OSError(-negative_errno, call); }
 
@@ -128,13 +134,39 @@ void Connection::read_exactly(std::byte* out, std::size_t n, bool frame_start) {
                            std::to_string(n) + " bytes");
 }
 
-void Connection::read_bulk(std::byte* out, std::size_t n) {
+void Connection::read_bulk(std::byte* out, std::size_t n, std::size_t offset, std::size_t total) {
   ssize_t got = sys::read_full(bulk_fd_, out, n);
   if (got < 0) throw_os_error(static_cast<int>(got), "read");
   if (static_cast<std::size_t>(got) < n) {
     broken_ = true;
-    throw SerializationError("truncated frame: the peer closed the connection after " + std::to_string(got) + " of " +
-                             std::to_string(n) + " payload bytes");
+    throw SerializationError("truncated frame: the peer closed the connection after " +
+                             std::to_string(offset + static_cast<std::size_t>(got)) + " of " + std::to_string(total) +
+                             " payload bytes");
+  }
+}
+
+void Connection::read_bulk_to_storage(std::size_t n) {
+  std::vector<std::byte>& buffer = receive_payload_storage_;
+  release_if_huge(buffer);
+  buffer.clear();
+  // Memory follows the bytes that arrive, not the length the header claims: a header that
+  // announces gigabytes and is followed by nothing (hostile, or a peer that died) must not
+  // make this process allocate and zero them. Two measures:
+  // - pages are touched only as bytes arrive: the buffer's size grows kBulkStep at a time
+  //   (zeroed, then read into), so what is committed is what arrived plus one step;
+  // - address space is reserved up to kUnprovenCapacity on the header's word alone, then
+  //   kCapacityGrowth times what has arrived: a payload of up to 64 MiB is read without a
+  //   copy, as before; a larger one is copied a few times while it grows (a 256 MiB one
+  //   once, its first 64 MiB), where doubling from small would copy it all and fault every
+  //   page twice.
+  std::size_t have = 0;
+  while (have < n) {
+    const std::size_t next = have + std::min(n - have, kBulkStep);
+    if (next > buffer.capacity())
+      buffer.reserve(std::min(n, std::max({kUnprovenCapacity, have * kCapacityGrowth, next})));
+    buffer.resize(next);
+    read_bulk(buffer.data() + have, next - have, have, n);
+    have = next;
   }
 }
 
@@ -156,12 +188,10 @@ wire::FrameHeader Connection::receive_frame(std::size_t payload_limit, std::byte
     if (bulk_destination && header.kind != wire::FrameKind::bytes)
       throw SerializationError("expected a message sent with send_bytes(), got a value sent with send()");
     if (length >= kBulkThreshold && bulk_destination) {
-      read_bulk(bulk_destination, length);  // straight into the caller's buffer: no copy
+      read_bulk(bulk_destination, length, 0, length);  // straight into the caller's buffer: no copy
       receive_payload_ = bulk_destination;
     } else if (length >= kBulkThreshold) {
-      release_if_huge(receive_payload_storage_);
-      receive_payload_storage_.resize(length);
-      read_bulk(receive_payload_storage_.data(), length);
+      read_bulk_to_storage(length);
       receive_payload_ = receive_payload_storage_.data();
     } else if (buffered_end_ - buffered_begin_ >= length) {
       // The whole payload is in the read-ahead buffer: decode it in place.

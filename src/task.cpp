@@ -115,13 +115,20 @@ const KnownType kKnownTypes[] = {
 RemoteFailure describe_current_exception(std::int32_t pid) {
   RemoteFailure failure;
   failure.pid = pid;
-  try {
-    throw;
-  } catch (const std::system_error& error) {  // also ios_base::failure, future_error
+  // Exceptions that carry an error_code need it to be rebuilt as themselves. std::future_error
+  // is a logic_error, not a system_error: it needs its own clause before std::exception.
+  auto keep_code = [&failure](const std::exception& error, const std::error_code& code) {
     failure.type_name = demangle(typeid(error).name());
     failure.message = error.what();
-    failure.code = error.code().value();
-    failure.category = error.code().category().name();
+    failure.code = code.value();
+    failure.category = code.category().name();
+  };
+  try {
+    throw;
+  } catch (const std::system_error& error) {  // also ios_base::failure
+    keep_code(error, error.code());
+  } catch (const std::future_error& error) {
+    keep_code(error, error.code());
   } catch (const std::exception& error) {
     failure.type_name = demangle(typeid(error).name());
     failure.message = error.what();

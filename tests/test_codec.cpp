@@ -9,6 +9,8 @@
 //                                                      //  Give it a member `template <class Archive> void serialize..."
 //   mproc::dumps(std::vector<Opaque>{});               // same, naming Opaque rather than the vector
 //   int x = 0; mproc::dumps(&x);                       // "pointers cannot cross a process boundary ..."
+//   struct Job { int id; double* w; }; dumps(Job{});  // "pointers cannot cross a process boundary, not even
+//                                                      //  as members ..." (an address anywhere inside)
 //   mproc::dumps(std::string_view("x"));               // "views (std::string_view, std::span, ...) cannot cross ..."
 //   mproc::loads<int[3]>(bytes);                       // "function returning an array": use std::array
 //
@@ -25,6 +27,8 @@
 #include <cstring>
 #include <deque>
 #include <forward_list>
+#include <functional>
+#include <iterator>
 #include <list>
 #include <map>
 #include <optional>
@@ -37,6 +41,9 @@
 #include <utility>
 #include <variant>
 #include <vector>
+
+#include <pthread.h>
+#include <sys/resource.h>
 
 #include "mproc/codec.hpp"
 #include "mproc/frame.hpp"
@@ -159,7 +166,7 @@ struct Node {
   bool operator==(const Node&) const = default;
 };
 
-// A user type whose encoding is empty: containers of it use the empty-element budget.
+// A user type whose encoding is empty: containers of it are bounded by the memory budget.
 struct Nothing {
   template <class Archive>
   void serialize(Archive&) {}
@@ -248,6 +255,71 @@ static_assert(!mproc::Serializable<std::span<int>>);
 static_assert(!mproc::Serializable<std::vector<int*>>);
 static_assert(!mproc::Serializable<int&>);
 static_assert(!mproc::Serializable<std::unique_ptr<int>>);
+// Trivially copyable std templates of addresses do not fall back to their raw bytes.
+static_assert(!mproc::Serializable<std::optional<int*>>);
+static_assert(!mproc::Serializable<std::array<const char*, 2>>);
+static_assert(!mproc::Serializable<std::pair<int, std::string_view>>);
+
+// Members of trivially copyable aggregates are inspected, recursively: an address anywhere
+// inside refuses the type (tests/compile_fail/*pointer_member* check the message).
+struct WithPointer {
+  int id;
+  const double* weights;
+};
+struct Labelled {
+  std::string_view label;
+};
+struct Callback {
+  void (*fn)(int);
+};
+struct Nested {
+  RawPod pod;
+  struct {
+    char tag[4];
+    WithPointer inner[2];
+  } deep;
+};
+struct Bits {
+  unsigned a : 3;
+  unsigned b : 5;
+  int RawPod::*member;
+};
+struct FromBase : WithPointer {
+  int extra;
+};
+struct PlainNested {
+  RawPod pods[3];
+  std::array<std::int16_t, 4> shorts;
+  std::optional<int> maybe;
+  char name[16];
+};
+static_assert(!mproc::Serializable<WithPointer>);
+static_assert(!mproc::Serializable<Labelled>);
+static_assert(!mproc::Serializable<Callback>);
+static_assert(!mproc::Serializable<Nested>);
+static_assert(!mproc::Serializable<Bits>);
+static_assert(!mproc::Serializable<FromBase>);
+static_assert(!mproc::Serializable<std::vector<WithPointer>>);
+static_assert(mproc::Serializable<PlainNested>);
+
+// The opt-in for addresses valid in every receiving process (e.g. into a mapping shared at
+// one address): the type is then raw bytes again, also as a member of another.
+struct SharedSlot {
+  std::uint64_t* slot;
+  std::uint32_t length;
+  bool operator==(const SharedSlot&) const = default;
+};
+struct SlotPair {
+  SharedSlot first;
+  SharedSlot second;
+  bool operator==(const SlotPair&) const = default;
+};
+}  // namespace
+template <>
+inline constexpr bool mproc::position_independent<SharedSlot> = true;
+namespace {
+static_assert(mproc::Serializable<SharedSlot>);
+static_assert(mproc::Serializable<SlotPair>);
 
 // ---- helpers ---------------------------------------------------------------------------------------
 
@@ -464,6 +536,13 @@ TEST(CodecRoundTrip, UserTypes) {
   check_all(std::vector<std::optional<Person>>{Person{"x", {}, std::nullopt, {}}, std::nullopt});
 }
 
+TEST(CodecRoundTrip, PositionIndependentOptIn) {
+  static std::uint64_t shared_word = 0;
+  const SlotPair pair{{&shared_word, 1}, {&shared_word, 2}};
+  EXPECT_EQ(round_trip(pair), pair);
+  EXPECT_EQ(mproc::dumps(pair).size(), sizeof pair);  // its bytes, as they are
+}
+
 TEST(CodecRoundTrip, HookWinsOverRawPath) {
   // Point is trivially copyable, but its serialize() (two ints, no padding) is what is used.
   EXPECT_EQ(mproc::dumps(Point{1, 2}), mproc::dumps(std::pair<int, int>{1, 2}));
@@ -610,7 +689,7 @@ TEST(CodecReject, HugeLengthPrefixesThrowWithoutAllocating) {
 
 TEST(CodecReject, ZeroSizeElementsHaveABudget) {
   // Each inner vector claims a million empty elements: every one is plausible alone, but
-  // together they would allocate without bound, so the per-decode budget stops them.
+  // together they would allocate without bound, so the per-decode memory budget stops them.
   Bytes bytes = u64_bytes(1000);
   for (int i = 0; i < 1000; ++i) {
     const Bytes inner = u64_bytes(1'000'000);
@@ -621,6 +700,9 @@ TEST(CodecReject, ZeroSizeElementsHaveABudget) {
   // faster (and keeps this test quick; with Nothing it would take 64M decode calls).
   EXPECT_THROW(mproc::loads<std::vector<std::vector<LargeNothing>>>(bytes), SerializationError);
   EXPECT_THROW(mproc::loads<std::list<LargeNothing>>(u64_bytes(1'000'000)), SerializationError);
+  // Found by fuzz_codec: 8 bytes claiming 1.5 M list nodes of an empty type took seconds to
+  // build and destroy; the budget for elements encoded in no bytes is now 4 MiB.
+  EXPECT_THROW(mproc::loads<std::list<Nothing>>(u64_bytes(0x180003)), SerializationError);
   // Within the budget it works.
   EXPECT_EQ(round_trip(std::vector<std::monostate>(1'000'000)).size(), 1'000'000u);
 }
@@ -649,7 +731,8 @@ Node chain(int depth) {
 TEST(CodecReject, NestingDepthIsBounded) {
   const Node ok = chain(mproc::Decoder::kMaxDepth);
   EXPECT_EQ(round_trip(ok), ok);
-  const Bytes too_deep = mproc::dumps(chain(mproc::Decoder::kMaxDepth + 1));
+  // One level more, made by hand: the encoder refuses it (next test).
+  const Bytes too_deep = concat({mproc::dumps(-1), u64_bytes(1), mproc::dumps(ok)});
   const std::string what = message_of([&] { (void)mproc::loads<Node>(too_deep); });
   EXPECT_NE(what.find("nesting deeper than"), std::string::npos) << what;
   // The same limit holds for a hostile prefix that just keeps opening one child each level:
@@ -660,6 +743,163 @@ TEST(CodecReject, NestingDepthIsBounded) {
     hostile.insert(hostile.end(), level.begin(), level.end());
   }
   EXPECT_THROW(mproc::loads<Node>(hostile), SerializationError);
+}
+
+TEST(CodecReject, EncoderRefusesWhatTheDecoderWould) {
+  // As Python's pickle raises RecursionError: the sender learns it, not the receiver.
+  const Node too_deep = chain(mproc::Encoder::kMaxDepth + 1);
+  const std::string what = message_of([&] { (void)mproc::dumps(too_deep); });
+  EXPECT_NE(what.find("nesting deeper than"), std::string::npos) << what;
+  // The encoder is reusable afterwards: its depth went back to 0.
+  Bytes out;
+  mproc::Encoder encoder(out);
+  EXPECT_THROW(mproc::encode(encoder, too_deep), SerializationError);
+  out.clear();
+  mproc::encode(encoder, chain(3));
+  EXPECT_EQ(mproc::loads<Node>(out), chain(3));
+}
+
+// Recursive types whose every level holds a 16 KiB member. Decoding 700 levels of either
+// crashed: each level took a copy of the node (or of the optional) on the stack.
+struct HeavyNode {
+  std::array<char, 16384> payload{};
+  std::vector<HeavyNode> children;
+  template <class Archive>
+  void serialize(Archive& ar) {
+    ar(payload, children);
+  }
+  bool operator==(const HeavyNode&) const = default;
+};
+// A level is 9 bytes of input when the member is absent (flag 0, child count 1).
+struct HeavyOptionalNode {
+  std::optional<std::array<char, 16384>> payload;
+  std::vector<HeavyOptionalNode> children;
+  template <class Archive>
+  void serialize(Archive& ar) {
+    ar(payload, children);
+  }
+};
+
+template <class N>
+void deepen(N& root, int depth) {
+  N* tip = &root;
+  for (int i = 1; i < depth; ++i) tip = &tip->children.emplace_back();
+}
+
+// Destroying a deep chain recurses too: unlink it level by level first.
+template <class N>
+void flatten(N& root) {
+  std::vector<N> pending;
+  pending.swap(root.children);
+  while (!pending.empty()) {
+    std::vector<N> next;
+    for (N& node : pending)
+      next.insert(next.end(), std::make_move_iterator(node.children.begin()),
+                  std::make_move_iterator(node.children.end()));
+    pending.swap(next);
+  }
+}
+
+bool stack_exhausted(const std::string& what) { return what.find("bytes of stack") != std::string::npos; }
+// Each level of a HeavyOptionalNode also takes 16 KiB of the memory budget: which limit stops
+// a deep one first depends on the build's stack frames (the stack, in an optimised build; the
+// memory, in a Debug + ASan one). Either is a SerializationError instead of a crash.
+bool refused_deep(const std::string& what) {
+  return stack_exhausted(what) || what.find("bytes of memory per element") != std::string::npos;
+}
+
+TEST(CodecReject, StackUsedByNestingIsBounded) {
+  // Elements of a vector are decoded in place, so a 16 KiB member costs no stack per level:
+  // 700 levels decode.
+  HeavyNode deep;
+  deepen(deep, 700);
+  HeavyNode decoded = round_trip(deep);
+  EXPECT_TRUE(decoded == deep);
+  flatten(decoded);
+  flatten(deep);
+  // An optional member is decoded through a temporary on the stack: 700 levels of it are
+  // refused with SerializationError before the stack runs out, whether they come from a
+  // legitimate sender...
+  HeavyOptionalNode deep_optional;
+  deepen(deep_optional, 700);
+  const Bytes bytes = mproc::dumps(deep_optional);
+  flatten(deep_optional);
+  std::string what = message_of([&] { (void)mproc::loads<HeavyOptionalNode>(bytes); });
+  EXPECT_TRUE(refused_deep(what)) << what;
+  // ... or from a hostile 8 KiB frame.
+  Bytes hostile;
+  for (int i = 0; i < 900; ++i) {
+    const Bytes level = concat({mproc::dumps(std::uint8_t{0}), u64_bytes(1)});
+    hostile.insert(hostile.end(), level.begin(), level.end());
+  }
+  EXPECT_LT(hostile.size(), 8200u);
+  what = message_of([&] { (void)mproc::loads<HeavyOptionalNode>(hostile); });
+  EXPECT_TRUE(refused_deep(what)) << what;
+  // Shallow values of the type still decode.
+  HeavyOptionalNode shallow;
+  deepen(shallow, 20);
+  EXPECT_NO_THROW((void)mproc::loads<HeavyOptionalNode>(mproc::dumps(shallow)));
+}
+
+TEST(CodecReject, NestingOnASmallThreadStackIsBounded) {
+  // kMaxDepth levels of a small type fit a default stack, not a 64 KiB one (where they
+  // crashed): the bound comes from the stack of the thread that decodes.
+  const Bytes bytes = mproc::dumps(chain(mproc::Decoder::kMaxDepth));
+  struct Job {
+    const Bytes* bytes;
+    std::string outcome;
+  } job{&bytes, {}};
+  auto run = [](void* arg) -> void* {
+    auto* j = static_cast<Job*>(arg);
+    try {
+      Node node = mproc::loads<Node>(*j->bytes);
+      flatten(node);
+      j->outcome = "decoded";
+    } catch (const SerializationError& e) {
+      j->outcome = e.what();
+    }
+    return nullptr;
+  };
+  pthread_attr_t attr;
+  ASSERT_EQ(pthread_attr_init(&attr), 0);
+  ASSERT_EQ(pthread_attr_setstacksize(&attr, 64 * 1024), 0);
+  pthread_t thread;
+  ASSERT_EQ(pthread_create(&thread, &attr, run, &job), 0);
+  pthread_attr_destroy(&attr);
+  ASSERT_EQ(pthread_join(thread, nullptr), 0);
+  EXPECT_TRUE(stack_exhausted(job.outcome)) << job.outcome;
+}
+
+TEST(CodecReject, SmallEncodingsOfLargeElementsAreBounded) {
+  // One byte (an absent optional) stands for a 64 KiB element: the length prefix is
+  // plausible, the memory is not. 64 KiB of input must not become 4 GB, 1 MiB must not ask
+  // for 64 GiB (std::bad_alloc): both are a SerializationError, before anything is allocated.
+  using Big = std::optional<std::array<double, 8192>>;
+  for (std::size_t input : {std::size_t{64} << 10, std::size_t{1} << 20}) {
+    const Bytes bytes = concat({u64_bytes(input - 8), Bytes(input - 8)});
+    rusage before{};
+    getrusage(RUSAGE_SELF, &before);
+    try {
+      (void)mproc::loads<std::vector<Big>>(bytes);
+      ADD_FAILURE() << "accepted " << input - 8 << " elements of " << sizeof(Big) << " bytes";
+    } catch (const SerializationError& e) {
+      EXPECT_NE(std::string(e.what()).find("bytes of memory per element"), std::string::npos) << e.what();
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << "threw " << e.what() << " instead of SerializationError";
+    }
+    rusage after{};
+    getrusage(RUSAGE_SELF, &after);
+    EXPECT_LT(after.ru_maxrss - before.ru_maxrss, 64 * 1024) << "KiB of peak memory grew";
+  }
+  // Node-based containers pay for their nodes, deques and lists too.
+  const Bytes many = concat({u64_bytes(std::size_t{1} << 20), Bytes(std::size_t{1} << 20)});
+  EXPECT_THROW(mproc::loads<std::list<Big>>(many), SerializationError);
+  EXPECT_THROW(mproc::loads<std::deque<Big>>(many), SerializationError);
+  EXPECT_THROW((mproc::loads<std::map<std::uint8_t, Big>>(many)), SerializationError);
+  // Real values of the type still round-trip, also when they amplify within the budget.
+  std::vector<Big> some(100);
+  some[3].emplace().fill(2.5);
+  EXPECT_EQ(round_trip(some), some);
 }
 
 TEST(CodecReject, DecoderBoundsChecks) {

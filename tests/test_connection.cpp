@@ -8,6 +8,7 @@
 #include <map>
 #include <numeric>
 #include <string>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <thread>
 #include <unistd.h>
@@ -229,6 +230,40 @@ TEST_F(ConnectionTest, PeerDyingBetweenHeaderAndBulkPayloadIsATruncatedFrame) {
             static_cast<ssize_t>(mproc::wire::kHeaderSize));
   a.close();
   EXPECT_THROW(b.recv<std::vector<char>>(), mproc::SerializationError);
+}
+
+TEST_F(ConnectionTest, AHeaderClaimingGigabytesCommitsNothingUntilTheBytesArrive) {
+  // A valid 32-byte header announcing 3 GiB, then the peer closes. The receiver must fail
+  // with SerializationError without having allocated (and zeroed) the 3 GiB it was promised:
+  // its memory follows what arrives.
+  constexpr std::uint64_t claimed = std::uint64_t{3} << 30;
+  for (bool typed : {false, true}) {
+    std::byte header[mproc::wire::kHeaderSize];
+    if (typed)
+      mproc::wire::write_header(header, mproc::wire::FrameKind::value, mproc::type_tag<std::vector<char>>(), {});
+    else
+      mproc::wire::write_header(header, mproc::wire::FrameKind::bytes, 0, {});
+    std::memcpy(header + 16, &claimed, sizeof claimed);  // the length field, then re-checksum
+    const std::uint32_t header_sum = mproc::checksum(std::span<const std::byte>(header, 28));
+    std::memcpy(header + 28, &header_sum, sizeof header_sum);
+    auto [b, a] = mproc::Pipe(false);  // a raw write needs the write end
+    ASSERT_EQ(::write(a.fileno(), header, sizeof header), static_cast<ssize_t>(sizeof header));
+    a.close();
+    rusage before{};
+    ASSERT_EQ(getrusage(RUSAGE_SELF, &before), 0);
+    try {
+      if (typed)
+        (void)b.recv<std::vector<char>>();
+      else
+        (void)b.recv_bytes();
+      ADD_FAILURE() << "a truncated frame was accepted";
+    } catch (const mproc::SerializationError& e) {
+      EXPECT_NE(std::string(e.what()).find("after 0 of 3221225472 payload bytes"), std::string::npos) << e.what();
+    }
+    rusage after{};
+    ASSERT_EQ(getrusage(RUSAGE_SELF, &after), 0);
+    EXPECT_LT(after.ru_maxrss - before.ru_maxrss, 64 * 1024) << "KiB of peak memory grew";
+  }
 }
 
 TEST_F(ConnectionTest, CorruptedPayloadIsDetected) {

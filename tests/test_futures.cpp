@@ -675,6 +675,21 @@ TYPED_TEST(ExecutorTest, DoneCallbacksRunOnceEvenIfOneThrows) {
   EXPECT_EQ(calls, 3);
 }
 
+TYPED_TEST(ExecutorTest, DoneCallbacksTakeTheFutureInEveryFormAUserWrites) {
+  // Generic lambdas, by value or by reference, and the type itself: all are accepted.
+  auto executor = this->make(1);
+  auto future = executor->submit(square, 6);
+  future.result();
+  int sum = 0;
+  future.add_done_callback([&](auto f) { sum += f.result(); });
+  future.add_done_callback([&](auto& f) { sum += f.result(); });
+  future.add_done_callback([&](const auto& f) { sum += f.result(); });
+  future.add_done_callback([&](auto&& f) { sum += f.result(); });
+  future.add_done_callback([&](mproc::Future<int>& f) { sum += f.result(); });
+  future.add_done_callback([&](const mproc::Future<int>& f) { sum += f.result(); });
+  EXPECT_EQ(sum, 6 * 36);
+}
+
 TYPED_TEST(ExecutorTest, DoneCallbackOfACancelledFuture) {
   auto executor = this->make(1);
   auto running = executor->submit(blocked_task, 0);

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <future>
 #include <ios>
 #include <memory>
 #include <numeric>
@@ -731,6 +732,22 @@ TEST_F(PoolTest, CallbacksMayTakeNothingForVoidAndSeeTheOriginalError) {
   EXPECT_TRUE(was_invalid_argument);
 }
 
+TEST_F(PoolTest, CallbacksTakeTheirArgumentInEveryFormAUserWrites) {
+  mproc::Pool pool(1);
+  std::atomic<int> values{0};
+  std::atomic<int> errors{0};
+  pool.apply_async(mproc::CallOptions{.callback = [&](auto& r) { values += r; }}, square, 2).get();
+  pool.apply_async(mproc::CallOptions{.callback = [&](const auto& r) { values += r; }}, square, 2).get();
+  pool.apply_async(mproc::CallOptions{.callback = [&](auto r) { values += r; }}, square, 2).get();
+  auto count_error = [&](const std::exception_ptr& error) { errors += error != nullptr; };
+  pool.apply_async(mproc::CallOptions{.error_callback = [&](auto& e) { count_error(e); }}, raise_value_error, 5).wait();
+  pool.apply_async(mproc::CallOptions{.error_callback = [&](const auto& e) { count_error(e); }}, raise_value_error, 5)
+      .wait();
+  pool.apply_async(mproc::CallOptions{.error_callback = [&](auto e) { count_error(e); }}, raise_value_error, 5).wait();
+  EXPECT_EQ(values, 12);
+  EXPECT_EQ(errors, 3);
+}
+
 TEST_F(PoolTest, AnEmptyMapAsyncCallsItsCallbackOffTheCallersThread) {
   mproc::Pool pool(2);
   std::atomic<int> calls{0};
@@ -825,6 +842,11 @@ int throw_system_error(int) { throw std::system_error(ENOENT, std::generic_categ
 int throw_bad_optional(int) { return std::optional<int>().value(); }
 int throw_queue_empty(int) { throw mproc::Empty(); }
 int throw_ios_failure(int) { throw std::ios_base::failure("stream broke"); }
+int throw_future_error(int) {
+  std::promise<int> promise;
+  (void)promise.get_future();
+  return promise.get_future().get();  // a second get_future(): future_already_retrieved
+}
 
 TEST_F(PoolTest, MoreExceptionTypesKeepTheirType) {
   mproc::Pool pool(1);
@@ -843,6 +865,13 @@ TEST_F(PoolTest, MoreExceptionTypesKeepTheirType) {
     FAIL();
   } catch (const std::ios_base::failure& error) {
     EXPECT_EQ(std::string(error.what()), std::ios_base::failure("stream broke").what());
+  }
+  // A logic_error that carries an error_code: its type and its code both come back.
+  try {
+    pool.apply(throw_future_error, 0);
+    FAIL();
+  } catch (const std::future_error& error) {
+    EXPECT_EQ(error.code(), std::future_errc::future_already_retrieved);
   }
 }
 

@@ -94,17 +94,32 @@ struct CallOptions {
 
 namespace detail {
 
+// The callbacks are called with lvalues, so that every form a C++ user writes for a parameter
+// works: `auto`, `const auto&`, `auto&`, `auto&&`, or the type itself.
 template <class Options, class R>
 void install_callbacks(ResultState<R>& state, Options& callbacks) {
   using OnValue = decltype(callbacks.callback);
+  using OnError = decltype(callbacks.error_callback);
+  using Stored = typename ResultState<R>::Stored;
   if constexpr (std::is_void_v<R> && std::is_invocable_v<OnValue&>) {
     // A void task's callback may take no argument (Python passes None).
     state.callback = [fn = std::move(callbacks.callback)](const std::monostate&) mutable { fn(); };
   } else if constexpr (!std::is_same_v<OnValue, std::nullptr_t>) {
-    state.callback = std::move(callbacks.callback);
+    static_assert(std::is_invocable_v<OnValue&, const Stored&>,
+                  "mproc: CallOptions::callback must take the task's result: [](const R& result) { ... } "
+                  "(or auto, const auto&, auto&; no argument for a void task)");
+    if constexpr (std::is_invocable_v<OnValue&, const Stored&>)
+      state.callback = [fn = std::move(callbacks.callback)](const Stored& value) mutable { fn(value); };
   }
-  if constexpr (!std::is_same_v<decltype(callbacks.error_callback), std::nullptr_t>)
-    state.error_callback = std::move(callbacks.error_callback);
+  if constexpr (!std::is_same_v<OnError, std::nullptr_t>) {
+    static_assert(std::is_invocable_v<OnError&, std::exception_ptr&>,
+                  "mproc: CallOptions::error_callback must take the exception: [](std::exception_ptr error) { ... } "
+                  "(or auto, const auto&, auto&)");
+    if constexpr (std::is_invocable_v<OnError&, std::exception_ptr&>)
+      state.error_callback = [fn = std::move(callbacks.error_callback)](std::exception_ptr error) mutable {
+        fn(error);
+      };
+  }
 }
 
 template <class T>

@@ -12,7 +12,10 @@
 //   * every other trivially copyable type: its object bytes, one memcpy (the fast path). `bool`
 //     is one byte, validated as 0/1; empty types (std::monostate...) take no bytes. Raw pointers,
 //     member pointers and views (std::string_view, std::span...) are refused: the addresses
-//     they hold mean nothing in another process;
+//     they hold mean nothing in another process. So is an aggregate (a plain struct) with such
+//     a member, at any depth of nested structs and arrays (see detail::holds_address for what
+//     the inspection reaches), unless mproc::position_independent<T> says its addresses are
+//     valid in every receiving process;
 //   * std::basic_string of trivially copyable characters, std::array, C arrays (as members),
 //     std::vector (elements that are raw: one memcpy each way), std::deque, std::list,
 //     std::forward_list, std::[multi]set, std::[multi]map, std::unordered_[multi]set/map,
@@ -25,9 +28,12 @@
 // are copied too (they carry whatever was in memory).
 //
 // Decoding is safe on untrusted bytes: every read is bounds-checked, lengths are checked
-// against the bytes left before anything is allocated, bools / optional flags / variant indexes
-// are validated, recursion of user types is capped (Decoder::kMaxDepth) — every failure is a
-// mproc::SerializationError that says what was wrong. The format is for processes of one
+// against the bytes left before anything is allocated, the memory container elements take is
+// bounded by a multiple of the input (Decoder::kMemoryBase), bools / optional flags / variant
+// indexes are validated, the nesting of user types is capped both in levels
+// (Decoder::kMaxDepth) and in the stack it uses (half of what the thread has left) — every
+// failure is a mproc::SerializationError that says what was wrong. Encoding a value nested
+// deeper than the decoder accepts fails the same way, at the sender. The format is for processes of one
 // build of a program (same types, same compiler); it is not a long-term storage format.
 #pragma once
 
@@ -46,8 +52,8 @@ namespace mproc {
 
 /// Appends the encoding of `value`.
 /// Requires: Serializable<T> (a static_assert otherwise, naming the culprit type).
-/// Throws: SerializationError (a valueless std::variant), std::bad_alloc, or whatever a
-/// user's save/serialize throws.
+/// Throws: SerializationError (a valueless std::variant, nesting too deep), std::bad_alloc,
+/// or whatever a user's save/serialize throws.
 template <class T>
 void encode(Encoder& encoder, const T& value) {
   if constexpr (Serializable<T>)

@@ -6,7 +6,7 @@
 //   auto values = parent_end.recv<std::vector<int>>();
 //
 // Every message is one length-prefixed, checksummed frame (mproc/frame.hpp): it arrives
-// whole and in order, 1 byte to 1 GiB (more with a larger max_message_size). A frame that
+// whole and in order, 1 byte up to max_message_size (4 GiB by default). A frame that
 // is truncated, corrupted or of another type than the one asked for throws
 // SerializationError and leaves the connection unusable for further reads (the stream can
 // no longer be trusted); a peer that closed its end gives EOFError.
@@ -127,7 +127,10 @@ class Connection {
   // payload goes to `bulk_destination` when given (it must hold payload_limit bytes).
   wire::FrameHeader receive_frame(std::size_t payload_limit = SIZE_MAX, std::byte* bulk_destination = nullptr);
   void read_exactly(std::byte* out, std::size_t n, bool frame_start);
-  void read_bulk(std::byte* out, std::size_t n);
+  // Reads n payload bytes, which are bytes [offset, offset + n) of a `total`-byte payload.
+  void read_bulk(std::byte* out, std::size_t n, std::size_t offset, std::size_t total);
+  // Reads an n-byte payload into receive_payload_storage_, growing it as the bytes arrive.
+  void read_bulk_to_storage(std::size_t n);
   bool poll_for(std::chrono::nanoseconds timeout);
   void check_readable() const;
   void check_writable() const;

@@ -75,17 +75,25 @@ class Future {
   /// is (now or already) cancelled; false once it is running or done.
   bool cancel() { return state_->cancel(); }
 
-  /// Calls `fn(future)` (a copy of this future) once it is done: at once on this thread if
-  /// it already is, otherwise on the thread that completes it. An exception `fn` throws is
-  /// reported on stderr and does not stop the other callbacks.
+  /// Calls `fn(future)` (a copy of this future, an lvalue: `fn` may take `Future<R>`,
+  /// `Future<R>&`, `const Future<R>&`, `auto`, `auto&` or `const auto&`) once it is done: at
+  /// once on this thread if it already is, otherwise on the thread that completes it. An
+  /// exception `fn` throws is reported on stderr and does not stop the other callbacks.
   template <class Fn>
-    requires std::is_invocable_v<Fn&, Future<R>>
   void add_done_callback(Fn fn) {
-    // The callback holds the state weakly: a future never owns itself through its callbacks.
-    std::weak_ptr<detail::ResultState<R>> weak = state_;
-    state_->add_done_callback([weak, fn = std::move(fn)]() mutable {
-      if (auto state = weak.lock()) fn(Future<R>(std::move(state)));
-    });
+    static_assert(std::is_invocable_v<Fn&, Future<R>&>,
+                  "mproc: add_done_callback needs a callable that takes the future: "
+                  "[](mproc::Future<R>& future) { ... } (or auto, auto&, const auto&)");
+    if constexpr (std::is_invocable_v<Fn&, Future<R>&>) {  // else: the message above, and no other
+      // The callback holds the state weakly: a future never owns itself through its callbacks.
+      std::weak_ptr<detail::ResultState<R>> weak = state_;
+      state_->add_done_callback([weak, fn = std::move(fn)]() mutable {
+        if (auto state = weak.lock()) {
+          Future<R> future(std::move(state));
+          fn(future);
+        }
+      });
+    }
   }
 
   /// Internal: the type-independent state (for wait / as_completed).

@@ -160,26 +160,31 @@ template <class T>
 struct BasicCodec<T, Shape::user> {
   static constexpr bool supported = true;
   static constexpr bool raw = false;
-  // Unknown without running serialize(): containers of user types fall back to the
-  // empty-element budget (see decode_elements), never to trusting the length prefix.
+  // Unknown without running serialize(): a container of user types is bounded by the
+  // decoder's memory budget (see read_count), never by trusting the length prefix.
   static constexpr std::size_t min_size = 0;
 
   static void encode(Encoder& e, const T& value) {
+    // Only user types can be recursive, so only they count towards the nesting limits.
+    Nesting nesting(e.recursion());
     OutputArchive ar(e);
     call_save(ar, value);
   }
   static T decode(Decoder& d) {
-    static_assert(std::is_default_constructible_v<T>,
-                  "mproc: decoding a type with serialize/load needs a default constructor: the "
-                  "archive loads into a default-constructed object");
+    require_default_constructible();
     T value = T();
     decode_into(d, value);
     return value;
   }
+  static constexpr void require_default_constructible() {
+    static_assert(std::is_default_constructible_v<T>,
+                  "mproc: decoding a type with serialize/load needs a default constructor: the "
+                  "archive loads into a default-constructed object");
+  }
   static void decode_into(Decoder& d, T& value) {
     // Only user types can be recursive (a Node holding a vector<Node>), so only they
-    // count towards the depth limit.
-    Decoder::Nesting nesting(d);
+    // count towards the nesting limits.
+    Nesting nesting(d.recursion());
     InputArchive ar(d);
     call_load(ar, value);
   }

@@ -24,7 +24,62 @@ namespace detail {
 // Throwing is out of line (src/codec.cpp) so the hot decode paths stay small.
 [[noreturn]] void throw_truncated(std::size_t needed, std::size_t left);
 [[noreturn]] void throw_too_deep(int max_depth);
-[[noreturn]] void throw_empty_budget(std::size_t budget_bytes);
+[[noreturn]] void throw_stack_exhausted(std::size_t used_bytes);
+
+// The lowest stack address that a nesting whose outermost level runs at `frame` may reach
+// (src/codec.cpp says how it is chosen). Stacks grow down on every target mproc supports.
+std::uintptr_t stack_floor(std::uintptr_t frame) noexcept;
+
+/// How deep the user types of one encode or decode are nested, checked against two limits:
+/// kMaxDepth levels, and the stack those levels use. Only user types (serialize/save/load)
+/// can nest without a bound set by the type itself (a Node holding a std::vector<Node>), so
+/// only they count. Levels alone are not enough: the stack a level takes depends on the type
+/// (one holding a 16 KiB std::array takes at least that much per level, so 700 levels would
+/// overflow an 8 MiB stack), hence the budget in bytes of stack actually used.
+class RecursionBudget {
+ public:
+  static constexpr int kMaxDepth = 1000;
+
+  /// Enters one level whose frame is at `frame`. Throws SerializationError past either limit.
+  void enter(std::uintptr_t frame) {
+    if (depth_ == 0) {
+      // The floor is an absolute address, so it stays valid for later outermost levels of
+      // the same encode/decode, which run at about the same frame: computing it once keeps
+      // a vector of user types from paying for it per element. A frame outside
+      // (floor, origin] is on another stack (a Decoder moved to another thread): recompute.
+      if (frame <= floor_ || frame > origin_) {
+        origin_ = frame;
+        floor_ = stack_floor(frame);
+      }
+    } else if (depth_ >= kMaxDepth) {
+      throw_too_deep(kMaxDepth);
+    } else if (frame < floor_) {
+      throw_stack_exhausted(origin_ - frame);
+    }
+    ++depth_;
+  }
+  void leave() noexcept { --depth_; }
+
+ private:
+  int depth_ = 0;
+  std::uintptr_t origin_ = 0;
+  std::uintptr_t floor_ = 0;
+};
+
+/// RAII: one level of user-type nesting (see RecursionBudget).
+class Nesting {
+ public:
+  // always_inline: the frame measured is then the one of the decode/encode function itself.
+  [[gnu::always_inline]] explicit Nesting(RecursionBudget& budget) : budget_(budget) {
+    budget_.enter(reinterpret_cast<std::uintptr_t>(__builtin_frame_address(0)));
+  }
+  ~Nesting() { budget_.leave(); }
+  Nesting(const Nesting&) = delete;
+  Nesting& operator=(const Nesting&) = delete;
+
+ private:
+  RecursionBudget& budget_;
+};
 }  // namespace detail
 
 /// Appends encoded values to a caller-owned byte vector.
@@ -33,6 +88,11 @@ namespace detail {
 /// Requires: `out` outlives the Encoder. Thread safety: none (one thread per Encoder).
 class Encoder {
  public:
+  /// Deepest nesting of user types an encode accepts: the same as Decoder::kMaxDepth, so
+  /// that a value the receiver would refuse fails at the sender, as Python's pickle raises
+  /// RecursionError. The stack an encode's nesting may use is bounded too (RecursionBudget).
+  static constexpr int kMaxDepth = detail::RecursionBudget::kMaxDepth;
+
   explicit Encoder(std::vector<std::byte>& out) noexcept : out_(&out) {}
 
   /// Appends n bytes from `data` (which may be null when n == 0).
@@ -48,28 +108,43 @@ class Encoder {
   /// The vector being appended to.
   std::vector<std::byte>& buffer() noexcept { return *out_; }
 
+  /// Plumbing for codec implementations: the nesting of user types (detail::Nesting).
+  detail::RecursionBudget& recursion() noexcept { return recursion_; }
+
  private:
   std::vector<std::byte>* out_;
+  detail::RecursionBudget recursion_;
 };
 
 /// Reads encoded values from a byte span. Every read is bounds-checked and throws
 /// SerializationError when it would run past the end, so untrusted input is safe to decode.
 ///
 /// Besides the position, a Decoder carries two limits that keep hostile input cheap:
-/// a nesting depth (only recursive user types can nest without bound) and a budget for
-/// container elements whose encoding takes no bytes (they cannot be bounded by the input size).
+/// the nesting of user types (kMaxDepth levels, and a budget of stack; see
+/// detail::RecursionBudget), and a budget for the memory that container elements take.
 /// Requires: the bytes outlive the Decoder. Thread safety: none (one thread per Decoder).
 class Decoder {
  public:
   /// Deepest nesting of user types (types with serialize/save/load) a decode accepts.
-  /// Like Python's recursion limit: deep enough for real data, shallow enough that a hostile
-  /// frame cannot overflow the stack of a thread with a default-sized stack.
-  static constexpr int kMaxDepth = 1000;
-  /// Memory (sizeof(element) each) that container elements encoded in zero bytes may occupy
-  /// in one decode, e.g. a std::vector<std::monostate>.
-  static constexpr std::size_t kEmptyElementBudget = std::size_t{64} << 20;
+  /// Like Python's recursion limit: deep enough for real data. A decode also stops, with
+  /// SerializationError, before its nesting uses half of the stack left to the thread.
+  static constexpr int kMaxDepth = detail::RecursionBudget::kMaxDepth;
+  /// The memory that the container elements of one decode may occupy (sizeof(element) each,
+  /// plus the links of a node-based container; elements stored as their own bytes, e.g. a
+  /// std::vector<int>'s, cost nothing beyond the input) is kMemoryBase plus
+  /// kMemoryPerInputByte per byte of input. A length prefix is checked against the bytes
+  /// left (each element takes at least its minimum encoded size), but a small encoding can
+  /// still stand for a large object: a std::optional<std::array<double, 8192>> takes 64 KiB
+  /// and may be encoded in one byte. Real data stays far below the bound (the largest ratio
+  /// among the std types is a node of a std::list or std::set of one-byte elements, or a
+  /// std::optional<std::string> that is empty: about 40 bytes of memory per byte of input).
+  /// The base is for elements encoded in no bytes at all (std::monostate, empty user types):
+  /// small, because a few bytes of input may claim all of it (a 9-byte frame: 4 MiB of
+  /// list nodes, a few milliseconds of work).
+  static constexpr std::size_t kMemoryBase = std::size_t{4} << 20;
+  static constexpr std::size_t kMemoryPerInputByte = 64;
 
-  explicit Decoder(std::span<const std::byte> in) noexcept : in_(in) {}
+  explicit Decoder(std::span<const std::byte> in) noexcept : in_(in), memory_budget_(memory_for(in.size())) {}
 
   /// Copies the next n bytes to `out` and advances. Throws: SerializationError if fewer are left.
   void read_bytes(void* out, std::size_t n) {
@@ -91,38 +166,26 @@ class Decoder {
 
   // ---- plumbing for codec implementations ----
 
-  /// RAII: one level of user-type nesting. Throws SerializationError beyond kMaxDepth.
-  class Nesting {
-   public:
-    explicit Nesting(Decoder& d) : d_(d) {
-      if (++d_.depth_ > kMaxDepth) {
-        --d_.depth_;
-        detail::throw_too_deep(kMaxDepth);
-      }
-    }
-    ~Nesting() { --d_.depth_; }
-    Nesting(const Nesting&) = delete;
-    Nesting& operator=(const Nesting&) = delete;
+  /// The nesting of user types (detail::Nesting).
+  detail::RecursionBudget& recursion() noexcept { return recursion_; }
 
-   private:
-    Decoder& d_;
-  };
-
-  /// Records that an element occupying `bytes` of memory was decoded from no input bytes.
-  /// Throws: SerializationError once kEmptyElementBudget is spent.
-  void charge_empty_element(std::size_t bytes) {
-    if (bytes > empty_budget_) detail::throw_empty_budget(kEmptyElementBudget);
-    empty_budget_ -= bytes;
-  }
-
-  /// What is left of kEmptyElementBudget.
-  std::size_t empty_budget() const noexcept { return empty_budget_; }
+  /// What is left of the memory budget (see kMemoryBase), in bytes.
+  std::size_t memory_budget() const noexcept { return memory_budget_; }
+  /// Spends `bytes` of the memory budget. Requires: bytes <= memory_budget() (callers check
+  /// first, to name the container in their error).
+  void charge_memory(std::size_t bytes) noexcept { memory_budget_ -= bytes; }
 
  private:
+  static constexpr std::size_t memory_for(std::size_t input_bytes) noexcept {
+    constexpr std::size_t kMax = SIZE_MAX;
+    if (input_bytes > (kMax - kMemoryBase) / kMemoryPerInputByte) return kMax;
+    return kMemoryBase + input_bytes * kMemoryPerInputByte;
+  }
+
   std::span<const std::byte> in_;
   std::size_t pos_ = 0;
-  int depth_ = 0;
-  std::size_t empty_budget_ = kEmptyElementBudget;
+  detail::RecursionBudget recursion_;
+  std::size_t memory_budget_;
 };
 
 namespace detail {

@@ -9,7 +9,7 @@
 //   std::variant         u32 alternative index, then the alternative
 //   std::pair / tuple    the members in order;  std::array / T[N]  the N elements
 // Decoding rejects every malformed input with SerializationError and allocates only after a
-// length has been checked against the bytes left (see read_count / decode_elements).
+// length has been checked against the bytes left and the decoder's memory budget (read_count).
 #pragma once
 
 #include <algorithm>
@@ -36,6 +36,19 @@
 namespace mproc::detail {
 
 inline constexpr std::size_t kCountSize = sizeof(std::uint64_t);
+
+// Appends one decoded element to a sequence. A user type is loaded in place into a
+// default-constructed element (which its decode needs anyway): decoding it into a temporary
+// first would copy it, and would put the whole object on the stack once per level of a
+// recursive type (a Node holding a large array and a std::vector<Node>).
+template <class T, class C>
+void decode_back(Decoder& d, C& c) {
+  if constexpr (shape_of<T>() == Shape::user) {
+    Codec<T>::require_default_constructible();
+    Codec<T>::decode_into(d, c.emplace_back());
+  } else
+    c.push_back(Codec<T>::decode(d));
+}
 
 template <class Range>
 void encode_counted(Encoder& e, const Range& range, std::size_t count) {
@@ -150,17 +163,11 @@ struct Codec<std::vector<T, A>> {
     if constexpr (Codec<T>::raw) {
       return decode_raw(d, count);
     } else if constexpr (shape_of<T>() == Shape::empty) {
-      // All elements are alike and take no bytes: charge the budget for all at once.
-      if (count > d.empty_budget() / sizeof(T)) throw_count_implausible(type_name<Vector>(), count, d.remaining());
-      d.charge_empty_element(count * sizeof(T));
-      return Vector(count, Codec<T>::decode(d));
+      return Vector(count, Codec<T>::decode(d));  // all alike, and taking no bytes
     } else {
       Vector v;
-      // Reserve only what the input proves: `count` elements of at least min_size bytes each.
-      // When elements may take no bytes (user types: their size is unknown) the input proves
-      // nothing, so the vector grows as elements actually arrive.
-      if constexpr (Codec<T>::min_size > 0) v.reserve(count);
-      decode_elements<T>(d, count, [&] { v.push_back(Codec<T>::decode(d)); });
+      v.reserve(count);  // paid for by read_count
+      for (std::size_t i = 0; i < count; ++i) decode_back<T>(d, v);
       return v;
     }
   }
@@ -226,7 +233,7 @@ struct Codec<std::vector<bool, A>> {
 
 // ---- other sequences ------------------------------------------------------------------------
 
-template <class C>
+template <class C, bool Node>
 struct SequenceCodec {
   using T = typename C::value_type;
   static constexpr bool supported = true;
@@ -240,13 +247,21 @@ struct SequenceCodec {
       encode_counted(e, c, static_cast<std::size_t>(std::distance(c.begin(), c.end())));
   }
   static C decode(Decoder& d) {
-    const std::size_t count = read_count<C, T>(d);
+    const std::size_t count = read_count<C, T, Node>(d);
     C c;
     if constexpr (requires { c.push_back(std::declval<T>()); }) {
-      decode_elements<T>(d, count, [&] { c.push_back(Codec<T>::decode(d)); });
+      for (std::size_t i = 0; i < count; ++i) decode_back<T>(d, c);
     } else {
       auto last = c.before_begin();
-      decode_elements<T>(d, count, [&] { last = c.insert_after(last, Codec<T>::decode(d)); });
+      for (std::size_t i = 0; i < count; ++i) {
+        if constexpr (shape_of<T>() == Shape::user) {
+          Codec<T>::require_default_constructible();
+          last = c.emplace_after(last);
+          Codec<T>::decode_into(d, *last);
+        } else {
+          last = c.insert_after(last, Codec<T>::decode(d));
+        }
+      }
     }
     return c;
   }
@@ -254,13 +269,13 @@ struct SequenceCodec {
 
 template <class T, class A>
   requires Serializable<T>
-struct Codec<std::deque<T, A>> : SequenceCodec<std::deque<T, A>> {};
+struct Codec<std::deque<T, A>> : SequenceCodec<std::deque<T, A>, false> {};
 template <class T, class A>
   requires Serializable<T>
-struct Codec<std::list<T, A>> : SequenceCodec<std::list<T, A>> {};
+struct Codec<std::list<T, A>> : SequenceCodec<std::list<T, A>, true> {};
 template <class T, class A>
   requires Serializable<T>
-struct Codec<std::forward_list<T, A>> : SequenceCodec<std::forward_list<T, A>> {};
+struct Codec<std::forward_list<T, A>> : SequenceCodec<std::forward_list<T, A>, true> {};
 
 // ---- sets and maps ----------------------------------------------------------------------------
 
@@ -276,14 +291,14 @@ struct SetCodec {
 
   static void encode(Encoder& e, const C& c) { encode_counted(e, c, c.size()); }
   static C decode(Decoder& d) {
-    const std::size_t count = read_count<C, K>(d);
+    const std::size_t count = read_count<C, K, true>(d);
     C c;
-    if constexpr (requires { c.reserve(count); } && Codec<K>::min_size > 0) c.reserve(count);
-    decode_elements<K>(d, count, [&] {
+    if constexpr (requires { c.reserve(count); }) c.reserve(count);  // paid for by read_count
+    for (std::size_t i = 0; i < count; ++i) {
       const std::size_t before = c.size();
       c.emplace_hint(c.end(), Codec<K>::decode(d));
       if (UniqueKeys && c.size() == before) throw_duplicate_key(type_name<C>());
-    });
+    }
     return c;
   }
 };
@@ -299,17 +314,17 @@ struct MapCodec {
 
   static void encode(Encoder& e, const C& c) { encode_counted(e, c, c.size()); }
   static C decode(Decoder& d) {
-    const std::size_t count = read_count<C, Entry>(d);
+    const std::size_t count = read_count<C, Entry, true>(d);
     C c;
-    if constexpr (requires { c.reserve(count); } && Codec<Entry>::min_size > 0) c.reserve(count);
-    decode_elements<Entry>(d, count, [&] {
+    if constexpr (requires { c.reserve(count); }) c.reserve(count);  // paid for by read_count
+    for (std::size_t i = 0; i < count; ++i) {
       // Key and value decoded separately: moving out of a pair<const K, M> would copy the key.
       K key = Codec<K>::decode(d);
       M mapped = Codec<M>::decode(d);
       const std::size_t before = c.size();
       c.emplace_hint(c.end(), std::move(key), std::move(mapped));
       if (UniqueKeys && c.size() == before) throw_duplicate_key(type_name<C>());
-    });
+    }
     return c;
   }
 };

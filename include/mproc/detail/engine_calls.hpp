@@ -39,12 +39,80 @@ Completion complete_into(std::shared_ptr<ResultState<R>> state) {
   };
 }
 
+// ---- a call's arguments against the function's parameters --------------------------------
+// Each refusal names its culprit in the type whose static_assert fires, which the compiler
+// prints: 'argument_narrows<1, int, double>' is argument 1 (counting from 1), a double, for a
+// parameter of type int.
+
+template <std::size_t Parameters, std::size_t Arguments>
+struct wrong_number_of_arguments {
+  static_assert(Parameters == Arguments,
+                "mproc: the task function takes a different number of arguments than were passed: see "
+                "'mproc::detail::wrong_number_of_arguments<parameters, arguments>' above");
+};
+
+template <std::size_t Position, class Parameter, class Argument>
+struct argument_does_not_convert {
+  static_assert(dependent_false<Argument>,
+                "mproc: an argument cannot initialise the task function's parameter, as it could not in a "
+                "direct call: see 'mproc::detail::argument_does_not_convert<position, parameter, argument>' above");
+};
+
+template <std::size_t Position, class Parameter, class Argument>
+struct argument_narrows {
+  static_assert(dependent_false<Argument>,
+                "mproc: a floating-point argument would be narrowed to the task function's parameter type "
+                "(3.7 passed for an int would arrive as 3): see 'mproc::detail::argument_narrows<position, "
+                "parameter, argument>' above. Convert it explicitly, e.g. static_cast<int>(x).");
+};
+
+// What a direct call f(arg) would accept: copy-initialisation of the parameter.
+template <class Parameter, class Argument>
+concept initialises = std::is_convertible_v<Argument, Parameter>;
+// List-initialisation's notion of narrowing (the library's std::variant uses the same trick).
+template <class Parameter, class Argument>
+concept initialises_without_narrowing = requires(Argument&& argument) {
+  std::type_identity_t<Parameter[1]>{std::forward<Argument>(argument)};
+};
+
+// Why only floating-point arguments are held to no narrowing: a call would silently drop a
+// fraction or precision (the -Wfloat-conversion cases) where the user most likely meant
+// otherwise, whereas an integer literal for a std::size_t or a double parameter is what C++
+// code writes every day, and a direct call accepts it too.
+template <std::size_t Index, class Parameter, class Argument>
+constexpr bool check_argument() {
+  if constexpr (!initialises<Parameter, Argument>) {
+    (void)sizeof(argument_does_not_convert<Index + 1, Parameter, std::remove_cvref_t<Argument>>);
+    return false;
+  } else if constexpr (std::is_floating_point_v<std::remove_cvref_t<Argument>> &&
+                       !initialises_without_narrowing<Parameter, Argument>) {
+    (void)sizeof(argument_narrows<Index + 1, Parameter, std::remove_cvref_t<Argument>>);
+    return false;
+  } else {
+    return true;
+  }
+}
+
+template <class Parameters, class... Args, std::size_t... Index>
+constexpr bool check_arguments(std::index_sequence<Index...>) {
+  // `&`, not `&&`: every bad argument is reported, not only the first.
+  return (true & ... & check_argument<Index, std::tuple_element_t<Index, Parameters>, Args>());
+}
+
 template <class F, class... Args>
 std::vector<std::byte> encode_arguments(Args&&... args) {
-  using Arguments = ArgumentsOf<F>;
-  static_assert(!PlainFunction<F> || std::is_constructible_v<Arguments, Args&&...>,
-                "mproc: the arguments do not match the task function's parameters");
-  return dumps(Arguments(std::forward<Args>(args)...));
+  using Parameters = ArgumentsOf<F>;
+  constexpr std::size_t arity = std::tuple_size_v<Parameters>;
+  if constexpr (!PlainFunction<F>) {
+    return {};  // refused by require_plain_function
+  } else if constexpr (arity != sizeof...(Args)) {
+    (void)sizeof(wrong_number_of_arguments<arity, sizeof...(Args)>);
+    return {};
+  } else if constexpr (!check_arguments<Parameters, Args&&...>(std::index_sequence_for<Args...>{})) {
+    return {};  // each bad argument has been reported; nothing more to say
+  } else {
+    return dumps(Parameters(std::forward<Args>(args)...));
+  }
 }
 
 /// The task running f(args...) once, its outcome going to `state`.
