@@ -427,6 +427,7 @@ TEST_F(PoolTest, CloseAndJoinAfterAFailedMap) {
 
 TEST_F(PoolTest, ParentKilledTakesTheWorkersWithIt) {
   auto subreaper = mproc::testing::become_subreaper();
+  auto children_before = mproc::testing::child_pids();  // this process's forkserver, if any
   auto [parent_end, child_end] = mproc::Pipe();
   mproc::Process owner(
       [](mproc::Connection to) {
@@ -440,13 +441,10 @@ TEST_F(PoolTest, ParentKilledTakesTheWorkersWithIt) {
   for (int i = 0; i < 3; ++i) workers.push_back(parent_end.recv<int>());
   owner.kill();
   owner.join();
-  // Re-parented to us: each must end (by the lifeline's SIGKILL, or by seeing its task
-  // pipe close first, whichever comes first) — a survivor would hang here until ctest's
-  // timeout.
-  for (int pid : workers) {
-    int status = 0;
-    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
-  }
+  // Re-parented to us (or, under forkserver, the owner's own server is): each must end (by
+  // the lifeline's SIGKILL, or by seeing its task pipe close first, whichever comes first).
+  mproc::testing::reap_orphans(children_before);
+  for (int pid : workers) EXPECT_TRUE(mproc::testing::eventually([&] { return !mproc::testing::process_running(pid); }));
 }
 
 TEST_F(PoolTest, ImapNextTimeout) {
@@ -959,16 +957,7 @@ TEST_F(PoolTest, CtrlCInTheParentLeavesNoWorkerBehind) {
   // The helper's orphans are re-parented to us: its workers (fork, spawn) or its forkserver,
   // whose own children, the workers, come to us if it dies first. Each must end by itself:
   // a survivor would hang here until ctest's timeout.
-  for (;;) {
-    std::vector<int> orphans;
-    for (int pid : mproc::testing::child_pids())
-      if (!std::binary_search(children_before.begin(), children_before.end(), pid)) orphans.push_back(pid);
-    if (orphans.empty()) break;
-    for (int pid : orphans) {
-      int status = 0;
-      ASSERT_EQ(::waitpid(pid, &status, 0), pid);
-    }
-  }
+  mproc::testing::reap_orphans(children_before);
   // No worker is left anywhere: each was reaped by us or by the server before it ended.
   for (int pid : workers) EXPECT_FALSE(mproc::testing::process_running(pid)) << pid;
 }

@@ -1,3 +1,4 @@
+#include <cerrno>
 #include "support/leak_check.hpp"
 
 #include <algorithm>
@@ -142,6 +143,27 @@ bool process_running(int pid) {
   if (close_paren == std::string::npos || close_paren + 2 >= line.size()) return false;
   char state = line[close_paren + 2];
   return state != 'Z' && state != 'X';
+}
+
+}  // namespace mproc::testing
+
+namespace mproc::testing {
+
+std::map<int, int> reap_orphans(const std::vector<int>& before) {
+  std::map<int, int> statuses;
+  for (;;) {
+    std::vector<int> orphans;
+    for (int pid : child_pids())
+      if (!std::binary_search(before.begin(), before.end(), pid)) orphans.push_back(pid);
+    if (orphans.empty()) return statuses;
+    for (int pid : orphans) {
+      int status = 0;
+      pid_t reaped;
+      while ((reaped = ::waitpid(pid, &status, 0)) < 0 && errno == EINTR) {
+      }
+      if (reaped == pid) statuses[pid] = status;
+    }
+  }
 }
 
 }  // namespace mproc::testing

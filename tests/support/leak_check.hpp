@@ -2,6 +2,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -14,6 +15,12 @@ std::vector<std::string> open_fds();
 
 /// The pids of this process's children (of all its threads), from /proc.
 std::vector<int> child_pids();
+
+/// Reaps, until none is left, every child of this process not in `before` (sorted): the
+/// orphans a killed descendant left to this subreaper (its children, or its forkserver,
+/// whose own children follow if it dies first). Each must end by itself: a survivor hangs
+/// the test until its ctest timeout. Returns each reaped pid's wait status.
+std::map<int, int> reap_orphans(const std::vector<int>& before);
 
 /// True if this process has a child that exited and was not reaped (a zombie).
 bool has_zombie_child();
