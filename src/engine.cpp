@@ -175,6 +175,7 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
         task->id = next_id_++;
         task->spec = std::move(spec);
         if (!task->spec.timeout) task->spec.timeout = options_.task_timeout;
+        if (task->spec.control) task->spec.control->set_completer(this);
         incoming_.push_back(std::move(task));
       }
       // A lone task with an idle worker goes straight to it from this thread: one wake-up
@@ -438,6 +439,7 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
     pthread_sigmask(SIG_BLOCK, &sigpipe_only, nullptr);
     sys::sigpipe_handled_on_this_thread();
     current_engine_thread = this;
+    current_completer() = this;
     try {
       serve();
     } catch (const std::exception& error) {

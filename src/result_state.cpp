@@ -72,8 +72,20 @@ bool StateCore::running() const {
 
 bool StateCore::cancelled() const { return status_.load(std::memory_order_acquire) == Status::cancelled; }
 
+const void*& current_completer() noexcept {
+  thread_local const void* completer = nullptr;
+  return completer;
+}
+
 bool StateCore::wait_until(std::optional<std::chrono::steady_clock::time_point> deadline) const {
   if (done()) return true;
+  // Only that thread can complete it (and run its callbacks): waiting there is waiting for
+  // oneself. It used to pass when a worker happened to be idle (the direct path) and hang
+  // when none was.
+  if (completer_ != nullptr && completer_ == current_completer())
+    throw Error("mproc: a pool's result cannot be waited for in one of the same pool's callbacks: the pool's "
+                "thread, which runs the callback, is the one that completes the result (it would wait for "
+                "itself); chain a callback instead, or wait on another thread");
   // One waiter, once, may drive the result; the others (and it, afterwards) sleep below.
   if (driver_ && !driver_taken_.exchange(true, std::memory_order_acq_rel)) {
     driver_->drive(*this, deadline);

@@ -3,6 +3,8 @@
 #include <cstdint>
 #include <cstdio>
 #include <fstream>
+#include <future>
+#include <string>
 #include <sys/resource.h>
 #include <unistd.h>
 #include <vector>
@@ -84,6 +86,57 @@ TEST(PoolResilience, ADeadWorkerThatCannotBeReplacedForAWhileDoesNotBreakThePool
   sandbox.start();
   sandbox.join();
   EXPECT_EQ(sandbox.exitcode(), 0);
+}
+
+}  // namespace
+
+namespace {
+
+// Issue: a callback that waits on its own pool used to deadlock whenever no worker was idle
+// (and pass when one was, through the direct path). Now it is an Error at once, either way.
+std::string wait_in_callback_of_a_busy_pool(int workers) {
+  mproc::Pool pool(workers);
+  std::promise<std::string> seen;
+  auto outcome = seen.get_future();
+  auto first = pool.apply_async(mproc::CallOptions{.callback =
+                                                       [&](const int&) {
+                                                         try {
+                                                           pool.apply(square, 2);
+                                                           seen.set_value("no error");
+                                                         } catch (const mproc::Error& error) {
+                                                           seen.set_value(error.what());
+                                                         }
+                                                       }},
+                                square, 1);
+  if (outcome.wait_for(30s) != std::future_status::ready) return "deadlock";
+  first.wait();
+  return outcome.get();
+}
+
+TEST(PoolResilience, WaitingForThePoolInItsOwnCallbackIsAnError) {
+  for (int workers : {1, 2}) {
+    std::string what = wait_in_callback_of_a_busy_pool(workers);
+    EXPECT_NE(what.find("callbacks"), std::string::npos) << workers << " workers: " << what;
+  }
+}
+
+TEST(PoolResilience, WaitingForTheExecutorInADoneCallbackIsAnError) {
+  mproc::ProcessPoolExecutor executor({.max_workers = 1});
+  std::promise<std::string> seen;
+  auto outcome = seen.get_future();
+  auto future = executor.submit(square, 3);
+  future.add_done_callback([&](mproc::Future<int>) {
+    try {
+      executor.submit(square, 4).result();
+      seen.set_value("no error");
+    } catch (const mproc::Error& error) {
+      seen.set_value(error.what());
+    }
+  });
+  ASSERT_EQ(outcome.wait_for(30s), std::future_status::ready);
+  std::string what = outcome.get();
+  EXPECT_NE(what.find("callbacks"), std::string::npos) << what;
+  EXPECT_EQ(future.result(), 9);
 }
 
 }  // namespace

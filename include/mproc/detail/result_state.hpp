@@ -30,6 +30,10 @@ namespace mproc::detail {
 /// Reports an exception escaping a user callback on stderr (call inside a catch block).
 void report_callback_exception(const char* which) noexcept;
 
+/// The completer (see StateCore::set_completer) whose thread this is, if any: set once by
+/// an engine's thread, where results are completed and callbacks run.
+const void*& current_completer() noexcept;
+
 class StateCore;
 
 /// Collects the states that complete while mproc::wait / as_completed watch them, in
@@ -93,6 +97,10 @@ class StateCore {
   /// Installs the driver the first waiter uses (once). Requires: the state is not yet shared
   /// with another thread.
   void set_driver(std::shared_ptr<WaitDriver> driver) { driver_ = std::move(driver); }
+  /// Names the thread that completes this result (an engine's: see current_completer()).
+  /// Waiting for it on that very thread — from one of the pool's own callbacks — throws
+  /// Error instead of deadlocking. Requires: the state is not yet shared with another thread.
+  void set_completer(const void* completer) noexcept { completer_ = completer; }
 
   /// Registers `waiter` to hear of this state's completion. Returns false (and registers
   /// nothing) when already done.
@@ -126,6 +134,7 @@ class StateCore {
   std::atomic<Status> status_{Status::pending};
   std::shared_ptr<WaitDriver> driver_;
   mutable std::atomic<bool> driver_taken_{false};
+  const void* completer_ = nullptr;
   std::exception_ptr error_;
   std::vector<std::function<void()>> done_callbacks_;
   std::vector<std::shared_ptr<CompletionWaiter>> waiters_;
