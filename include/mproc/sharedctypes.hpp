@@ -126,12 +126,9 @@ class RawValue {
   friend bool operator==(const RawValue& a, const RawValue& b) noexcept { return a.objects_.data() == b.objects_.data(); }
 
   /// Under spawn and forkserver: the child maps the same memory (see the header comment).
+  /// (serialize, not save/load: Array::load(i) is Python's a[i].)
   template <class Archive>
-  void save(Archive& archive) const {
-    archive(objects_);
-  }
-  template <class Archive>
-  void load(Archive& archive) {
+  void serialize(Archive& archive) {
     archive(objects_);
   }
 
@@ -188,12 +185,9 @@ class Value {
   void unlock() { lock_.unlock(); }
 
   /// Under spawn and forkserver: the child maps the same memory (see the header comment).
+  /// (serialize, not save/load: Array::load(i) is Python's a[i].)
   template <class Archive>
-  void save(Archive& archive) const {
-    archive(raw_, lock_);
-  }
-  template <class Archive>
-  void load(Archive& archive) {
+  void serialize(Archive& archive) {
     archive(raw_, lock_);
   }
 
@@ -242,12 +236,9 @@ class RawArray {
   friend bool operator==(const RawArray& a, const RawArray& b) noexcept { return a.data() == b.data(); }
 
   /// Under spawn and forkserver: the child maps the same memory (see the header comment).
+  /// (serialize, not save/load: Array::load(i) is Python's a[i].)
   template <class Archive>
-  void save(Archive& archive) const {
-    archive(objects_);
-  }
-  template <class Archive>
-  void load(Archive& archive) {
+  void serialize(Archive& archive) {
     archive(objects_);
   }
 
@@ -323,12 +314,9 @@ class Array {
   void unlock() { lock_.unlock(); }
 
   /// Under spawn and forkserver: the child maps the same memory (see the header comment).
+  /// (serialize, not save/load: Array::load(i) is Python's a[i].)
   template <class Archive>
-  void save(Archive& archive) const {
-    archive(raw_, lock_);
-  }
-  template <class Archive>
-  void load(Archive& archive) {
+  void serialize(Archive& archive) {
     archive(raw_, lock_);
   }
 
