@@ -142,9 +142,9 @@ std::uint32_t export_fd(int fd) {
   if (fd < 0) return kNoFd;
   if (current_export == nullptr)
     throw SerializationError(
-        "mproc: this value holds a descriptor (a Connection, Queue, lock or shared value), which can only be "
-        "passed to a Process as it starts; share it with pool workers through the pool's initializer or by "
-        "inheritance (fork), as Python requires");
+        "mproc: this value holds a descriptor (a Connection, or the shared memory of a Queue, Lock or Value), "
+        "which can only be passed to a Process as it starts; share it with pool workers through the pool's "
+        "initializer (mproc::Initializer(init, queue)) or by inheritance (fork), as Python requires");
   auto& fds = current_export->fds_;
   for (std::size_t i = 0; i < fds.size(); ++i)
     if (fds[i] == fd) return static_cast<std::uint32_t>(i);

@@ -157,6 +157,15 @@ namespace {
 
 using Shared = QueueCore::Shared;
 static_assert(sizeof(Shared) <= kControlSize);
+static_assert(std::is_standard_layout_v<Shared>, "the control block is read by other processes");
+static_assert(std::atomic<std::uint64_t>::is_always_lock_free && std::atomic<std::uint32_t>::is_always_lock_free,
+              "the control block's counters and futex words must work across processes");
+// What a spawned child checks before it maps a queue (SharedRegion::attach): the control
+// block's layout and the arena's geometry. Bump the version on any change to the segment or
+// entry format that these sizes do not show.
+constexpr std::uint32_t kQueueLayoutVersion = 1;
+constexpr std::uint64_t kQueueLayout =
+    layout_word(type_tag<Shared>(), kQueueLayoutVersion, sizeof(Shared) ^ (kControlSize << 20) ^ (kSegmentHeader << 40));
 static_assert(std::is_trivially_destructible_v<Shared>, "the control block is never destroyed: other processes use it");
 
 void set_op(Journal& journal, Op op) noexcept {
@@ -628,17 +637,26 @@ void repair_abandoned_ends(Shared& shared, Fifo& fifo) noexcept {
 }  // namespace
 
 QueueCore::QueueCore(long maxsize, bool joinable) : maxsize_(maxsize), joinable_(joinable) {
-  sys::SharedMapping mapping;
-  if (int rc = sys::map_sparse_shared(kArenaSize, mapping); rc < 0) throw_os(rc, "Queue: mmap");
-  if (int rc = sys::commit_shared(mapping.get(), kControlSize); rc < 0) throw_os(rc, "Queue: committing shared memory");
-  shared_ = new (mapping.get()) Shared{};
+  // A memfd sized to the arena, mapped MAP_NORESERVE: address space only, as an anonymous
+  // sparse mapping, but one a spawned child can be given (see QueueBase::save).
+  region_ = SharedRegion::create(kArenaSize, kQueueLayout, SharedRegion::Backing::sparse, "mproc-queue");
+  if (int rc = sys::commit_shared(region_->data(), kControlSize); rc < 0)
+    throw_os(rc, "Queue: committing shared memory");
+  shared_ = new (region_->data()) Shared{};
   for (pthread_mutex_t* m : {&shared_->producers.mutex, &shared_->consumers.mutex, &shared_->allocator})
     if (int rc = sys::robust_mutex_init(m); rc < 0) throw_os(rc, "Queue: pthread_mutex_init");
-  base_ = static_cast<std::byte*>(mapping.get());
+  base_ = region_->data();
   shared_->bump = kControlSize;
   shared_->producers.segment = shared_->consumers.segment = Fifo(*shared_, base_, kArenaSize).allocate(0);
-  // Only this process's view goes with it; the queue lives on in every process mapping it.
-  mapping_ = std::make_unique<sys::SharedMapping>(std::move(mapping));
+}
+
+QueueCore::QueueCore(RegionRef& ref, long maxsize, bool joinable)
+    : maxsize_(maxsize),
+      joinable_(joinable),
+      region_(SharedRegion::attach(ref, kQueueLayout, kArenaSize, SharedRegion::Backing::sparse, "Queue")) {
+  // Already initialised by its creator: only this process's view is new.
+  shared_ = std::launder(reinterpret_cast<Shared*>(region_->data()));
+  base_ = region_->data();
 }
 
 QueueCore::~QueueCore() = default;

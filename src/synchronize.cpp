@@ -1,5 +1,5 @@
-// The synchronization primitives: robust pthread mutexes and raw futex words in anonymous
-// shared memory. docs/architecture.md ("Locks, conditions and barriers") has the protocols.
+// The synchronization primitives: robust pthread mutexes and raw futex words in shared
+// memory (a memfd per object, detail/shared_region.hpp). docs/architecture.md ("Locks, conditions and barriers") has the protocols.
 #include "mproc/synchronize.hpp"
 
 #include <algorithm>
@@ -13,6 +13,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <type_traits>
 
 #include "mproc/error.hpp"
 #include "sys/futex.hpp"
@@ -22,10 +23,14 @@ namespace mproc {
 
 namespace detail {
 
-// Every state lives in its own anonymous shared mapping, written by several processes; the
-// fields one process may read while another writes are atomics.
+// Every state lives in its own shared region (a memfd), written by several processes; the
+// fields one process may read while another writes are atomics. Each declares the version of
+// its layout (bump it on any change the size does not show: a spawned child of another build
+// must refuse the state, see SharedRegion::attach) and the name its memfd shows in /proc.
 
 struct LockState {
+  static constexpr std::uint32_t kLayoutVersion = 1;
+  static constexpr char kDebugName[] = "mproc-lock";
   pthread_mutex_t mutex;  // robust, process-shared, error-checking (sys/robust_mutex)
   // Recursion depth of an RLock: written only by the holder, under the mutex.
   std::atomic<std::uint32_t> count{0};
@@ -39,6 +44,8 @@ struct LockState {
 };
 
 struct SemaphoreState {
+  static constexpr std::uint32_t kLayoutVersion = 1;
+  static constexpr char kDebugName[] = "mproc-semaphore";
   std::atomic<std::uint32_t> value{0};    // the futex word
   std::atomic<std::uint32_t> waiters{0};  // threads in (or entering) futex_wait on value
   std::uint32_t bound = 0;                // BoundedSemaphore's initial value
@@ -46,6 +53,8 @@ struct SemaphoreState {
 };
 
 struct EventState {
+  static constexpr std::uint32_t kLayoutVersion = 1;
+  static constexpr char kDebugName[] = "mproc-event";
   // Bit 0: the flag. Bits 1-31: how many times set() raised it, so a waiter sees that a
   // set() happened even when a clear() followed before it woke up.
   std::atomic<std::uint32_t> word{0};
@@ -53,6 +62,8 @@ struct EventState {
 };
 
 struct ConditionState {
+  static constexpr std::uint32_t kLayoutVersion = 1;
+  static constexpr char kDebugName[] = "mproc-condition";
   // Each wait() takes a ticket (under the lock). notify() makes every ticket issued so far
   // eligible (eligible_below = next_ticket) and adds tokens; a waiter may take a token only
   // once its ticket is eligible, i.e. only from a notify() that came after it started
@@ -67,6 +78,8 @@ struct ConditionState {
 };
 
 struct BarrierState {
+  static constexpr std::uint32_t kLayoutVersion = 1;
+  static constexpr char kDebugName[] = "mproc-barrier";
   pthread_mutex_t mutex;  // guards every field but epoch
   // Futex word: bumped at every transition (pass, break, reset) so that waiters sleeping on
   // it wake up whatever the transition.
@@ -87,6 +100,35 @@ struct BarrierState {
   std::int64_t timeout_ns = 0;
 };
 
+// Layout claims: every process that maps a state reads it with this layout, through atomics
+// that must work across processes (lock-free, so not a process-local lock table).
+static_assert(std::atomic<std::uint32_t>::is_always_lock_free && std::atomic<std::uint64_t>::is_always_lock_free,
+              "shared futex words and counters must be lock-free atomics");
+static_assert(sizeof(std::atomic<std::uint32_t>) == 4, "a futex word is 32 bits");
+static_assert(std::is_standard_layout_v<LockState> && std::is_trivially_destructible_v<LockState>);
+static_assert(std::is_standard_layout_v<SemaphoreState> && std::is_trivially_destructible_v<SemaphoreState>);
+static_assert(std::is_standard_layout_v<EventState> && std::is_trivially_destructible_v<EventState>);
+static_assert(std::is_standard_layout_v<ConditionState> && std::is_trivially_destructible_v<ConditionState>);
+static_assert(std::is_standard_layout_v<BarrierState> && std::is_trivially_destructible_v<BarrierState>);
+static_assert(sizeof(LockState) <= 4096 && sizeof(BarrierState) <= 4096, "one page per primitive");
+
+// Messages name a state by its memfd name without the "mproc-" prefix ("a lock was sent...").
+constexpr std::size_t kNamePrefix = sizeof("mproc-") - 1;
+
+template <class State>
+SharedState<State> SharedState<State>::attach(RegionRef& ref) {
+  SharedState out;
+  out.region_ = SharedRegion::attach(ref, layout(), sizeof(State), SharedRegion::Backing::reserved, State::kDebugName + kNamePrefix);
+  out.state_ = std::launder(reinterpret_cast<State*>(out.region_->data()));
+  return out;
+}
+
+template SharedState<LockState> SharedState<LockState>::attach(RegionRef&);
+template SharedState<SemaphoreState> SharedState<SemaphoreState>::attach(RegionRef&);
+template SharedState<EventState> SharedState<EventState>::attach(RegionRef&);
+template SharedState<ConditionState> SharedState<ConditionState>::attach(RegionRef&);
+template SharedState<BarrierState> SharedState<BarrierState>::attach(RegionRef&);
+
 }  // namespace detail
 
 namespace {
@@ -97,12 +139,10 @@ using sys::Deadline;
 
 constexpr std::uint32_t kMaxCount = std::numeric_limits<std::int32_t>::max();
 
-// Constructs `State` in a fresh shared mapping; the handle keeps the mapping alive.
+// Constructs `State` in a fresh shared region; the handle keeps the region alive.
 template <class State>
-std::shared_ptr<State> make_state() {
-  std::shared_ptr<std::byte> region = detail::allocate_shared_region(sizeof(State));
-  State* state = new (region.get()) State();
-  return std::shared_ptr<State>(std::move(region), state);
+detail::SharedState<State> make_state() {
+  return detail::SharedState<State>::make();
 }
 
 void init_mutex(pthread_mutex_t* mutex) {
@@ -584,6 +624,23 @@ void Barrier::reset() {
 void Barrier::abort() {
   BarrierGuard guard(*state_);
   break_barrier(*state_);
+}
+
+detail::CodeRef Barrier::action_ref() const {
+  if (!action_) return {};
+  // Only a plain function has a name that a fresh copy of the program can resolve.
+  if (const auto* function = action_.target<void (*)()>()) return detail::code_ref(*function);
+  throw SerializationError(
+      "mproc: a Barrier whose action is not a plain function (a free function or a static member "
+      "function, stored as void(*)()) cannot reach a spawned child: the action would not exist there");
+}
+
+void Barrier::set_action(const detail::CodeRef& action) {
+  if (action == detail::CodeRef{}) {
+    action_ = nullptr;
+  } else {
+    action_ = detail::resolve<void()>(action);
+  }
 }
 
 std::size_t Barrier::parties() const noexcept { return state_->parties; }

@@ -8,7 +8,11 @@
 //
 // A queue is a handle (cheap to copy) to state in shared memory made by the constructor:
 // every process forked afterwards — a Process capturing it, a Pool started after it was made
-// — uses the same queue. Values cross as frames of mproc::dumps (mproc/codec.hpp: every
+// — uses the same queue. Under spawn and forkserver it reaches a child as a Process argument
+// or a pool's initargs (mproc::Initializer(init, queue)), by descriptor, as Python pickles
+// it; it cannot be a pool task's argument (a compile error) nor be put in a Queue or sent
+// through a Pipe (SerializationError). Each queue holds one descriptor (a memfd,
+// close-on-exec) in each process that has it. Values cross as frames of mproc::dumps (mproc/codec.hpp: every
 // Serializable type, trivially copyable ones as raw bytes), checksummed, of any size (a few
 // bytes to hundreds of MiB).
 //
@@ -48,14 +52,11 @@
 
 #include "mproc/codec.hpp"
 #include "mproc/error.hpp"
+#include "mproc/detail/shared_region.hpp"
 #include "mproc/detail/timeout.hpp"
 #include "mproc/frame.hpp"
 
 namespace mproc {
-
-namespace sys {
-class SharedMapping;
-}
 
 namespace detail {
 
@@ -73,6 +74,8 @@ class QueueCore {
   using Consume = void (*)(void* context, std::span<const std::byte> entry);
 
   QueueCore(long maxsize, bool joinable);
+  /// The queue a start message names (a spawned child's view): see SharedRegion::attach.
+  QueueCore(RegionRef& ref, long maxsize, bool joinable);
   ~QueueCore();
   QueueCore(const QueueCore&) = delete;
   QueueCore& operator=(const QueueCore&) = delete;
@@ -96,6 +99,9 @@ class QueueCore {
   /// doing it died there.
   std::size_t qsize();
   long maxsize() const noexcept { return maxsize_; }
+  bool joinable() const noexcept { return joinable_; }
+  /// What crosses into a spawned child for this queue (export_fd: only in a start message).
+  RegionRef region_ref() const noexcept { return region_->ref(); }
   void close() noexcept;
   bool closed() const noexcept;
   void task_done();
@@ -117,7 +123,7 @@ class QueueCore {
   bool joinable_;
   Shared* shared_;                 // start of the mapping
   std::byte* base_;                // == shared_, as bytes: segments are offsets from it
-  std::unique_ptr<sys::SharedMapping> mapping_;  // this process's view of the queue
+  std::shared_ptr<SharedRegion> region_;  // this process's view of the queue, and its memfd
   // The pid of the process that called close(), 0 if none: a child forked after close() has
   // another pid, so its queue is open, as Python reopens a queue in a forked child.
   std::atomic<int> closed_by_{0};
@@ -136,6 +142,28 @@ class QueueBase {
 
  protected:
   QueueBase(long maxsize, bool joinable) : core_(std::make_shared<QueueCore>(maxsize, joinable)) {}
+  explicit QueueBase(UnloadedHandle) noexcept {}
+
+ public:
+  /// Marks a handle to shared state (detail::shared_by_descriptor): a Process argument or
+  /// initarg under spawn and forkserver reaches the child by descriptor, never a pool task.
+  using mproc_shared_by_descriptor = void;
+
+  /// Under spawn and forkserver: the child maps the same queue, with its maxsize and kind.
+  template <class Archive>
+  void save(Archive& archive) const {
+    archive(static_cast<std::int64_t>(core_->maxsize()), core_->joinable(), core_->region_ref());
+  }
+  template <class Archive>
+  void load(Archive& archive) {
+    std::int64_t maxsize = 0;
+    bool joinable = false;
+    RegionRef ref;
+    archive(maxsize, joinable, ref);
+    core_ = std::make_shared<QueueCore>(ref, static_cast<long>(maxsize), joinable);
+  }
+
+ protected:
 
   void put_value(const T& value, bool block, const QueueCore::Deadline& deadline) {
     using U = std::remove_cv_t<T>;
@@ -256,6 +284,10 @@ class Queue : public detail::QueueBase<T> {
 
  protected:
   Queue(long maxsize, bool joinable) : detail::QueueBase<T>(maxsize, joinable) {}
+  explicit Queue(detail::UnloadedHandle unloaded) noexcept : detail::QueueBase<T>(unloaded) {}
+
+ private:
+  friend struct detail::HandleAccess;
 };
 
 /// multiprocessing.JoinableQueue: a Queue whose consumers acknowledge each item with
@@ -276,6 +308,10 @@ class JoinableQueue : public Queue<T> {
   bool join(std::chrono::duration<Rep, Period> timeout) {
     return this->core_->join(detail::deadline_after(timeout));
   }
+
+ private:
+  friend struct detail::HandleAccess;
+  explicit JoinableQueue(detail::UnloadedHandle unloaded) noexcept : Queue<T>(unloaded) {}
 };
 
 /// multiprocessing.SimpleQueue: an unbounded queue with only put, get, empty and close.
@@ -290,6 +326,10 @@ class SimpleQueue : public detail::QueueBase<T> {
   T get() { return this->get_value(true, std::nullopt); }
   bool empty() { return this->core_->qsize() == 0; }
   void close() noexcept { this->core_->close(); }
+
+ private:
+  friend struct detail::HandleAccess;
+  explicit SimpleQueue(detail::UnloadedHandle unloaded) noexcept : detail::QueueBase<T>(unloaded) {}
 };
 
 }  // namespace mproc

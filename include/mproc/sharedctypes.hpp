@@ -13,8 +13,11 @@
 //   v.store(v.load() + 1);                                // each call takes the lock, as v.value
 //
 // Every type is a handle, like std::span: copies refer to the same shared object, and the
-// handle's constness does not make the object const. The memory is an anonymous shared
-// mapping (see synchronize.hpp: never in /dev/shm, gone with its last process).
+// handle's constness does not make the object const. The memory is a memfd (see
+// synchronize.hpp: never in /dev/shm, gone with its last process; one descriptor per object,
+// two for a Value or an Array with their lock). Under spawn and forkserver every type here
+// reaches a child as a Process argument or a pool's initargs by descriptor, with its lock;
+// it cannot be a pool task's argument.
 // Value and Array carry a lock (get_lock()): a new RLock by default (Python's lock=True or
 // lock=None), or the Lock or RLock given to the constructor (Python's lock=a_lock; the
 // type is the second template argument, deduced from the argument). They are Lockable
@@ -26,6 +29,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cstdint>
 #include <concepts>
 #include <cstddef>
 #include <initializer_list>
@@ -38,7 +42,9 @@
 #include <utility>
 #include <vector>
 
+#include "mproc/codec.hpp"
 #include "mproc/detail/shared_region.hpp"
+#include "mproc/error.hpp"
 #include "mproc/synchronize.hpp"
 
 namespace mproc {
@@ -57,17 +63,41 @@ class SharedObjects {
   static_assert(alignof(T) <= 4096, "mproc::Value / Array: T's alignment must not exceed a page");
 
  public:
+  SharedObjects() noexcept = default;  // nothing yet: loaded into
   explicit SharedObjects(std::size_t count) : count_(count) {
     if (count > std::numeric_limits<std::size_t>::max() / sizeof(T))
       throw std::length_error("mproc::Array: too many elements");
-    region_ = allocate_shared_region(std::max<std::size_t>(1, count * sizeof(T)));
+    region_ = SharedRegion::create(bytes(count), kLayout, SharedRegion::Backing::reserved, "mproc-value");
+    data_ = reinterpret_cast<T*>(region_->data());
   }
-  T* data() const noexcept { return reinterpret_cast<T*>(region_.get()); }
+  T* data() const noexcept { return data_; }
   std::size_t size() const noexcept { return count_; }
 
+  // By descriptor, into a spawned child: the count, then the region, whose layout word names
+  // T (its spelling, size and alignment), so that a child reading another T refuses it.
+  template <class Archive>
+  void save(Archive& archive) const {
+    archive(static_cast<std::uint64_t>(count_), region_->ref());
+  }
+  template <class Archive>
+  void load(Archive& archive) {
+    std::uint64_t count = 0;
+    RegionRef ref;
+    archive(count, ref);
+    // An impossible count expects 0 bytes, which no region has: attach refuses it (and
+    // closes the descriptor, which it owns from the call on).
+    const std::size_t expected = count > std::numeric_limits<std::size_t>::max() / sizeof(T) ? 0 : bytes(count);
+    region_ = SharedRegion::attach(ref, kLayout, expected, SharedRegion::Backing::reserved, "shared Value or Array");
+    data_ = reinterpret_cast<T*>(region_->data());
+    count_ = static_cast<std::size_t>(count);
+  }
+
  private:
-  std::shared_ptr<std::byte> region_;  // page-aligned, so suitably aligned for T
-  std::size_t count_;
+  static constexpr std::uint64_t kLayout = layout_word(type_tag<T>(), 1, sizeof(T) * 4096 + alignof(T));
+  static std::size_t bytes(std::size_t count) noexcept { return std::max<std::size_t>(1, count * sizeof(T)); }
+  std::shared_ptr<SharedRegion> region_;  // page-aligned, so suitably aligned for T
+  T* data_ = nullptr;                     // in region_: value() and operator[] read one pointer
+  std::size_t count_ = 0;
 };
 
 }  // namespace detail
@@ -81,6 +111,9 @@ concept SharedCtypeLock = std::same_as<L, Lock> || std::same_as<L, RLock>;
 template <class T>
 class RawValue {
  public:
+  /// Marks a handle to shared state (detail::shared_by_descriptor): a Process argument or
+  /// initarg under spawn and forkserver reaches the child by descriptor, never a pool task.
+  using mproc_shared_by_descriptor = void;
   /// Value-initialized (zero for arithmetic types). Throws OSError when out of memory.
   RawValue()
     requires std::default_initializable<T>
@@ -92,7 +125,16 @@ class RawValue {
 
   friend bool operator==(const RawValue& a, const RawValue& b) noexcept { return a.objects_.data() == b.objects_.data(); }
 
+  /// Under spawn and forkserver: the child maps the same memory (see the header comment).
+  /// (serialize, not save/load: Array::load(i) is Python's a[i].)
+  template <class Archive>
+  void serialize(Archive& archive) {
+    archive(objects_);
+  }
+
  private:
+  friend struct detail::HandleAccess;
+  explicit RawValue(detail::UnloadedHandle) noexcept {}
   detail::SharedObjects<T> objects_;
 };
 
@@ -105,6 +147,9 @@ class Value {
                 "between processes); for no lock at all use mproc::RawValue (Python's lock=False)");
 
  public:
+  /// Marks a handle to shared state (detail::shared_by_descriptor): a Process argument or
+  /// initarg under spawn and forkserver reaches the child by descriptor, never a pool task.
+  using mproc_shared_by_descriptor = void;
   Value()
     requires std::default_initializable<T>
       : Value(T{}) {}
@@ -139,7 +184,17 @@ class Value {
   bool try_lock() { return lock_.try_lock(); }
   void unlock() { lock_.unlock(); }
 
+  /// Under spawn and forkserver: the child maps the same memory (see the header comment).
+  /// (serialize, not save/load: Array::load(i) is Python's a[i].)
+  template <class Archive>
+  void serialize(Archive& archive) {
+    archive(raw_, lock_);
+  }
+
  private:
+  friend struct detail::HandleAccess;
+  explicit Value(detail::UnloadedHandle) : raw_(detail::HandleAccess::unloaded<RawValue<T>>()),
+                                           lock_(detail::HandleAccess::unloaded<LockType>()) {}
   RawValue<T> raw_;
   mutable LockType lock_;
 };
@@ -149,6 +204,9 @@ class Value {
 template <class T>
 class RawArray {
  public:
+  /// Marks a handle to shared state (detail::shared_by_descriptor): a Process argument or
+  /// initarg under spawn and forkserver reaches the child by descriptor, never a pool task.
+  using mproc_shared_by_descriptor = void;
   /// `n` value-initialized elements (zeros).
   explicit RawArray(std::size_t n)
     requires std::default_initializable<T>
@@ -177,7 +235,16 @@ class RawArray {
 
   friend bool operator==(const RawArray& a, const RawArray& b) noexcept { return a.data() == b.data(); }
 
+  /// Under spawn and forkserver: the child maps the same memory (see the header comment).
+  /// (serialize, not save/load: Array::load(i) is Python's a[i].)
+  template <class Archive>
+  void serialize(Archive& archive) {
+    archive(objects_);
+  }
+
  private:
+  friend struct detail::HandleAccess;
+  explicit RawArray(detail::UnloadedHandle) noexcept {}
   struct Collected {
     std::vector<T> values;
   };
@@ -203,6 +270,9 @@ class Array {
                 "between processes); for no lock at all use mproc::RawArray (Python's lock=False)");
 
  public:
+  /// Marks a handle to shared state (detail::shared_by_descriptor): a Process argument or
+  /// initarg under spawn and forkserver reaches the child by descriptor, never a pool task.
+  using mproc_shared_by_descriptor = void;
   /// `n` value-initialized elements (zeros). `lock`: an existing lock to share; a new one by
   /// default. Throws OSError when the shared memory cannot be allocated.
   explicit Array(std::size_t n, LockType lock = LockType())
@@ -243,7 +313,17 @@ class Array {
   bool try_lock() { return lock_.try_lock(); }
   void unlock() { lock_.unlock(); }
 
+  /// Under spawn and forkserver: the child maps the same memory (see the header comment).
+  /// (serialize, not save/load: Array::load(i) is Python's a[i].)
+  template <class Archive>
+  void serialize(Archive& archive) {
+    archive(raw_, lock_);
+  }
+
  private:
+  friend struct detail::HandleAccess;
+  explicit Array(detail::UnloadedHandle) : raw_(detail::HandleAccess::unloaded<RawArray<T>>()),
+                                           lock_(detail::HandleAccess::unloaded<LockType>()) {}
   RawArray<T> raw_;
   mutable LockType lock_;
 };

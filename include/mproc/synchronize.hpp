@@ -7,10 +7,14 @@
 //   if (lock.acquire(true, std::chrono::seconds(1))) { ...; lock.release(); }
 //
 // Sharing: every object is a cheap handle (copies refer to the same primitive, like Python
-// references) to state in an anonymous shared mapping. It is shared with every child forked
+// references) to state in shared memory (a memfd). It is shared with every child forked
 // after its construction — a Process target capturing it, a global made before a Pool
-// starts — and with every thread of those processes. It never appears in /dev/shm and goes
-// away with the last process that maps it. (A process started by exec cannot reach it.)
+// starts — and with every thread of those processes. Under the spawn and forkserver start
+// methods it reaches a child as a Process argument or a pool's initargs
+// (mproc::Initializer(init, lock)), by descriptor, as Python pickles it; it cannot be a pool
+// task's argument (a compile error) nor be sent through a Pipe or a Queue (SerializationError).
+// Each object holds one descriptor (close-on-exec) for its lifetime in each process that has
+// it. It never appears in /dev/shm and goes away with the last process that maps it.
 //
 // Robust to death (what Python's primitives are not):
 // - a process or thread that dies holding a Lock or RLock does not deadlock the others: the
@@ -30,6 +34,7 @@
 #include <functional>
 #include <memory>
 
+#include "mproc/detail/code_identity.hpp"
 #include "mproc/detail/shared_region.hpp"
 #include "mproc/detail/timeout.hpp"
 
@@ -64,6 +69,9 @@ ConditionCounts condition_counts(const Condition& condition) noexcept;
 /// hold throws mproc::Error, as releasing an unlocked one does in Python.
 class Lock {
  public:
+  /// Marks a handle to shared state (detail::shared_by_descriptor): a Process argument or
+  /// initarg under spawn and forkserver reaches the child by descriptor, never a pool task.
+  using mproc_shared_by_descriptor = void;
   /// Throws OSError when the shared state cannot be allocated.
   Lock();
 
@@ -97,10 +105,22 @@ class Lock {
 
   friend bool operator==(const Lock& a, const Lock& b) noexcept { return a.state_ == b.state_; }
 
+  /// Under spawn and forkserver: the child maps the same state (see the header comment).
+  template <class Archive>
+  void save(Archive& archive) const {
+    archive(state_);
+  }
+  template <class Archive>
+  void load(Archive& archive) {
+    archive(state_);
+  }
+
  private:
+  friend struct detail::HandleAccess;
+  explicit Lock(detail::UnloadedHandle) noexcept {}
   friend class Condition;
   bool acquire_for(bool block, detail::Timeout timeout);
-  std::shared_ptr<detail::LockState> state_;
+  detail::SharedState<detail::LockState> state_;
 };
 
 /// multiprocessing.RLock: a recursive Lock — the holding thread may acquire it again and
@@ -108,6 +128,9 @@ class Lock {
 /// starts a fresh recursion count and sees owner_died()). Lockable.
 class RLock {
  public:
+  /// Marks a handle to shared state (detail::shared_by_descriptor): a Process argument or
+  /// initarg under spawn and forkserver reaches the child by descriptor, never a pool task.
+  using mproc_shared_by_descriptor = void;
   RLock();
 
   /// As Lock::acquire; a thread that holds the lock acquires it again at once.
@@ -129,16 +152,31 @@ class RLock {
 
   friend bool operator==(const RLock& a, const RLock& b) noexcept { return a.state_ == b.state_; }
 
+  /// Under spawn and forkserver: the child maps the same state (see the header comment).
+  template <class Archive>
+  void save(Archive& archive) const {
+    archive(state_);
+  }
+  template <class Archive>
+  void load(Archive& archive) {
+    archive(state_);
+  }
+
  private:
+  friend struct detail::HandleAccess;
+  explicit RLock(detail::UnloadedHandle) noexcept {}
   friend class Condition;
   bool acquire_for(bool block, detail::Timeout timeout);
-  std::shared_ptr<detail::LockState> state_;
+  detail::SharedState<detail::LockState> state_;
 };
 
 /// multiprocessing.Semaphore: a counter that acquire() decrements, waiting while it is zero,
 /// and release() increments.
 class Semaphore {
  public:
+  /// Marks a handle to shared state (detail::shared_by_descriptor): a Process argument or
+  /// initarg under spawn and forkserver reaches the child by descriptor, never a pool task.
+  using mproc_shared_by_descriptor = void;
   /// Throws std::invalid_argument when `value` is negative or above 2^31 - 1.
   explicit Semaphore(std::int64_t value = 1);
 
@@ -156,12 +194,24 @@ class Semaphore {
 
   friend bool operator==(const Semaphore& a, const Semaphore& b) noexcept { return a.state_ == b.state_; }
 
+ /// Under spawn and forkserver: the child maps the same state (see the header comment).
+  template <class Archive>
+  void save(Archive& archive) const {
+    archive(state_);
+  }
+  template <class Archive>
+  void load(Archive& archive) {
+    archive(state_);
+  }
+
  protected:
   Semaphore(std::int64_t value, std::int64_t bound);
+  explicit Semaphore(detail::UnloadedHandle) noexcept {}
 
  private:
+  friend struct detail::HandleAccess;
   bool acquire_for(bool block, detail::Timeout timeout);
-  std::shared_ptr<detail::SemaphoreState> state_;
+  detail::SharedState<detail::SemaphoreState> state_;
 };
 
 /// multiprocessing.BoundedSemaphore: a Semaphore whose release() throws std::invalid_argument
@@ -169,11 +219,18 @@ class Semaphore {
 class BoundedSemaphore : public Semaphore {
  public:
   explicit BoundedSemaphore(std::int64_t value = 1) : Semaphore(value, value) {}
+
+ private:
+  friend struct detail::HandleAccess;
+  explicit BoundedSemaphore(detail::UnloadedHandle unloaded) noexcept : Semaphore(unloaded) {}
 };
 
 /// multiprocessing.Event: a flag that wait() waits for.
 class Event {
  public:
+  /// Marks a handle to shared state (detail::shared_by_descriptor): a Process argument or
+  /// initarg under spawn and forkserver reaches the child by descriptor, never a pool task.
+  using mproc_shared_by_descriptor = void;
   Event();
   /// Sets the flag and wakes every waiter.
   void set();
@@ -191,9 +248,21 @@ class Event {
 
   friend bool operator==(const Event& a, const Event& b) noexcept { return a.state_ == b.state_; }
 
+  /// Under spawn and forkserver: the child maps the same state (see the header comment).
+  template <class Archive>
+  void save(Archive& archive) const {
+    archive(state_);
+  }
+  template <class Archive>
+  void load(Archive& archive) {
+    archive(state_);
+  }
+
  private:
+  friend struct detail::HandleAccess;
+  explicit Event(detail::UnloadedHandle) noexcept {}
   bool wait_timeout(detail::Timeout timeout);
-  std::shared_ptr<detail::EventState> state_;
+  detail::SharedState<detail::EventState> state_;
 };
 
 /// multiprocessing.Condition: a condition variable over a Lock or an RLock (by default a new
@@ -210,6 +279,9 @@ class Event {
 /// that takes the lock over (owner_died()).
 class Condition {
  public:
+  /// Marks a handle to shared state (detail::shared_by_descriptor): a Process argument or
+  /// initarg under spawn and forkserver reaches the child by descriptor, never a pool task.
+  using mproc_shared_by_descriptor = void;
   Condition();
   explicit Condition(Lock lock);
   explicit Condition(RLock lock);
@@ -259,13 +331,25 @@ class Condition {
   void notify(std::size_t n = 1);
   void notify_all();
 
+  /// Under spawn and forkserver: the child maps the same state (see the header comment).
+  template <class Archive>
+  void save(Archive& archive) const {
+    archive(lock_, recursive_, state_);
+  }
+  template <class Archive>
+  void load(Archive& archive) {
+    archive(lock_, recursive_, state_);
+  }
+
  private:
+  friend struct detail::HandleAccess;
+  explicit Condition(detail::UnloadedHandle) noexcept {}
   friend detail::ConditionCounts detail::condition_counts(const Condition&) noexcept;
   bool acquire_for(bool block, detail::Timeout timeout);
   bool wait_until_notified(detail::Timeout timeout);
-  std::shared_ptr<detail::LockState> lock_;
-  bool recursive_;
-  std::shared_ptr<detail::ConditionState> state_;
+  detail::SharedState<detail::LockState> lock_;
+  bool recursive_ = false;
+  detail::SharedState<detail::ConditionState> state_;
 };
 
 /// multiprocessing.Barrier (threading.Barrier's semantics): `parties` threads or processes
@@ -285,6 +369,9 @@ class Condition {
 /// others throw BrokenBarrierError).
 class Barrier {
  public:
+  /// Marks a handle to shared state (detail::shared_by_descriptor): a Process argument or
+  /// initarg under spawn and forkserver reaches the child by descriptor, never a pool task.
+  using mproc_shared_by_descriptor = void;
   /// Throws std::invalid_argument when parties < 1 (or above 2^31 - 1).
   explicit Barrier(std::int64_t parties, std::function<void()> action = {});
   /// `timeout`: the default for wait() without a timeout (Python's timeout argument).
@@ -313,10 +400,29 @@ class Barrier {
 
   friend bool operator==(const Barrier& a, const Barrier& b) noexcept { return a.state_ == b.state_; }
 
+  /// Under spawn and forkserver: the child maps the same state. The action goes by name, so
+  /// it must be a plain function (a `void (*)()` in the std::function); any other action
+  /// throws SerializationError, since it cannot run in a fresh copy of the program.
+  template <class Archive>
+  void save(Archive& archive) const {
+    const detail::CodeRef action = action_ref();
+    archive(state_, action);
+  }
+  template <class Archive>
+  void load(Archive& archive) {
+    detail::CodeRef action;
+    archive(state_, action);
+    set_action(action);
+  }
+
  private:
+  friend struct detail::HandleAccess;
+  explicit Barrier(detail::UnloadedHandle) noexcept {}
+  detail::CodeRef action_ref() const;  // an empty CodeRef: no action
+  void set_action(const detail::CodeRef& action);
   Barrier(std::int64_t parties, std::function<void()> action, detail::Timeout timeout);
   std::size_t wait_timeout(detail::Timeout timeout);
-  std::shared_ptr<detail::BarrierState> state_;
+  detail::SharedState<detail::BarrierState> state_;
   std::function<void()> action_;  // runs in the process that arrives last: not shared
 };
 

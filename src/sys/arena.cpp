@@ -3,6 +3,7 @@
 #include <cerrno>
 #include <cstdint>
 #include <sys/mman.h>
+#include <utility>
 #include <unistd.h>
 
 #include "sys/memory_cgroup.hpp"
@@ -17,6 +18,25 @@ int map_sparse_shared(std::size_t size, SharedMapping& out) noexcept {
   if (size == 0) return -EINVAL;
   void* address =
       ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (address == MAP_FAILED) return -errno;
+  out = SharedMapping(address, size);
+  return 0;
+}
+
+int memfd_create_sparse(const char* debug_name, std::size_t size, UniqueFd& out) noexcept {
+  if (size == 0) return -EINVAL;
+  UniqueFd fd(::memfd_create(debug_name, MFD_CLOEXEC));
+  if (!fd) return -errno;
+  // A size, no pages: the memfd lives on the kernel's internal tmpfs, which has no size limit
+  // of its own; pages are charged (to the memory cgroup) as commit_shared populates them.
+  if (::ftruncate(fd.get(), static_cast<off_t>(size)) != 0) return -errno;
+  out = std::move(fd);
+  return 0;
+}
+
+int map_sparse_fd(int fd, std::size_t size, SharedMapping& out) noexcept {
+  if (size == 0) return -EINVAL;
+  void* address = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
   if (address == MAP_FAILED) return -errno;
   out = SharedMapping(address, size);
   return 0;

@@ -3,8 +3,9 @@
 //
 // A queue reserves far more address space than it will ever fill (MAP_NORESERVE: no memory
 // is committed at mmap time), commits a range of pages before writing into it, and gives the
-// pages of a drained range back to the kernel. The mapping is MAP_SHARED | MAP_ANONYMOUS, so
-// every child forked after it sees the same pages, and it vanishes with its last mapper.
+// pages of a drained range back to the kernel. The mapping is MAP_SHARED, of an anonymous
+// region or of a memfd sized by ftruncate alone (which an exec'd child can be passed), so
+// every process mapping it sees the same pages, and it vanishes with its last mapper.
 //
 // Why commit explicitly: a page of a shared anonymous mapping that the kernel cannot supply
 // when it is first touched kills the toucher (SIGBUS or the OOM killer). MADV_POPULATE_WRITE
@@ -22,6 +23,14 @@ namespace mproc::sys {
 /// A zero-filled MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE region of `size` bytes: address
 /// space only, until pages are touched or committed. Returns 0 or -errno (ENOMEM).
 int map_sparse_shared(std::size_t size, SharedMapping& out) noexcept;
+
+/// memfd_create (close-on-exec) of `size` bytes, none of them allocated (ftruncate only): the
+/// file behind a sparse region that an exec'd child can be given. Returns 0 or -errno.
+int memfd_create_sparse(const char* debug_name, std::size_t size, UniqueFd& out) noexcept;
+
+/// Maps `size` bytes of the file behind `fd` MAP_SHARED | MAP_NORESERVE: as map_sparse_shared,
+/// over a memfd. Returns 0 or -errno.
+int map_sparse_fd(int fd, std::size_t size, SharedMapping& out) noexcept;
 
 /// Commits (allocates and maps) the pages of [address, address + size), page-aligned
 /// outward. Returns 0, or -ENOMEM / -EFAULT when memory is short, -ENOMEM also when the

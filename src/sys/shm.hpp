@@ -35,6 +35,11 @@ class SharedMapping {
   ~SharedMapping() { reset(); }
 
   void* get() const noexcept { return address_; }
+  /// Gives up ownership: the caller unmaps.
+  void* release() noexcept {
+    length_ = 0;
+    return std::exchange(address_, nullptr);
+  }
   std::size_t size() const noexcept { return length_; }
   explicit operator bool() const noexcept { return address_ != nullptr; }
   void reset() noexcept;

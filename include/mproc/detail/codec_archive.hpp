@@ -14,6 +14,7 @@
 #include <type_traits>
 
 #include "mproc/detail/codec_traits.hpp"
+#include "mproc/detail/shared_handle.hpp"
 
 namespace mproc {
 
@@ -171,6 +172,17 @@ struct BasicCodec<T, Shape::user> {
     call_save(ar, value);
   }
   static T decode(Decoder& d) {
+    if constexpr (shared_by_descriptor<T>) {
+      // A handle loads into an empty one: a default-constructed Lock or Queue would make a
+      // shared object only to drop it.
+      T value = HandleAccess::unloaded<T>();
+      decode_into(d, value);
+      return value;
+    } else {
+      return decode_default_constructed(d);
+    }
+  }
+  static T decode_default_constructed(Decoder& d) {
     require_default_constructible();
     T value = T();
     decode_into(d, value);

@@ -19,6 +19,7 @@
 
 #include "mproc/codec.hpp"
 #include "mproc/detail/code_identity.hpp"
+#include "mproc/detail/shared_handle.hpp"
 
 namespace mproc::detail {
 
@@ -33,13 +34,32 @@ concept PlainFunction = requires(F f) {
   { +f };
 } && std::is_pointer_v<decltype(+std::declval<F>())> && std::is_function_v<std::remove_pointer_t<decltype(+std::declval<F>())>>;
 
-/// Rejects, with a readable message, a callable that cannot be named in another process.
+template <class Arguments>
+inline constexpr bool any_shared_by_descriptor = false;
+template <class... P>
+inline constexpr bool any_shared_by_descriptor<std::tuple<P...>> = (shared_by_descriptor<P> || ...);
+
+template <class F>
+struct TaskTypes;  // defined below, once ArgumentsOf and ResultOf are
+
+/// Rejects, with a readable message, a callable that cannot be named in another process, and
+/// a task whose parameters or result are handles to shared state (Queue, Lock, Value...):
+/// those reach a child only by descriptor as it starts, never inside a task (Python refuses
+/// them too: "Queue objects should only be shared between processes through inheritance").
 template <class F>
 constexpr void require_plain_function() {
   static_assert(PlainFunction<F>,
                 "mproc: a pool task must be a plain function: a free function, a static member function or a "
                 "lambda without captures. A capturing lambda or a function object cannot be named in a worker "
                 "process; pass what it captures as arguments instead.");
+  if constexpr (PlainFunction<F>) {
+    static_assert(!TaskTypes<F>::shared_argument,
+                  "mproc: a Queue/Lock/Value cannot be a pool task's argument: share it through the pool's "
+                  "initializer (mproc::Initializer(init, queue)) or by inheritance (fork), as Python requires");
+    static_assert(!TaskTypes<F>::shared_result,
+                  "mproc: a Queue/Lock/Value cannot be a pool task's result: it reaches another process only "
+                  "as a Process argument or through the pool's initializer (mproc::Initializer(init, queue))");
+  }
 }
 
 /// Stands in for a callable that is not a plain function, so that the pool's members still
@@ -72,6 +92,12 @@ template <class F>
 using ResultOf = typename Signature<FunctionPointer<F>>::result;
 template <class F>
 using ArgumentsOf = typename Signature<FunctionPointer<F>>::arguments;
+
+template <class F>
+struct TaskTypes {
+  static constexpr bool shared_argument = any_shared_by_descriptor<ArgumentsOf<F>>;
+  static constexpr bool shared_result = shared_by_descriptor<std::decay_t<ResultOf<F>>>;
+};
 
 /// The wire name of a plain function (an empty CodeRef for anything else, which
 /// require_plain_function has already refused).
