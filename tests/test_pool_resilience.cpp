@@ -64,10 +64,11 @@ void replacement_waits_for_descriptors() {
   if (pool.apply(square, 2) != 4) mproc::exit(10);
   rlimit original{};
   ::getrlimit(RLIMIT_NOFILE, &original);
-  // No descriptor more than now: a replacement (pipes, pidfd, lifeline, memfd) cannot start,
-  // even once the dead worker's descriptors are closed.
+  // Fewer descriptors than are open now, by more than the dead worker will give back (its
+  // two pipe ends and their sockets, pidfd, lifeline, memfd: 7): a replacement (four pipe
+  // ends and sockets, memfd, lifeline, pidfd) cannot start. Descriptors already open stay.
   rlimit tight = original;
-  tight.rlim_cur = static_cast<rlim_t>(open_descriptor_count());
+  tight.rlim_cur = static_cast<rlim_t>(open_descriptor_count() - 10);
   if (::setrlimit(RLIMIT_NOFILE, &tight) != 0) mproc::exit(11);
   std::vector<int> pids = pool.worker_pids();
   ::kill(pids[0], SIGKILL);
