@@ -832,7 +832,7 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
       if (worker->in_flight.empty() || worker->killed) continue;
       const auto& timeout = worker->in_flight.front()->spec.timeout;
       if (!timeout) continue;
-      auto deadline = worker->front_started + std::chrono::duration_cast<Clock::duration>(*timeout);
+      auto deadline = saturating_add(worker->front_started, *timeout);
       if (!nearest || deadline < *nearest) nearest = deadline;
     }
     return nearest;

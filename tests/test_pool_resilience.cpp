@@ -141,3 +141,21 @@ TEST(PoolResilience, WaitingForTheExecutorInADoneCallbackIsAnError) {
 }
 
 }  // namespace
+
+namespace {
+
+int sleep_then_square(int x) {
+  ::usleep(20'000);
+  return x * x;
+}
+
+TEST(PoolResilience, TheLongestTaskTimeoutMeansNoLimit) {
+  // The engine's deadline (hand-off time + timeout) used to overflow (UBSan: signed overflow).
+  mproc::Pool pool({.processes = 1, .task_timeout = std::chrono::nanoseconds::max()});
+  EXPECT_EQ(pool.apply(sleep_then_square, 5), 25);
+  auto queued = pool.apply_async(sleep_then_square, 6);
+  EXPECT_EQ(pool.apply(sleep_then_square, 7), 49);
+  EXPECT_EQ(queued.get(), 36);
+}
+
+}  // namespace

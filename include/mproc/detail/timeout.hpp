@@ -52,16 +52,21 @@ std::chrono::nanoseconds to_nanoseconds(std::chrono::duration<Rep, Period> timeo
   }
 }
 
+/// `from` + `timeout` (negative counts as zero), saturating at the clock's maximum.
+inline std::chrono::steady_clock::time_point saturating_add(std::chrono::steady_clock::time_point from,
+                                                            std::chrono::nanoseconds timeout) noexcept {
+  using Clock = std::chrono::steady_clock;
+  const auto relative = std::max(timeout, std::chrono::nanoseconds::zero());
+  // Compared as a difference: from + relative is the overflow this module exists to avoid.
+  if (relative >= Clock::time_point::max() - from) return Clock::time_point::max();
+  return from + std::chrono::duration_cast<Clock::duration>(relative);
+}
+
 /// The deadline `timeout` from now (nullopt: none), saturating at the clock's maximum; zero and
 /// negative timeouts are a deadline already past.
 inline Deadline deadline_after(Timeout timeout) noexcept {
-  using Clock = std::chrono::steady_clock;
   if (!timeout) return std::nullopt;
-  const auto now = Clock::now();
-  const auto relative = std::max(*timeout, std::chrono::nanoseconds::zero());
-  // Compared as a difference: now + relative is the overflow this module exists to avoid.
-  if (relative >= Clock::time_point::max() - now) return Clock::time_point::max();
-  return now + std::chrono::duration_cast<Clock::duration>(relative);
+  return saturating_add(std::chrono::steady_clock::now(), *timeout);
 }
 
 /// As above, for a timeout of any duration type (converted without overflow).
