@@ -103,12 +103,18 @@ AwaitingBoot& awaiting_boot() {
   return state;
 }
 
-void report_missing_freeze_support() noexcept {
+// In a spawned copy still awaiting its start message: tells the parent, once, that
+// freeze_support() was missed (`how`). False anywhere else.
+bool report_missed_freeze_support(const char* how) noexcept {
   auto& state = awaiting_boot();
-  if (!state.awaiting) return;
+  if (!state.awaiting) return false;
   state.awaiting = false;
-  send_reply(state.boot_fd, BootStatus::freeze_support_missing,
-             "the program's main() did not call mproc::freeze_support() before it went on");
+  send_reply(state.boot_fd, BootStatus::freeze_support_missing, how);
+  return true;
+}
+
+void report_missing_freeze_support() noexcept {
+  report_missed_freeze_support("the program's main() did not call mproc::freeze_support() before it went on");
 }
 
 [[maybe_unused]] const bool boot_marker_read = awaiting_boot().awaiting;
@@ -224,18 +230,13 @@ void run_booted_child(sys::UniqueFd boot_socket, int lifeline) {
   become_child(ChildIdentity{message.name, message.daemon, message.identity, message.parent_pid, armed});
   current_import = &fds;
   const NamedCall& call = message.call;
-  run_target_and_exit([&] {
-    std::vector<std::byte> ignored;
-    resolve<std::remove_pointer_t<Invoker>>(call.invoker)(call.function, call.args, ignored);
-  });
+  run_target_and_exit([&] { run_named_call(call); });
 }
 
 void refuse_start_while_awaiting_boot() noexcept {
-  auto& state = awaiting_boot();
-  if (!state.awaiting) return;
-  state.awaiting = false;
-  send_reply(state.boot_fd, BootStatus::freeze_support_missing,
-             "the program's main() started a process or a pool before calling mproc::freeze_support()");
+  if (!report_missed_freeze_support(
+          "the program's main() started a process or a pool before calling mproc::freeze_support()"))
+    return;
   std::fflush(stdout);
   ::_exit(kBootFailedExit);
 }

@@ -105,10 +105,7 @@ void run_spawned_worker(const CodeRef&, std::span<const std::byte> encoded, std:
   // descriptor window (its invoker closes the window); without one, close it now.
   std::function<void()> initializer;
   if (config.initializer) {
-    initializer = [&call = *config.initializer] {
-      std::vector<std::byte> ignored;
-      resolve<std::remove_pointer_t<Invoker>>(call.invoker)(call.function, call.args, ignored);
-    };
+    initializer = [&call = *config.initializer] { run_named_call(call); };
   } else {
     end_fd_import();
   }

@@ -107,11 +107,7 @@ class Lock {
 
   /// Under spawn and forkserver: the child maps the same state (see the header comment).
   template <class Archive>
-  void save(Archive& archive) const {
-    archive(state_);
-  }
-  template <class Archive>
-  void load(Archive& archive) {
+  void serialize(Archive& archive) {
     archive(state_);
   }
 
@@ -154,11 +150,7 @@ class RLock {
 
   /// Under spawn and forkserver: the child maps the same state (see the header comment).
   template <class Archive>
-  void save(Archive& archive) const {
-    archive(state_);
-  }
-  template <class Archive>
-  void load(Archive& archive) {
+  void serialize(Archive& archive) {
     archive(state_);
   }
 
@@ -196,11 +188,7 @@ class Semaphore {
 
  /// Under spawn and forkserver: the child maps the same state (see the header comment).
   template <class Archive>
-  void save(Archive& archive) const {
-    archive(state_);
-  }
-  template <class Archive>
-  void load(Archive& archive) {
+  void serialize(Archive& archive) {
     archive(state_);
   }
 
@@ -250,11 +238,7 @@ class Event {
 
   /// Under spawn and forkserver: the child maps the same state (see the header comment).
   template <class Archive>
-  void save(Archive& archive) const {
-    archive(state_);
-  }
-  template <class Archive>
-  void load(Archive& archive) {
+  void serialize(Archive& archive) {
     archive(state_);
   }
 

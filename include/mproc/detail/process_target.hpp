@@ -64,6 +64,13 @@ struct NamedCall {
   }
 };
 
+/// Runs `call` (its invoker resolves and decodes; a result is dropped). Throws what the
+/// function throws, SerializationError when a name does not resolve or decoding fails.
+inline void run_named_call(const NamedCall& call) {
+  std::vector<std::byte> ignored;
+  resolve<std::remove_pointer_t<Invoker>>(call.invoker)(call.function, call.args, ignored);
+}
+
 /// The Invoker of a process target: decodes the arguments and calls the function with each
 /// as its parameter wants it (an lvalue for a reference parameter, moved for a value one);
 /// the target's return value is dropped, as Python drops run()'s.
