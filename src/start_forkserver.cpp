@@ -79,11 +79,15 @@ void serve_request(int control, std::map<pid_t, sys::UniqueFd>& children, const 
   if (pid < 0) return;  // the parent sees the status channel close and reports the failure
   ForkAnswer answer{pid};
   int pidfd = sys::pidfd_open(pid);  // not reaped before it is sent: the pid is still this child's
-  int passed[] = {pidfd};
-  if (pidfd >= 0) {
-    sys::send_with_fds(status.get(), &answer, sizeof answer, passed, 1);
-    sys::close_fd(pidfd);
+  if (pidfd < 0) {
+    // Without a pidfd the parent cannot watch the child: end it; closing the status channel
+    // unanswered tells the parent that this start failed.
+    ::kill(pid, SIGKILL);
+    return;
   }
+  int passed[] = {pidfd};
+  sys::send_with_fds(status.get(), &answer, sizeof answer, passed, 1);
+  sys::close_fd(pidfd);
   children.emplace(pid, std::move(status));
 }
 
