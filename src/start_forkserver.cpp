@@ -238,9 +238,14 @@ StartedChild start_from_forkserver(const BootMessage& message, const std::vector
         child.pid = answer->second.pid;
         break;
       }
-      if (attempt == 1) throw ProcessError("mproc: the forkserver could not start a process");
-      ::kill(client.pid, SIGKILL);
-      sys::poll_fd(client.pidfd.get(), POLLIN, std::nullopt);
+      // A live server that answered nothing could not fork or watch the child (out of
+      // processes or descriptors): that start fails, the server and its children stay.
+      // (A server that is dying closes its sockets a moment before its pidfd says so: give
+      // it that moment.)
+      const bool died = sys::poll_fd(client.pidfd.get(), POLLIN,
+                                     std::chrono::steady_clock::now() + std::chrono::milliseconds(200)) > 0;
+      if (attempt == 1 || !died)
+        throw ProcessError("mproc: the forkserver could not start a process (out of processes or descriptors?)");
     }
   }
   boot_its.reset();
