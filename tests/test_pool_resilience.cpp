@@ -1,6 +1,7 @@
 // The pool under conditions that once broke it for good: a task its worker cannot receive,
 // and a dead worker that cannot be replaced for a while (out of descriptors).
 #include <cstdint>
+#include <fcntl.h>
 #include <cstdio>
 #include <fstream>
 #include <future>
@@ -120,11 +121,22 @@ TEST(PoolResilience, WaitingForThePoolInItsOwnCallbackIsAnError) {
   }
 }
 
+// Waits for a byte on `fd` (inherited by the forked worker), then squares.
+int square_when_released(int fd, int x) {
+  char byte;
+  if (::read(fd, &byte, 1) != 1) return -1;
+  return x * x;
+}
+
 TEST(PoolResilience, WaitingForTheExecutorInADoneCallbackIsAnError) {
-  mproc::ProcessPoolExecutor executor({.max_workers = 1});
+  int release[2];
+  ASSERT_EQ(::pipe2(release, O_CLOEXEC), 0);
+  mproc::ProcessPoolExecutor executor({.max_workers = 1});  // forked after the pipe: inherits it
   std::promise<std::string> seen;
   auto outcome = seen.get_future();
-  auto future = executor.submit(square, 3);
+  // Held until the callback is installed: a callback added to a finished future runs on the
+  // adding thread, which is not the executor's.
+  auto future = executor.submit(square_when_released, release[0], 3);
   future.add_done_callback([&](mproc::Future<int>) {
     try {
       executor.submit(square, 4).result();
@@ -133,10 +145,13 @@ TEST(PoolResilience, WaitingForTheExecutorInADoneCallbackIsAnError) {
       seen.set_value(error.what());
     }
   });
+  ASSERT_EQ(::write(release[1], "x", 1), 1);
   ASSERT_EQ(outcome.wait_for(30s), std::future_status::ready);
   std::string what = outcome.get();
   EXPECT_NE(what.find("callbacks"), std::string::npos) << what;
   EXPECT_EQ(future.result(), 9);
+  ::close(release[0]);
+  ::close(release[1]);
 }
 
 }  // namespace
