@@ -51,6 +51,18 @@ TEST_F(ProcessTest, StartJoinExitcodeZero) {
   EXPECT_EQ(p.exitcode(), 0);
 }
 
+// Starts `p`, whose target sends "hello world7", its name, its parent's pid and its own pid
+// through the other end of `from`, and checks them.
+void expect_identity_report(mproc::Process& p, mproc::Connection& from) {
+  p.start();
+  EXPECT_EQ(from.recv<std::string>(), "hello world7");
+  EXPECT_EQ(from.recv<std::string>(), p.name());
+  EXPECT_EQ(from.recv<int>(), ::getpid());
+  EXPECT_EQ(from.recv<pid_t>(), p.pid());
+  p.join();
+  EXPECT_EQ(p.exitcode(), 0);
+}
+
 TEST_F(ProcessTest, CapturingLambdaWithArgumentsReportsThroughPipe) {
   MPROC_FORK_ONLY();  // a capturing lambda as the target
   auto [parent_end, child_end] = mproc::Pipe();
@@ -64,13 +76,7 @@ TEST_F(ProcessTest, CapturingLambdaWithArgumentsReportsThroughPipe) {
         child_end.send(me.pid());
       },
       7, std::string("world"));
-  p.start();
-  EXPECT_EQ(parent_end.recv<std::string>(), "hello world7");
-  EXPECT_EQ(parent_end.recv<std::string>(), p.name());
-  EXPECT_EQ(parent_end.recv<int>(), ::getpid());
-  EXPECT_EQ(parent_end.recv<pid_t>(), p.pid());
-  p.join();
-  EXPECT_EQ(p.exitcode(), 0);
+  expect_identity_report(p, parent_end);
 }
 
 void report_identity(mproc::Connection to, int n, std::string word) {
@@ -84,13 +90,7 @@ void report_identity(mproc::Connection to, int n, std::string word) {
 TEST_F(ProcessTest, PlainFunctionWithAConnectionAndArgumentsReportsThroughIt) {
   auto [parent_end, child_end] = mproc::Pipe();
   mproc::Process p(report_identity, std::move(child_end), 7, std::string("world"));
-  p.start();
-  EXPECT_EQ(parent_end.recv<std::string>(), "hello world7");
-  EXPECT_EQ(parent_end.recv<std::string>(), p.name());
-  EXPECT_EQ(parent_end.recv<int>(), ::getpid());
-  EXPECT_EQ(parent_end.recv<pid_t>(), p.pid());
-  p.join();
-  EXPECT_EQ(p.exitcode(), 0);
+  expect_identity_report(p, parent_end);
 }
 
 TEST_F(ProcessTest, ACapturingTargetRunsOnlyUnderFork) {

@@ -7,9 +7,7 @@
 #include <cstdlib>
 #include <fcntl.h>
 #include <fstream>
-#include <spawn.h>
 #include <string>
-#include <sys/wait.h>
 #include <unistd.h>
 #include <vector>
 
@@ -18,8 +16,6 @@
 
 #include "support/leak_check.hpp"
 #include "support/plugin.hpp"
-
-extern char** environ;
 
 namespace {
 
@@ -229,43 +225,11 @@ INSTANTIATE_TEST_SUITE_P(Methods, ExecMethods, ::testing::Values("fork", "spawn"
 
 // ---- a program that forgot freeze_support() ---------------------------------------------
 
-struct ProgramRun {
-  int status = -1;
-  std::string output;
-};
-
-ProgramRun run_forgetful_program(const std::string& method, const std::string& mode, const std::string& kind) {
-  int out[2];
-  if (::pipe2(out, O_CLOEXEC) != 0) throw std::runtime_error("pipe2");
-  std::vector<std::string> env_storage;
-  for (char** entry = environ; *entry != nullptr; ++entry) env_storage.emplace_back(*entry);
-  env_storage.push_back("FORGOT_FREEZE_SUPPORT_METHOD=" + method);
-  env_storage.push_back("FORGOT_FREEZE_SUPPORT_MODE=" + mode);
-  env_storage.push_back("FORGOT_FREEZE_SUPPORT_KIND=" + kind);
-  std::vector<char*> env;
-  for (auto& entry : env_storage) env.push_back(entry.data());
-  env.push_back(nullptr);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, out[1], 1);
-  char program[] = MPROC_FORGOT_FREEZE_SUPPORT;
-  char* argv[] = {program, nullptr};
-  pid_t pid = 0;
-  int rc = posix_spawn(&pid, program, &actions, nullptr, argv, env.data());
-  posix_spawn_file_actions_destroy(&actions);
-  ::close(out[1]);
-  ProgramRun run;
-  if (rc != 0) {
-    ::close(out[0]);
-    return run;
-  }
-  char buffer[4096];
-  for (ssize_t n; (n = ::read(out[0], buffer, sizeof buffer)) > 0;) run.output.append(buffer, static_cast<std::size_t>(n));
-  ::close(out[0]);
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  run.status = WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
-  return run;
+mproc::testing::HelperResult run_forgetful_program(const std::string& method, const std::string& mode,
+                                                   const std::string& kind) {
+  return mproc::testing::run_program(MPROC_FORGOT_FREEZE_SUPPORT, {"FORGOT_FREEZE_SUPPORT_METHOD=" + method,
+                                                                   "FORGOT_FREEZE_SUPPORT_MODE=" + mode,
+                                                                   "FORGOT_FREEZE_SUPPORT_KIND=" + kind});
 }
 
 class ForgottenFreezeSupport : public ::testing::TestWithParam<std::tuple<const char*, const char*, const char*>> {};
@@ -273,8 +237,8 @@ class ForgottenFreezeSupport : public ::testing::TestWithParam<std::tuple<const 
 TEST_P(ForgottenFreezeSupport, TheParentIsToldAndNothingRunsOn) {
   auto [method, mode, kind] = GetParam();
   auto begin = std::chrono::steady_clock::now();
-  ProgramRun run = run_forgetful_program(method, mode, kind);
-  EXPECT_EQ(run.status, 3) << run.output;
+  auto run = run_forgetful_program(method, mode, kind);
+  EXPECT_EQ(run.exitcode, 3) << run.output;
   EXPECT_NE(run.output.find("freeze_support"), std::string::npos) << run.output;
   // Only a copy that runs on without reaching mproc needs the start-up time limit.
   if (std::string(mode) != "busy") {

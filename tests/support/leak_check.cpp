@@ -78,13 +78,12 @@ HelperRegistration::HelperRegistration(const char* name, int (*body)(const std::
   std::exit(body(arg ? arg : ""));
 }
 
-HelperResult run_helper(const std::string& name, const std::string& arg) {
+HelperResult run_program(const std::string& path, const std::vector<std::string>& extra_environment) {
   int out[2];
   if (::pipe2(out, O_CLOEXEC) != 0) throw std::runtime_error("pipe2");
   std::vector<std::string> env_storage;
   for (char** e = environ; *e; ++e) env_storage.emplace_back(*e);
-  env_storage.push_back(std::string(kHelperVariable) + "=" + name);
-  env_storage.push_back(std::string(kHelperArgVariable) + "=" + arg);
+  env_storage.insert(env_storage.end(), extra_environment.begin(), extra_environment.end());
   std::vector<char*> env;
   for (auto& entry : env_storage) env.push_back(entry.data());
   env.push_back(nullptr);
@@ -92,10 +91,10 @@ HelperResult run_helper(const std::string& name, const std::string& arg) {
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_adddup2(&actions, out[1], STDOUT_FILENO);
-  char exe[] = "/proc/self/exe";
-  char* argv[] = {exe, nullptr};
+  std::string program = path;
+  char* argv[] = {program.data(), nullptr};
   pid_t pid = 0;
-  int rc = ::posix_spawn(&pid, exe, &actions, nullptr, argv, env.data());
+  int rc = ::posix_spawn(&pid, program.c_str(), &actions, nullptr, argv, env.data());
   posix_spawn_file_actions_destroy(&actions);
   ::close(out[1]);
   if (rc != 0) {
@@ -119,6 +118,11 @@ HelperResult run_helper(const std::string& name, const std::string& arg) {
   }
   result.exitcode = WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
   return result;
+}
+
+HelperResult run_helper(const std::string& name, const std::string& arg) {
+  return run_program("/proc/self/exe",
+                     {std::string(kHelperVariable) + "=" + name, std::string(kHelperArgVariable) + "=" + arg});
 }
 
 SubreaperScope::SubreaperScope() { ::prctl(PR_SET_CHILD_SUBREAPER, 1); }

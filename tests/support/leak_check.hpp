@@ -41,6 +41,10 @@ struct HelperResult {
   std::string output;  // its stdout
 };
 
+/// Runs the program at `path` (no arguments) with this process's environment plus
+/// `extra_environment` ("NAME=value" entries), and waits for it; its stdout is captured.
+HelperResult run_program(const std::string& path, const std::vector<std::string>& extra_environment);
+
 /// Runs this test binary again as helper `name` (registered with MPROC_TEST_HELPER),
 /// with `args` in the environment as MPROC_TEST_HELPER_ARG, and waits for it.
 HelperResult run_helper(const std::string& name, const std::string& arg = {});
