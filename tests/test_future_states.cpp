@@ -22,6 +22,8 @@
 
 #include <gtest/gtest.h>
 
+#include "support/notice.hpp"
+
 using namespace std::chrono_literals;
 
 namespace {
@@ -78,22 +80,7 @@ class Background {
 // Signals, from a waiting thread, that it is about to block. The waiter may not be inside
 // the wait yet when the flag is seen: the tests are correct either way, and usually exercise
 // the blocked path.
-struct Announce {
-  std::mutex mutex;
-  std::condition_variable cv;
-  bool ready = false;
-  void set() {
-    {
-      std::lock_guard lock(mutex);
-      ready = true;
-    }
-    cv.notify_all();
-  }
-  bool wait(std::chrono::milliseconds timeout = 30s) {
-    std::unique_lock lock(mutex);
-    return cv.wait_for(lock, timeout, [&] { return ready; });
-  }
-};
+using Announce = mproc::testing::Notice;
 
 // ---- status queries in every state ---------------------------------------------------------
 
@@ -205,7 +192,7 @@ TEST(FutureStates, HugeTimeoutsWaitForACompletionFromAnotherThread) {
   std::atomic<int> right{0};
   auto check = [&](bool ok) {
     right += ok ? 1 : 0;
-    returned.set();
+    returned.post();
   };
   std::vector<std::function<void()>> waits = {
       [&] { check(r.future.result(std::chrono::hours::max()) == 7); },
@@ -244,7 +231,7 @@ TEST(FutureStates, BlockedResultWokenBySetValue) {
   Announce waiting;
   int got = 0;
   Background waiter([&] {
-    waiting.set();
+    waiting.post();
     got = r.future.result();
   });
   ASSERT_TRUE(waiting.wait());
@@ -258,7 +245,7 @@ TEST(FutureStates, BlockedResultWokenByCancel) {
   Announce waiting;
   bool got_cancelled = false;
   Background waiter([&] {
-    waiting.set();
+    waiting.post();
     try {
       p.future.result(60s);
     } catch (const mproc::CancelledError&) {
@@ -276,7 +263,7 @@ TEST(FutureStates, BlockedExceptionWokenByCancelAndBySetError) {
   Announce waiting;
   bool got_cancelled = false;
   Background waiter([&] {
-    waiting.set();
+    waiting.post();
     try {
       p.future.exception();
     } catch (const mproc::CancelledError&) {
@@ -292,7 +279,7 @@ TEST(FutureStates, BlockedExceptionWokenByCancelAndBySetError) {
   Announce waiting2;
   std::exception_ptr error;
   Background waiter2([&] {
-    waiting2.set();
+    waiting2.post();
     error = r.future.exception(60s);
   });
   ASSERT_TRUE(waiting2.wait());
@@ -528,7 +515,7 @@ TEST(FutureWait, ACancelWakesABlockedWait) {
     Announce waiting;
     std::size_t done_count = 0;
     Background waiter([&] {
-      waiting.set();
+      waiting.post();
       auto futures = return_when == mproc::ALL_COMPLETED ? futures_of({&p, &s}) : futures_of({&p});
       done_count = mproc::wait(futures, std::nullopt, return_when).done.size();
     });

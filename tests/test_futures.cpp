@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "support/gate.hpp"
+#include "support/notice.hpp"
 #include "support/leak_check.hpp"
 #include "support/start_method.hpp"
 
@@ -397,27 +398,7 @@ mproc::Future<int> successful_future() {
   return mproc::Future<int>(state);
 }
 
-// A notice one thread posts and another waits for, with a generous bound.
-struct Notice {
-  std::mutex mutex;
-  std::condition_variable cv;
-  bool posted = false;
-  void post() {
-    {
-      std::lock_guard lock(mutex);
-      posted = true;
-    }
-    cv.notify_all();
-  }
-  bool wait(std::chrono::milliseconds timeout = 30s) {
-    std::unique_lock lock(mutex);
-    return cv.wait_for(lock, timeout, [&] { return posted; });
-  }
-  bool is_posted() {
-    std::lock_guard lock(mutex);
-    return posted;
-  }
-};
+using mproc::testing::Notice;
 
 // ---- huge timeouts (audit item 1) ---------------------------------------------------------
 
