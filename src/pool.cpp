@@ -19,11 +19,19 @@ detail::EngineOptions engine_options(PoolOptions options) {
 }
 }  // namespace
 
-Pool::Pool(PoolOptions options) : engine_(engine_options(std::move(options))) {}
+Pool::Pool(PoolOptions options)
+    : terminate_on_exit_(options.terminate_on_exit), engine_(engine_options(std::move(options))) {}
 
 Pool::~Pool() {
   // The engine's destructor closes the pool and waits for the accepted tasks (or, after
   // terminate(), for the killed workers).
+  if (!terminate_on_exit_) return;
+  try {
+    engine_.terminate();
+  } catch (const Error&) {
+    // Not the creating process (a worker's or a forked child's copy of the pool): the
+    // pool is not this process's to stop, and the engine's destructor leaves it alone too.
+  }
 }
 
 }  // namespace mproc

@@ -99,9 +99,13 @@ class Future {
   /// Internal: the type-independent state (for wait / as_completed).
   detail::StateCore& core() const { return *state_; }
 
+  /// Copies of one future are equal (they share one result), as a Python future is itself;
+  /// std::hash<Future<R>> agrees, so a future can key a std::unordered_map — Python's
+  /// `{executor.submit(f, x): x for x in inputs}`.
   friend bool operator==(const Future& a, const Future& b) noexcept { return a.state_ == b.state_; }
 
  private:
+  friend struct std::hash<Future>;
   template <class Rep, class Period>
   void wait_or_throw(std::chrono::duration<Rep, Period> timeout) const {
     if (!state_->wait_until(detail::deadline_after(timeout))) throw TimeoutError("the future is not done");
@@ -263,3 +267,11 @@ auto as_completed(const Futures& futures, std::chrono::duration<Rep, Period> tim
 }
 
 }  // namespace mproc
+
+/// Hashes a future by the result it shares with its copies (see Future's operator==).
+template <class R>
+struct std::hash<mproc::Future<R>> {
+  std::size_t operator()(const mproc::Future<R>& future) const noexcept {
+    return std::hash<const void*>{}(future.state_.get());
+  }
+};

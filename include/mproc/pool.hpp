@@ -18,13 +18,15 @@
 // - terminate() fails every unfinished result with CancelledError instead of leaving it
 //   pending forever.
 // Destructor: waits for every accepted task (close() + join()), as std::jthread joins,
-// unless terminate() was called.
+// unless terminate() was called or PoolOptions::terminate_on_exit is set (Python's
+// `with Pool() as pool:` terminates on exit).
 #pragma once
 
 #include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <functional>
+#include <initializer_list>
 #include <iterator>
 #include <map>
 #include <memory>
@@ -38,6 +40,7 @@
 
 #include "mproc/async_result.hpp"
 #include "mproc/codec.hpp"
+#include "mproc/detail/braced_items.hpp"
 #include "mproc/detail/engine.hpp"
 #include "mproc/detail/engine_calls.hpp"
 #include "mproc/imap_iterator.hpp"
@@ -65,6 +68,12 @@ struct PoolOptions {
   std::optional<std::chrono::nanoseconds> task_timeout = {};
   /// The start method of the workers (Python's Pool(context=ctx)); nullopt: the current one.
   std::optional<Context> context = {};
+  /// What the destructor does with unfinished work. false (the default): it waits for every
+  /// accepted task, as std::jthread joins. true: it calls terminate() — Python's
+  /// `with Pool() as pool:`, whose exit stops the workers and abandons what is unfinished
+  /// (here: fails it with CancelledError). For a pool whose results were all collected
+  /// inside the scope the two behave the same.
+  bool terminate_on_exit = false;
 };
 
 
@@ -76,6 +85,7 @@ class Pool {
   /// Throws std::invalid_argument for processes <= 0 or maxtasksperchild <= 0; OSError.
   explicit Pool(int processes) : Pool(PoolOptions{.processes = processes}) {}
   explicit Pool(PoolOptions options = {});
+  /// close() + join(), or terminate() + join() with PoolOptions::terminate_on_exit.
   ~Pool();
   Pool(const Pool&) = delete;
   Pool& operator=(const Pool&) = delete;
@@ -115,10 +125,25 @@ class Pool {
     return map_impl<false>(f, std::forward<Range>(items), chunksize);
   }
 
+  /// A braced list of items, as Python's pool.map(f, [a, b]): pool.map(f, {1, 2, 3}); each
+  /// element is the function's parameter type, so pool.starmap(g, {{"a", 1}, {"b", 2}})
+  /// works too. The list is copied (it dies at the end of the call's full expression).
+  template <class F>
+  auto map(F f, std::initializer_list<detail::BracedItemOf<F, false>> items,
+           std::optional<std::size_t> chunksize = std::nullopt) -> detail::MapResult<detail::ResultOf<F>> {
+    return map(f, std::vector<detail::BracedItemOf<F, false>>(items), chunksize);
+  }
+
   template <class F, std::ranges::input_range Range>
   auto map_async(F f, Range&& items, std::optional<std::size_t> chunksize = std::nullopt)
       -> AsyncResult<detail::MapResult<detail::ResultOf<F>>> {
     return map_async_impl<false>(CallOptions{}, f, std::forward<Range>(items), chunksize);
+  }
+  template <class F>
+  auto map_async(F f, std::initializer_list<detail::BracedItemOf<F, false>> items,
+                 std::optional<std::size_t> chunksize = std::nullopt)
+      -> AsyncResult<detail::MapResult<detail::ResultOf<F>>> {
+    return map_async(f, std::vector<detail::BracedItemOf<F, false>>(items), chunksize);
   }
   template <class A, class B, class F, std::ranges::input_range Range>
   auto map_async(CallOptions<A, B> callbacks, F f, Range&& items, std::optional<std::size_t> chunksize = std::nullopt)
@@ -132,10 +157,21 @@ class Pool {
       -> detail::MapResult<detail::ResultOf<F>> {
     return map_impl<true>(f, std::forward<Range>(items), chunksize);
   }
+  template <class F>
+  auto starmap(F f, std::initializer_list<detail::BracedItemOf<F, true>> items,
+               std::optional<std::size_t> chunksize = std::nullopt) -> detail::MapResult<detail::ResultOf<F>> {
+    return starmap(f, std::vector<detail::BracedItemOf<F, true>>(items), chunksize);
+  }
   template <class F, std::ranges::input_range Range>
   auto starmap_async(F f, Range&& items, std::optional<std::size_t> chunksize = std::nullopt)
       -> AsyncResult<detail::MapResult<detail::ResultOf<F>>> {
     return map_async_impl<true>(CallOptions{}, f, std::forward<Range>(items), chunksize);
+  }
+  template <class F>
+  auto starmap_async(F f, std::initializer_list<detail::BracedItemOf<F, true>> items,
+                     std::optional<std::size_t> chunksize = std::nullopt)
+      -> AsyncResult<detail::MapResult<detail::ResultOf<F>>> {
+    return starmap_async(f, std::vector<detail::BracedItemOf<F, true>>(items), chunksize);
   }
   template <class A, class B, class F, std::ranges::input_range Range>
   auto starmap_async(CallOptions<A, B> callbacks, F f, Range&& items,
@@ -159,6 +195,17 @@ class Pool {
   template <class F, std::ranges::input_range Range>
   auto imap_unordered(F f, Range&& items, std::size_t chunksize = 1) -> IMapIterator<detail::ResultOf<F>> {
     return detail::engine_imap<false>(engine_, f, std::forward<Range>(items), chunksize, false, map_window(), {});
+  }
+  /// imap and imap_unordered of a braced list (held by the iterator as a copy).
+  template <class F>
+  auto imap(F f, std::initializer_list<detail::BracedItemOf<F, false>> items, std::size_t chunksize = 1)
+      -> IMapIterator<detail::ResultOf<F>> {
+    return imap(f, std::vector<detail::BracedItemOf<F, false>>(items), chunksize);
+  }
+  template <class F>
+  auto imap_unordered(F f, std::initializer_list<detail::BracedItemOf<F, false>> items, std::size_t chunksize = 1)
+      -> IMapIterator<detail::ResultOf<F>> {
+    return imap_unordered(f, std::vector<detail::BracedItemOf<F, false>>(items), chunksize);
   }
 
   /// No more tasks; workers exit when the accepted ones (open imaps included) are done.
@@ -203,6 +250,7 @@ class Pool {
   std::size_t default_chunksize(std::size_t items) const { return detail::default_chunksize(items, processes()); }
   std::size_t map_window() const { return detail::default_map_window(processes()); }
 
+  bool terminate_on_exit_ = false;  // before engine_: set from the options the engine consumes
   detail::Engine engine_;
 };
 

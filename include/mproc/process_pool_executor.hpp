@@ -21,12 +21,14 @@
 #include <chrono>
 #include <cstddef>
 #include <functional>
+#include <initializer_list>
 #include <memory>
 #include <optional>
 #include <ranges>
 #include <utility>
 #include <vector>
 
+#include "mproc/detail/braced_items.hpp"
 #include "mproc/detail/engine.hpp"
 #include "mproc/initializer.hpp"
 #include "mproc/detail/engine_calls.hpp"
@@ -105,6 +107,14 @@ class ProcessPoolExecutor {
                                         std::size_t chunksize = 1, std::optional<std::size_t> buffersize = std::nullopt) {
     return map(std::move(f), std::forward<Range>(items), std::optional(detail::to_nanoseconds(timeout)), chunksize,
                buffersize);
+  }
+  /// A braced list, as Python's ex.map(f, [a, b]): ex.map(f, {1, 2, 3}); each element is f's
+  /// parameter type. The iterator holds a copy.
+  template <class F>
+  IMapIterator<detail::ResultOf<F>> map(F f, std::initializer_list<detail::BracedItemOf<F, false>> items,
+                                        std::optional<std::chrono::nanoseconds> timeout = std::nullopt,
+                                        std::size_t chunksize = 1, std::optional<std::size_t> buffersize = std::nullopt) {
+    return map(std::move(f), std::vector<detail::BracedItemOf<F, false>>(items), timeout, chunksize, buffersize);
   }
 
   /// Python's shutdown: no more submissions; with `cancel_futures`, futures not yet handed

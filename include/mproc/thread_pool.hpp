@@ -12,6 +12,7 @@
 
 #include <cstddef>
 #include <functional>
+#include <initializer_list>
 #include <iterator>
 #include <memory>
 #include <optional>
@@ -23,6 +24,7 @@
 #include <vector>
 
 #include "mproc/async_result.hpp"
+#include "mproc/detail/braced_items.hpp"
 #include "mproc/detail/thread_workers.hpp"
 #include "mproc/error.hpp"
 #include "mproc/imap_iterator.hpp"
@@ -98,6 +100,13 @@ class ThreadPool {
   auto map(F f, Range&& items, std::optional<std::size_t> chunksize = std::nullopt) {
     return map_async(std::move(f), std::forward<Range>(items), chunksize).get();
   }
+  /// A braced list, as Python's pool.map(f, [a, b]): pool.map(f, {1, 2, 3}); the element
+  /// type is f's parameter (f may not be a generic lambda here). The list is copied.
+  template <class F>
+  auto map(F f, std::initializer_list<detail::BracedItemOf<F, false>> items,
+           std::optional<std::size_t> chunksize = std::nullopt) {
+    return map(std::move(f), std::vector<detail::BracedItemOf<F, false>>(items), chunksize);
+  }
   template <class F, std::ranges::input_range Range>
     requires(!detail::IsCallOptions<F>::value)
   auto map_async(F f, Range&& items, std::optional<std::size_t> chunksize = std::nullopt) {
@@ -112,6 +121,12 @@ class ThreadPool {
   template <class F, std::ranges::input_range Range>
   auto starmap(F f, Range&& items, std::optional<std::size_t> chunksize = std::nullopt) {
     return starmap_async(std::move(f), std::forward<Range>(items), chunksize).get();
+  }
+  /// pool.starmap(f, {{"a", 1}, {"b", 2}}): each element is the tuple of f's parameters.
+  template <class F>
+  auto starmap(F f, std::initializer_list<detail::BracedItemOf<F, true>> items,
+               std::optional<std::size_t> chunksize = std::nullopt) {
+    return starmap(std::move(f), std::vector<detail::BracedItemOf<F, true>>(items), chunksize);
   }
   template <class F, std::ranges::input_range Range>
     requires(!detail::IsCallOptions<F>::value)
@@ -135,6 +150,15 @@ class ThreadPool {
   auto imap_unordered(F f, Range&& items, std::size_t chunksize = 1) {
     return detail::threads_imap(workers_, std::move(f), std::forward<Range>(items), chunksize, false, map_window(),
                                 std::nullopt);
+  }
+  /// imap and imap_unordered of a braced list (held by the iterator as a copy).
+  template <class F>
+  auto imap(F f, std::initializer_list<detail::BracedItemOf<F, false>> items, std::size_t chunksize = 1) {
+    return imap(std::move(f), std::vector<detail::BracedItemOf<F, false>>(items), chunksize);
+  }
+  template <class F>
+  auto imap_unordered(F f, std::initializer_list<detail::BracedItemOf<F, false>> items, std::size_t chunksize = 1) {
+    return imap_unordered(std::move(f), std::vector<detail::BracedItemOf<F, false>>(items), chunksize);
   }
 
   /// No more tasks; threads exit when the accepted ones are done.

@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstddef>
 #include <functional>
+#include <initializer_list>
 #include <memory>
 #include <optional>
 #include <ranges>
@@ -22,6 +23,7 @@
 #include <utility>
 #include <vector>
 
+#include "mproc/detail/braced_items.hpp"
 #include "mproc/detail/result_state.hpp"
 #include "mproc/detail/thread_workers.hpp"
 #include "mproc/future.hpp"
@@ -153,6 +155,14 @@ class ThreadPoolExecutor {
   auto map(F f, Range&& items, std::chrono::duration<Rep, Period> timeout, std::size_t chunksize = 1,
            std::optional<std::size_t> buffersize = std::nullopt) {
     return map_until(std::move(f), std::forward<Range>(items), detail::deadline_after(timeout), chunksize, buffersize);
+  }
+  /// A braced list, as Python's ex.map(f, [a, b]): ex.map(f, {1, 2, 3}); the element type is
+  /// f's parameter (f may not be a generic lambda here). The iterator holds a copy.
+  template <class F>
+  auto map(F f, std::initializer_list<detail::BracedItemOf<F, false>> items,
+           std::optional<std::chrono::nanoseconds> timeout = std::nullopt, std::size_t chunksize = 1,
+           std::optional<std::size_t> buffersize = std::nullopt) {
+    return map(std::move(f), std::vector<detail::BracedItemOf<F, false>>(items), timeout, chunksize, buffersize);
   }
 
   /// Python's shutdown: no more submissions; with `cancel_futures`, futures not yet picked up
