@@ -140,6 +140,8 @@ class RawValue {
 
 /// multiprocessing.Value: one T in shared memory with a lock — an RLock by default, or the
 /// mproc::Lock / mproc::RLock given as LockType (deduced by `mproc::Value v(x, lock)`).
+/// Copies share one value and one lock: `auto w = v;` is another handle to the same T, as a
+/// Python reference is — a copy never duplicates the value (read it out: `T x = v.load()`).
 template <class T, class LockType = RLock>
 class Value {
   static_assert(SharedCtypeLock<LockType>,
@@ -263,6 +265,8 @@ class RawArray {
 
 /// multiprocessing.Array: a RawArray with a lock — an RLock by default, or the mproc::Lock /
 /// mproc::RLock given as LockType.
+/// Copies share one array and one lock (a copy is another handle, never a new array; copy the
+/// elements out with std::vector<T>(a.begin(), a.end())).
 template <class T, class LockType = RLock>
 class Array {
   static_assert(SharedCtypeLock<LockType>,

@@ -64,6 +64,10 @@ ConditionCounts condition_counts(const Condition& condition) noexcept;
 /// multiprocessing.Lock: a non-recursive mutex shared between processes, robust to its
 /// holder's death. Lockable: std::lock_guard, std::unique_lock and std::scoped_lock work.
 ///
+/// Copies share one lock: `mproc::Lock b = a;` (or passing `a` by value to a Process or a
+/// function) gives another handle to the same lock, as `b = a` does in Python. Copying never
+/// makes a new lock; construct one for that. The same holds for every type in this header.
+///
 /// Deliberate difference from Python: only the thread that acquired a Lock may release it
 /// (Python lets any thread or process release it). Releasing a Lock this thread does not
 /// hold throws mproc::Error, as releasing an unlocked one does in Python.
@@ -213,7 +217,8 @@ class BoundedSemaphore : public Semaphore {
   explicit BoundedSemaphore(detail::UnloadedHandle unloaded) noexcept : Semaphore(unloaded) {}
 };
 
-/// multiprocessing.Event: a flag that wait() waits for.
+/// multiprocessing.Event: a flag that wait() waits for. Copies share one flag (a copy is
+/// another handle to the same Event, not a new one).
 class Event {
  public:
   /// Marks a handle to shared state (detail::shared_by_descriptor): a Process argument or
