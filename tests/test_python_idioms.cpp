@@ -38,6 +38,27 @@ int wait_at_gate(int x) {
 }
 void send_through(mproc::Connection connection, int value) { connection.send(value * 3); }
 
+// A move-only value type that is serializable: it is encoded in place under spawn and
+// forkserver (never copied) and moved into the call under fork.
+struct Ticket {
+  std::vector<int> numbers;
+  Ticket() = default;
+  explicit Ticket(std::vector<int> n) : numbers(std::move(n)) {}
+  Ticket(Ticket&&) = default;
+  Ticket& operator=(Ticket&&) = default;
+  Ticket(const Ticket&) = delete;
+  Ticket& operator=(const Ticket&) = delete;
+  template <class Archive>
+  void serialize(Archive& archive) {
+    archive(numbers);
+  }
+};
+void sum_ticket(Ticket ticket, mproc::Connection out) {
+  int sum = 0;
+  for (int n : ticket.numbers) sum += n;
+  out.send(sum);
+}
+
 class PythonIdioms : public LeakCheckedTest {};
 
 // ---- braced lists --------------------------------------------------------------------------
@@ -179,6 +200,15 @@ TEST_F(PythonIdioms, TheDefaultDestructorStillFinishesAcceptedWork) {
 TEST_F(PythonIdioms, AMoveOnlyConnectionIsAProcessArgument) {
   auto [parent_end, child_end] = mproc::Pipe();
   mproc::Process child(send_through, std::move(child_end), 14);
+  child.start();
+  EXPECT_EQ(parent_end.recv<int>(), 42);
+  child.join();
+  EXPECT_EQ(child.exitcode(), 0);
+}
+
+TEST_F(PythonIdioms, AMoveOnlySerializableValueIsAProcessArgument) {
+  auto [parent_end, child_end] = mproc::Pipe();
+  mproc::Process child(sum_ticket, Ticket({1, 2, 3, 36}), std::move(child_end));
   child.start();
   EXPECT_EQ(parent_end.recv<int>(), 42);
   child.join();
