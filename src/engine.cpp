@@ -413,6 +413,17 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
     events_.push_back(PendingEvent{callback, event});
   }
 
+  // How `worker`, which ended with `exitcode`, ended (for the observers).
+  WorkerExit exit_cause(const Worker& worker, int exitcode, bool timed_out, bool initializer_failed) const {
+    if (timed_out) return WorkerExit::timed_out;
+    if (exitcode == kMemoryRecycleExit) return WorkerExit::recycled;
+    if (options_.memory_limit != 0 &&
+        (exitcode == kMemoryLimitExit || worker.shared->words().out_of_memory.load(std::memory_order_relaxed) != 0))
+      return WorkerExit::memory_limit;
+    if (initializer_failed) return WorkerExit::initializer_failed;
+    return exitcode == 0 ? WorkerExit::retired : WorkerExit::crashed;
+  }
+
   // Requires mutex_. The death of `worker`, told to the observers.
   void notify_death(const Worker& worker, WorkerExit exit, int exitcode) {
     if (!observed()) return;
@@ -1009,13 +1020,7 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
         options_.memory_limit != 0 &&
         (exitcode == kMemoryLimitExit || worker.shared->words().out_of_memory.load(std::memory_order_relaxed) != 0);
     const bool timed_out = front_was_running && unfinished.front()->timed_out;
-    const WorkerExit cause = timed_out                                ? WorkerExit::timed_out
-                             : exitcode == kMemoryRecycleExit          ? WorkerExit::recycled
-                             : out_of_memory                           ? WorkerExit::memory_limit
-                             : initializer_failed                      ? WorkerExit::initializer_failed
-                             : exitcode == 0 && unfinished.empty()     ? WorkerExit::retired
-                                                                       : WorkerExit::crashed;
-    notify_death(worker, cause, exitcode);
+    notify_death(worker, exit_cause(worker, exitcode, timed_out, initializer_failed), exitcode);
     if (front_was_running) {
       // The front task was running: it is lost with the worker. The rest never started.
       std::unique_ptr<Task> lost = std::move(unfinished.front());
@@ -1127,7 +1132,9 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
     }
     for (auto& worker : workers_) {
       worker->process.join();
-      notify_death(*worker, WorkerExit::retired, worker->process.exitcode().value_or(0));
+      // One may have retired on its own just before (memory limits): its code says so.
+      const int exitcode = worker->process.exitcode().value_or(0);
+      notify_death(*worker, exit_cause(*worker, exitcode, false, false), exitcode);
     }
     workers_.clear();
     publish_pids();
