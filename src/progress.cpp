@@ -178,6 +178,7 @@ void ProgressTracker::fail(const std::exception_ptr& error) noexcept {
 }
 
 void ProgressTracker::cancel() noexcept { end(kCancelled, {}); }
+void ProgressTracker::stop() noexcept { end(kStopped, {}); }
 
 void ProgressTracker::maybe_draw() noexcept {
   if (!board_ || finished()) return;

@@ -14,6 +14,8 @@
 // shows no total and no ETA until it ends. Several maps in flight draw one bar each, together.
 // A map that fails or is cancelled ends its bar saying so. The bar is drawn by the thread that
 // delivers results (the pool's); it moves when results arrive, not by a clock of its own.
+// As with any progress bar, other output to the same terminal while a bar is on screen
+// breaks the picture: print once the maps' bars have ended.
 #pragma once
 
 #include <atomic>
@@ -67,6 +69,8 @@ class ProgressTracker {
   /// The map failed with `error` (the bar ends saying so), or was cancelled.
   void fail(const std::exception_ptr& error) noexcept;
   void cancel() noexcept;
+  /// The map was dropped before its end: the bar ends as "stopped".
+  void stop() noexcept;
 
   std::size_t done() const noexcept { return done_.load(std::memory_order_relaxed); }
   bool finished() const noexcept { return outcome_.load(std::memory_order_acquire) != kRunning; }

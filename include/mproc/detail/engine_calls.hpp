@@ -151,6 +151,14 @@ IMapIterator<ResultOf<F>> engine_imap(Engine& engine, F f, Range&& items, std::s
   auto staged = std::make_shared<std::vector<TaskSpec>>();
   IMapFeed feed;
   auto abandoned = abandon_flag(feed, cancel_on_abandon);
+  if (progress) {
+    // A map given up (its started iterator dropped, its deadline passed) ends its bar at
+    // once, on the consumer's thread: what the consumer prints next must not be drawn over.
+    feed.abandon = [abandon = std::move(feed.abandon), progress, cancel_on_abandon] {
+      if (abandon) abandon();
+      cancel_on_abandon ? progress->cancel() : progress->stop();
+    };
+  }
   feed.stage = [read = chunk_reader<Item>(std::forward<Range>(items), chunksize), staged, state, abandoned,
                 function = function_ref(f), progress, items_read = std::size_t{0}](std::size_t index) mutable {
     // An abandoned map reads no further (shutdown(cancel_futures) must not drain its input).
