@@ -9,11 +9,11 @@ namespace mproc {
 std::string_view to_string(WorkerExit exit) noexcept {
   switch (exit) {
     case WorkerExit::retired: return "retired";
-    case WorkerExit::recycled: return "recycled (memory)";
+    case WorkerExit::recycled: return "recycled";
     case WorkerExit::memory_limit: return "memory limit";
     case WorkerExit::timed_out: return "timed out";
     case WorkerExit::terminated: return "terminated";
-    case WorkerExit::initializer_failed: return "initializer failed";
+    case WorkerExit::initializer_failed: return "init failed";
     case WorkerExit::crashed: return "crashed";
   }
   return "unknown";
@@ -146,7 +146,7 @@ std::string mebibytes(std::uint64_t bytes) {
 std::string line(const WorkerInsight& row, const char* label) {
   char text[256];
   std::string state = row.exit ? std::string(to_string(*row.exit)) : "alive";
-  std::snprintf(text, sizeof text, "%-7s %8d  %-18s %10s %10s %8llu %6llu %10s %10s %10s %10s\n", label,
+  std::snprintf(text, sizeof text, "%-6s %7d %-12s %8s %8s %7llu %6llu %8s %8s %8s %9s\n", label,
                 static_cast<int>(row.pid), state.c_str(), seconds(row.startup).c_str(),
                 seconds(row.initializer).c_str(), static_cast<unsigned long long>(row.tasks),
                 static_cast<unsigned long long>(row.failed), seconds(row.working).c_str(), seconds(row.waiting).c_str(),
@@ -159,7 +159,7 @@ std::string line(const WorkerInsight& row, const char* label) {
 std::string Insights::table() const {
   std::string out = "worker insights (memory limits: " + memory_limits + ")\n";
   char header[256];
-  std::snprintf(header, sizeof header, "%-7s %8s  %-18s %10s %10s %8s %6s %10s %10s %10s %10s\n", "worker", "pid",
+  std::snprintf(header, sizeof header, "%-6s %7s %-12s %8s %8s %7s %6s %8s %8s %8s %9s\n", "worker", "pid",
                 "state", "start-up", "init", "tasks", "failed", "working", "waiting", "feeding", "peak RSS");
   out += header;
   for (const auto& row : workers) out += line(row, std::to_string(row.worker).c_str());
@@ -168,7 +168,7 @@ std::string Insights::table() const {
   sum.pid = 0;
   std::string total_line = line(sum, "total");
   // The total has no pid or state of its own.
-  total_line.replace(8, 29, std::string(29, ' '));
+  total_line.replace(7, 20, std::string(20, ' '));
   out += total_line;
   if (!exits.empty()) {
     out += "workers ended:";
