@@ -284,6 +284,26 @@ TEST_F(ProgressLines, EveryMapFormTakesOne) {
     EXPECT_TRUE(out.wait_for(std::string(label) + " (100%)")) << label << " in\n" << out.text();
 }
 
+TEST_F(ProgressLines, ThreadPoolsTakeOneToo) {
+  Capture out;
+  mproc::ThreadPool pool(2);
+  std::vector<std::tuple<int, int>> pairs{{1, 2}, {3, 4}};
+  auto add = [](int a, int b) { return a + b; };
+  pool.map([](int x) { return x; }, numbers(10), 3, lines_to(out.fd(), "tmap"));
+  pool.map_async([](int x) { return x; }, numbers(10), 3, lines_to(out.fd(), "tmap_async")).get();
+  pool.starmap(add, pairs, lines_to(out.fd(), "tstarmap"));
+  for (int r : pool.imap([](int x) { return x; }, numbers(10), lines_to(out.fd(), "timap"))) (void)r;
+  for (int r : pool.imap_unordered([](int x) { return x; }, numbers(10), 4, lines_to(out.fd(), "timap_unordered")))
+    (void)r;
+  mproc::ThreadPoolExecutor executor(2);
+  for (int r : executor.map([](int x) { return x; }, numbers(10), lines_to(out.fd(), "texecutor"))) (void)r;
+  EXPECT_THROW(pool.map(fail_on_seven, numbers(10), 1, lines_to(out.fd(), "tfailed")), std::runtime_error);
+  for (const char* label : {"tmap: 10/10 (100%)", "tmap_async: 10/10 (100%)", "tstarmap: 2/2 (100%)",
+                            "timap: 10/10 (100%)", "timap_unordered: 10/10 (100%)", "texecutor: 10/10 (100%)",
+                            "FAILED: seven is refused"})
+    EXPECT_TRUE(out.wait_for(label)) << label << " in\n" << out.text();
+}
+
 TEST_F(ProgressLines, AnEndlessInputHasNoTotal) {
   Capture out;
   mproc::Pool pool(2);
