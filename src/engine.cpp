@@ -390,6 +390,11 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
 
   bool observed() const noexcept { return !options_.observers.empty(); }
 
+  struct PendingEvent {
+    void (Observer::*callback)(const WorkerEvent&);
+    WorkerEvent event;
+  };
+
   WorkerEvent event_for(const Worker& worker) const {
     WorkerEvent event;
     event.worker = worker.serial;
@@ -412,6 +417,34 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   void notify(void (Observer::*callback)(const WorkerEvent&), const WorkerEvent& event) {
     events_.push_back(PendingEvent{callback, event});
   }
+
+  // Requires observers_mutex_ (so that deliveries never overlap and keep their order).
+  void deliver(std::vector<PendingEvent>& events) {
+    for (auto& pending : events)
+      for (auto& observer : options_.observers) {
+        try {
+          ((*observer).*pending.callback)(pending.event);
+        } catch (...) {
+          // An observer's failure is not the pool's: the engine goes on.
+        }
+      }
+  }
+
+ public:
+  // Delivers the queued events now, on the calling thread: the results a caller collected
+  // itself (the direct path) queue their events without waking the engine, so a caller about
+  // to read what the observers know (insights()) brings them up to date first.
+  void flush_events() {
+    std::lock_guard delivering(observers_mutex_);
+    std::vector<PendingEvent> events;
+    {
+      std::lock_guard lock(mutex_);
+      events.swap(events_);
+    }
+    deliver(events);
+  }
+
+ private:
 
   // How `worker`, which ended with `exitcode`, ended (for the observers).
   WorkerExit exit_cause(const Worker& worker, int exitcode, bool timed_out, bool initializer_failed) const {
@@ -623,21 +656,17 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
 
   void flush_finished() {
     std::vector<Finished> batch;
-    std::vector<PendingEvent> events;
     {
-      std::lock_guard lock(mutex_);
-      batch.swap(finished_tasks_);
-      events.swap(events_);
-    }
-    // Events first: an observer (insights) is up to date when the results it concerns arrive.
-    for (auto& pending : events)
-      for (auto& observer : options_.observers) {
-        try {
-          ((*observer).*pending.callback)(pending.event);
-        } catch (...) {
-          // An observer's failure is not the pool's: the engine goes on.
-        }
+      // Events first: an observer (insights) is up to date when the results it concerns arrive.
+      std::lock_guard delivering(observers_mutex_);
+      std::vector<PendingEvent> events;
+      {
+        std::lock_guard lock(mutex_);
+        batch.swap(finished_tasks_);
+        events.swap(events_);
       }
+      deliver(events);
+    }
     for (auto& done : batch) complete(*done.task, done.payload, std::move(done.error));
   }
 
@@ -851,7 +880,9 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
       }
       // Anything else (nothing, normally; or a torn frame: a death) is the engine's, and the
       // worker is free now: tasks held back for it must be dispatched.
-      if (!finished_tasks_.empty() || !events_.empty() || !mine || !pending_.empty() || work_queued_behind_a_task())
+      // Events alone wake the engine only in bulk: a wake-up per round trip is what this path saves.
+      if (!finished_tasks_.empty() || events_.size() >= kEventsBeforeWake || !mine || !pending_.empty() ||
+          work_queued_behind_a_task())
         wake();
     }
     if (mine) complete(*mine->task, mine->payload, std::move(mine->error));
@@ -971,7 +1002,9 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
         auto now = Clock::now();
         record_service_time(now - worker.front_started);
         if (observed()) {
-          WorkerEvent event = event_for(worker);
+          WorkerEvent event;
+          event.worker = worker.serial;
+          event.pid = worker.process.pid();
           event.time = now;
           event.tasks = 1;
           event.duration = now - worker.front_started;
@@ -1182,11 +1215,10 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   std::vector<Finished> finished_tasks_;
   // Observer events waiting for flush_finished, and the dead workers whose replacement is
   // still to be told (on_worker_replaced).
-  struct PendingEvent {
-    void (Observer::*callback)(const WorkerEvent&);
-    WorkerEvent event;
-  };
   std::vector<PendingEvent> events_;
+  static constexpr std::size_t kEventsBeforeWake = 256;
+  // Held while events are delivered (flush_finished, flush_events), taken before mutex_.
+  std::mutex observers_mutex_;
   std::deque<std::uint64_t> awaiting_replacement_;
   std::deque<std::unique_ptr<Task>> pending_;
   std::vector<std::unique_ptr<Worker>> workers_;
@@ -1304,6 +1336,10 @@ void Engine::terminate() {
 void Engine::join() {
   check_caller();
   core_->join();
+}
+void Engine::flush_events() {
+  check_caller();
+  core_->flush_events();
 }
 int Engine::processes() const noexcept { return inside_worker ? 0 : core_->processes(); }
 std::vector<int> Engine::worker_pids() const {

@@ -36,8 +36,8 @@ void announce_direct_result(WorkerWords& words, int wake) {
 
 using Clock = std::chrono::steady_clock;
 
-std::uint64_t ns_since(Clock::time_point start) {
-  return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count());
+std::uint64_t ns_between(Clock::time_point start, Clock::time_point end) {
+  return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(end - start).count());
 }
 
 // A single writer: a plain load and store are enough (see WorkerWords).
@@ -104,15 +104,18 @@ bool over_soft_limit(std::uint64_t limit) {
       mproc::exit(kInitializerFailedExit);
     }
   }
-  words.initializer_ns.store(ns_since(init_start), std::memory_order_relaxed);
+  // One clock reading per task and one per batch: each reading ends one span and starts the
+  // next (waiting, then each task in turn; sending a result counts toward the span after it).
+  Clock::time_point mark = Clock::now();
+  words.initializer_ns.store(ns_between(init_start, mark), std::memory_order_relaxed);
   words.peak_rss_bytes.store(sys::peak_rss_bytes(), std::memory_order_relaxed);
   results.send(WireResult{});  // ready
   const long limit = ends.max_tasks;
   long done = 0;
   const auto pid = static_cast<std::int32_t>(::getpid());
+  auto next_rss_sample = mark;
   for (;;) {
     std::vector<WireTask> batch;
-    const auto wait_start = Clock::now();
     try {
       batch = tasks.recv<std::vector<WireTask>>();
     } catch (const EOFError&) {
@@ -123,7 +126,11 @@ bool over_soft_limit(std::uint64_t limit) {
       std::fprintf(stderr, "mproc: a pool worker could not receive its tasks: %s\n", error.what());
       mproc::exit(kBatchUnreadableExit);
     }
-    add_to(words.waiting_ns, ns_since(wait_start));
+    {
+      const auto now = Clock::now();
+      add_to(words.waiting_ns, ns_between(mark, now));
+      mark = now;
+    }
     if (batch.empty()) leave(words, 0);  // orderly stop
     for (auto& task : batch) {
       WireResult result;
@@ -137,7 +144,6 @@ bool over_soft_limit(std::uint64_t limit) {
       // Relaxed is enough: the engine reads it only after this process is dead.
       words.started.store(task.id, std::memory_order_relaxed);
       words.out_of_memory.store(0, std::memory_order_relaxed);
-      const auto task_start = Clock::now();
       try {
         resolve<std::remove_pointer_t<Invoker>>(task.invoker)(task.function, task.args, result.payload);
       } catch (const SystemExit&) {
@@ -147,7 +153,11 @@ bool over_soft_limit(std::uint64_t limit) {
         result.payload.clear();
         result.failure = describe_current_exception(pid);
       }
-      add_to(words.working_ns, ns_since(task_start));
+      {
+        const auto now = Clock::now();
+        add_to(words.working_ns, ns_between(mark, now));
+        mark = now;
+      }
       // Past an allocation failure under the hard limit the worker retires after this
       // result (its heap may be in pieces); past the soft limit, it makes room for a fresh one.
       int retire = -1;
@@ -161,8 +171,12 @@ bool over_soft_limit(std::uint64_t limit) {
       if (retire >= 0) mproc::exit(retire);
       if (++done >= limit) leave(words, 0);
     }
-    // Once per batch, not per task: a system call per tiny task would show.
-    words.peak_rss_bytes.store(sys::peak_rss_bytes(), std::memory_order_relaxed);
+    // At most every 10 ms of batches, not per task: a system call per tiny task would show
+    // (a worker's death publishes it again, leave()).
+    if (mark >= next_rss_sample) {
+      words.peak_rss_bytes.store(sys::peak_rss_bytes(), std::memory_order_relaxed);
+      next_rss_sample = mark + std::chrono::milliseconds(10);
+    }
   }
 }
 

@@ -10,10 +10,12 @@
 //   auto deaths = std::make_shared<Deaths>();
 //   mproc::Pool pool({.processes = 4, .observers = {deaths}});
 //
-// Calls come from the engine's thread, never under the engine's lock, in the order the
-// engine saw the events; an observer may take its own locks but must not block for long
-// (the engine serves no worker meanwhile) and must not call into the pool it watches.
-// Exceptions thrown by an observer are swallowed.
+// Calls come from the engine's thread (or from a thread calling the pool's insights(), which
+// first delivers what is queued), one at a time, never under the engine's lock, in the order
+// the engine saw the events. Events of results a waiting caller collected itself (a lone
+// apply or submit) are delivered in bulk, the next time the engine wakes. An observer may
+// take its own locks but must not block for long (the engine serves no worker meanwhile) and
+// must not call into the pool it watches. Exceptions thrown by an observer are swallowed.
 #pragma once
 
 #include <chrono>

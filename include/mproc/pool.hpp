@@ -217,7 +217,10 @@ class Pool {
   std::vector<int> worker_pids() const { return engine_.worker_pids(); }
 
   /// Where the workers' time went so far (mpire's worker insights); print it with <<.
-  Insights insights() const { return insights_->snapshot(); }
+  Insights insights() {
+    engine_.flush_events();
+    return insights_->snapshot();
+  }
 
  private:
   // map and starmap: a sized input with results goes through the lazy window (bounded

@@ -127,6 +127,9 @@ class Engine {
   /// own thread (from a callback: it would wait for itself).
   void join();
 
+  /// Delivers the observer events queued so far, on this thread (see EngineCore::flush_events).
+  void flush_events();
+
   int processes() const noexcept;
   /// The pids of the current workers (they change as workers are replaced).
   std::vector<int> worker_pids() const;
