@@ -251,6 +251,19 @@ TEST_F(Insights, CountFailedTasksAndTerminatedWorkers) {
   EXPECT_EQ(insights.exits[mproc::WorkerExit::terminated], 2u);
 }
 
+TEST_F(Insights, TellTimeoutsAndRetirementsApart) {
+  mproc::Pool pool({.processes = 1, .maxtasksperchild = 2, .task_timeout = 200ms});
+  EXPECT_THROW(pool.apply(sleep_ms, 5000), mproc::TimeoutError);
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(pool.apply(square, i), i * i);
+  pool.close();
+  pool.join();
+  auto insights = pool.insights();
+  EXPECT_EQ(insights.exits[mproc::WorkerExit::timed_out], 1u) << insights;
+  // Two workers reached maxtasksperchild; a third, started before close(), may have retired too.
+  EXPECT_GE(insights.exits[mproc::WorkerExit::retired], 2u) << insights;
+  EXPECT_EQ(insights.total.tasks, 4u);  // the killed task never finished
+}
+
 // ---- progress (not a terminal) -------------------------------------------------------------
 
 using ProgressLines = LeakCheckedTest;
