@@ -251,6 +251,27 @@ TEST_F(Insights, CountFailedTasksAndTerminatedWorkers) {
   EXPECT_EQ(insights.exits[mproc::WorkerExit::terminated], 2u);
 }
 
+TEST_F(Insights, ThreadPoolsHaveThemPerThread) {
+  mproc::ThreadPoolExecutor executor({.max_workers = 2, .initializer = slow_initializer});
+  for (int r : executor.map(sleep_ms, std::vector<int>(10, 5))) EXPECT_EQ(r, 5);
+  executor.shutdown();
+  auto insights = executor.insights();
+  ASSERT_GE(insights.workers.size(), 1u);
+  ASSERT_LE(insights.workers.size(), 2u);
+  EXPECT_EQ(insights.total.tasks, 10u);
+  EXPECT_GE(insights.total.working, 45ms);
+  for (const auto& thread : insights.workers) {
+    EXPECT_EQ(thread.pid, ::getpid());
+    EXPECT_GE(thread.initializer, 40ms);
+  }
+  mproc::ThreadPool pool(2);
+  pool.map([](int x) { return x; }, numbers(100), 10);
+  pool.close();
+  pool.join();  // a thread counts a job once it has let go of it, after its result is out
+  EXPECT_EQ(pool.insights().total.tasks, 10u);
+  EXPECT_NE(pool.insights().table().find("threads share"), std::string::npos);
+}
+
 TEST_F(Insights, TellTimeoutsAndRetirementsApart) {
   mproc::Pool pool({.processes = 1, .maxtasksperchild = 2, .task_timeout = 200ms});
   EXPECT_THROW(pool.apply(sleep_ms, 5000), mproc::TimeoutError);

@@ -168,6 +168,8 @@ class ThreadPool {
   void join() { workers_.join(); }
 
   int processes() const noexcept { return workers_.max_threads(); }
+  /// Each thread's figures so far (mproc/insights.hpp); print them with <<.
+  Insights insights() const { return workers_.insights(); }
 
  private:
   template <class Options>

@@ -189,6 +189,8 @@ class ThreadPoolExecutor {
   void shutdown(bool wait = true, bool cancel_futures = false);
 
   int max_workers() const noexcept { return workers_.max_threads(); }
+  /// Each thread's figures so far (mproc/insights.hpp); print them with <<.
+  Insights insights() const { return workers_.insights(); }
 
  private:
   template <class F, class Range>
