@@ -22,6 +22,7 @@
 #include "mproc/error.hpp"
 #include "mproc/imap_iterator.hpp"
 #include "mproc/process.hpp"
+#include "observer_hub.hpp"
 #include "start_method.hpp"
 #include "sys/fd.hpp"
 #include "sys/futex.hpp"
@@ -386,14 +387,9 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
 
   // ---- observers (mproc/observer.hpp) ----------------------------------------------------
   // Events are queued under the lock and delivered by flush_finished, outside it, on the
-  // engine's thread; with no observer nothing is queued.
+  // engine's thread (src/observer_hub.hpp).
 
-  bool observed() const noexcept { return !options_.observers.empty(); }
-
-  struct PendingEvent {
-    void (Observer::*callback)(const WorkerEvent&);
-    WorkerEvent event;
-  };
+  bool observed() const noexcept { return hub_.active(); }
 
   WorkerEvent event_for(const Worker& worker) const {
     WorkerEvent event;
@@ -414,34 +410,20 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   }
 
   // Requires mutex_.
-  void notify(void (Observer::*callback)(const WorkerEvent&), const WorkerEvent& event) {
-    events_.push_back(PendingEvent{callback, event});
-  }
-
-  // Requires observers_mutex_ (so that deliveries never overlap and keep their order).
-  void deliver(std::vector<PendingEvent>& events) {
-    for (auto& pending : events)
-      for (auto& observer : options_.observers) {
-        try {
-          ((*observer).*pending.callback)(pending.event);
-        } catch (...) {
-          // An observer's failure is not the pool's: the engine goes on.
-        }
-      }
-  }
+  void notify(ObserverHub::Callback callback, const WorkerEvent& event) { hub_.queue(callback, event); }
 
  public:
   // Delivers the queued events now, on the calling thread: the results a caller collected
   // itself (the direct path) queue their events without waking the engine, so a caller about
   // to read what the observers know (insights()) brings them up to date first.
   void flush_events() {
-    std::lock_guard delivering(observers_mutex_);
-    std::vector<PendingEvent> events;
+    auto delivering = hub_.hold_delivery();
+    std::vector<ObserverHub::Pending> events;
     {
       std::lock_guard lock(mutex_);
-      events.swap(events_);
+      events = hub_.take();
     }
-    deliver(events);
+    hub_.deliver(events);
   }
 
  private:
@@ -600,7 +582,7 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
           drain_results(*worker);
           drained = true;
         }
-      if (drained || !finished_tasks_.empty() || !events_.empty()) {
+      if (drained || !finished_tasks_.empty() || hub_.queued() > 0) {
         lock.unlock();
         flush_finished();
         lock.lock();
@@ -658,14 +640,14 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
     std::vector<Finished> batch;
     {
       // Events first: an observer (insights) is up to date when the results it concerns arrive.
-      std::lock_guard delivering(observers_mutex_);
-      std::vector<PendingEvent> events;
+      auto delivering = hub_.hold_delivery();
+      std::vector<ObserverHub::Pending> events;
       {
         std::lock_guard lock(mutex_);
         batch.swap(finished_tasks_);
-        events.swap(events_);
+        events = hub_.take();
       }
-      deliver(events);
+      hub_.deliver(events);
     }
     for (auto& done : batch) complete(*done.task, done.payload, std::move(done.error));
   }
@@ -881,7 +863,7 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
       // Anything else (nothing, normally; or a torn frame: a death) is the engine's, and the
       // worker is free now: tasks held back for it must be dispatched.
       // Events alone wake the engine only in bulk: a wake-up per round trip is what this path saves.
-      if (!finished_tasks_.empty() || events_.size() >= kEventsBeforeWake || !mine || !pending_.empty() ||
+      if (!finished_tasks_.empty() || hub_.queued() >= kEventsBeforeWake || !mine || !pending_.empty() ||
           work_queued_behind_a_task())
         wake();
     }
@@ -1215,10 +1197,8 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   std::vector<Finished> finished_tasks_;
   // Observer events waiting for flush_finished, and the dead workers whose replacement is
   // still to be told (on_worker_replaced).
-  std::vector<PendingEvent> events_;
+  ObserverHub hub_{options_.observers};  // its queue guarded by mutex_
   static constexpr std::size_t kEventsBeforeWake = 256;
-  // Held while events are delivered (flush_finished, flush_events), taken before mutex_.
-  std::mutex observers_mutex_;
   std::deque<std::uint64_t> awaiting_replacement_;
   std::deque<std::unique_ptr<Task>> pending_;
   std::vector<std::unique_ptr<Worker>> workers_;
