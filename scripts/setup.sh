@@ -18,7 +18,8 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 # --- 1. packages -------------------------------------------------------------------------
 required=(build-essential g++ cmake libgtest-dev libgmock-dev libbenchmark-dev libcereal-dev python3)
 optional=(ninja-build    # faster builds; Makefiles otherwise
-          clang)         # scripts/fuzz.sh (libFuzzer); its runtime is installed below
+          clang          # scripts/fuzz.sh (libFuzzer); its runtime is installed below
+          tmux)          # the progress bar's test in a real terminal (progress_in_tmux)
 
 is_installed() {
   [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null)" = installed ]

@@ -22,9 +22,11 @@
 #include "mproc/error.hpp"
 #include "mproc/imap_iterator.hpp"
 #include "mproc/process.hpp"
+#include "observer_hub.hpp"
 #include "start_method.hpp"
 #include "sys/fd.hpp"
 #include "sys/futex.hpp"
+#include "sys/procstat.hpp"
 #include "sys/shm.hpp"
 #include "sys/spawn.hpp"
 #include "worker_main.hpp"
@@ -82,6 +84,7 @@ struct Worker {
   Connection results;  // worker → engine
   std::deque<std::unique_ptr<Task>> in_flight;  // front: running (or about to)
   Clock::time_point front_started{};
+  Clock::time_point started_at{};  // when start() was called (insights: start-up time)
   std::size_t queued_bytes = 0;
   long remaining = LONG_MAX;  // tasks it may still be given (maxtasksperchild)
   std::uint32_t sent_seq = 0;          // seq of the last task handed to it
@@ -368,8 +371,82 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
     worker->tasks = std::move(task_writer);
     worker->results = std::move(result_reader);
     if (options_.max_tasks_per_child) worker->remaining = *options_.max_tasks_per_child;
+    worker->started_at = Clock::now();
+    if (observed()) {
+      WorkerEvent event = event_for(*worker);
+      notify(&Observer::on_worker_started, event);
+      if (!awaiting_replacement_.empty()) {
+        event.replaces = awaiting_replacement_.front();
+        awaiting_replacement_.pop_front();
+        notify(&Observer::on_worker_replaced, event);
+      }
+    }
     workers_.push_back(std::move(worker));
     publish_pids();
+  }
+
+  // ---- observers (mproc/observer.hpp) ----------------------------------------------------
+  // Events are queued under the lock and delivered by flush_finished, outside it, on the
+  // engine's thread (src/observer_hub.hpp).
+
+  bool observed() const noexcept { return hub_.active(); }
+
+  WorkerEvent event_for(const Worker& worker) const {
+    WorkerEvent event;
+    event.worker = worker.serial;
+    event.pid = worker.process.pid();
+    event.time = Clock::now();
+    return event;
+  }
+
+  static WorkerCounters counters_of(const Worker& worker) {
+    const WorkerWords& words = worker.shared->words();
+    WorkerCounters counters;
+    counters.working = std::chrono::nanoseconds(words.working_ns.load(std::memory_order_relaxed));
+    counters.waiting = std::chrono::nanoseconds(words.waiting_ns.load(std::memory_order_relaxed));
+    counters.initializer = std::chrono::nanoseconds(words.initializer_ns.load(std::memory_order_relaxed));
+    counters.peak_rss_bytes = words.peak_rss_bytes.load(std::memory_order_relaxed);
+    return counters;
+  }
+
+  // Requires mutex_.
+  void notify(ObserverHub::Callback callback, const WorkerEvent& event) { hub_.queue(callback, event); }
+
+ public:
+  // Delivers the queued events now, on the calling thread: the results a caller collected
+  // itself (the direct path) queue their events without waking the engine, so a caller about
+  // to read what the observers know (insights()) brings them up to date first.
+  void flush_events() {
+    auto delivering = hub_.hold_delivery();
+    std::vector<ObserverHub::Pending> events;
+    {
+      std::lock_guard lock(mutex_);
+      events = hub_.take();
+    }
+    hub_.deliver(events);
+  }
+
+ private:
+
+  // How `worker`, which ended with `exitcode`, ended (for the observers).
+  WorkerExit exit_cause(const Worker& worker, int exitcode, bool timed_out, bool initializer_failed) const {
+    if (timed_out) return WorkerExit::timed_out;
+    if (exitcode == kMemoryRecycleExit) return WorkerExit::recycled;
+    if (options_.memory_limit != 0 &&
+        (exitcode == kMemoryLimitExit || worker.shared->words().out_of_memory.load(std::memory_order_relaxed) != 0))
+      return WorkerExit::memory_limit;
+    if (initializer_failed) return WorkerExit::initializer_failed;
+    return exitcode == 0 ? WorkerExit::retired : WorkerExit::crashed;
+  }
+
+  // Requires mutex_. The death of `worker`, told to the observers.
+  void notify_death(const Worker& worker, WorkerExit exit, int exitcode) {
+    if (!observed()) return;
+    WorkerEvent event = event_for(worker);
+    event.exit = exit;
+    event.exitcode = exitcode;
+    event.counters = counters_of(worker);
+    notify(&Observer::on_worker_died, event);
   }
 
   // A worker forked from this process: it runs worker_main on its copy of the ends.
@@ -385,7 +462,8 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
         other->results.close();
       }
       // wake_ stays open: a direct result nobody waits for wakes the engine.
-      worker_main(WorkerEnds{task_reader, result_writer, shared.words(), wake_.get(), max_tasks},
+      worker_main(WorkerEnds{task_reader, result_writer, shared.words(), wake_.get(), max_tasks,
+                             options_.memory_limit, options_.max_memory_per_child},
                   options_.initializer.target().local);
     });
   }
@@ -404,6 +482,8 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
       config.words = PassedFd{shared.memfd()};
       config.wake = PassedFd{wake_.get()};
       config.max_tasks = max_tasks == LONG_MAX ? 0 : max_tasks;
+      config.memory_limit = options_.memory_limit;
+      config.max_memory_per_child = options_.max_memory_per_child;
       if (options_.initializer) config.initializer = options_.initializer.target().named();
       NamedCall call;
       call.invoker = code_ref(&run_spawned_worker);
@@ -502,7 +582,7 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
           drain_results(*worker);
           drained = true;
         }
-      if (drained || !finished_tasks_.empty()) {
+      if (drained || !finished_tasks_.empty() || hub_.queued() > 0) {
         lock.unlock();
         flush_finished();
         lock.lock();
@@ -559,8 +639,15 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   void flush_finished() {
     std::vector<Finished> batch;
     {
-      std::lock_guard lock(mutex_);
-      batch.swap(finished_tasks_);
+      // Events first: an observer (insights) is up to date when the results it concerns arrive.
+      auto delivering = hub_.hold_delivery();
+      std::vector<ObserverHub::Pending> events;
+      {
+        std::lock_guard lock(mutex_);
+        batch.swap(finished_tasks_);
+        events = hub_.take();
+      }
+      hub_.deliver(events);
     }
     for (auto& done : batch) complete(*done.task, done.payload, std::move(done.error));
   }
@@ -775,7 +862,10 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
       }
       // Anything else (nothing, normally; or a torn frame: a death) is the engine's, and the
       // worker is free now: tasks held back for it must be dispatched.
-      if (!finished_tasks_.empty() || !mine || !pending_.empty() || work_queued_behind_a_task()) wake();
+      // Events alone wake the engine only in bulk: a wake-up per round trip is what this path saves.
+      if (!finished_tasks_.empty() || hub_.queued() >= kEventsBeforeWake || !mine || !pending_.empty() ||
+          work_queued_behind_a_task())
+        wake();
     }
     if (mine) complete(*mine->task, mine->payload, std::move(mine->error));
     return true;
@@ -811,10 +901,17 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
     // The worker may claim them once the limit covers them: raised before they are sent.
     // (Never while a taken-back task is unread in its pipe: dispatch skips such a worker.)
     set_claim_limit(worker.shared->words(), worker.sent_seq);
+    const auto feeding_start = observed() ? Clock::now() : Clock::time_point{};
     try {
       worker.tasks.send(batch);
     } catch (const Error&) {
       // The worker is gone; its death (seen on its sentinel) requeues these tasks.
+    }
+    if (observed()) {
+      WorkerEvent event = event_for(worker);
+      event.tasks = batch.size();
+      event.duration = event.time - feeding_start;
+      notify(&Observer::on_tasks_sent, event);
     }
   }
 
@@ -863,6 +960,12 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
         auto result = worker.results.recv<WireResult>();
         if (result.id == 0) {
           worker.ready = true;
+          if (observed()) {
+            WorkerEvent event = event_for(worker);
+            event.duration = Clock::now() - worker.started_at;
+            event.counters = counters_of(worker);
+            notify(&Observer::on_worker_ready, event);
+          }
           continue;
         }
         if (result.skipped) {
@@ -880,9 +983,26 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
         worker.queued_bytes -= std::min(worker.queued_bytes, task->spec.args.size());
         auto now = Clock::now();
         record_service_time(now - worker.front_started);
+        if (observed()) {
+          WorkerEvent event;
+          event.worker = worker.serial;
+          event.pid = worker.process.pid();
+          event.time = now;
+          event.tasks = 1;
+          event.duration = now - worker.front_started;
+          event.ok = result.ok;
+          event.counters = counters_of(worker);
+          notify(&Observer::on_task_finished, event);
+          if (worker.in_flight.empty()) notify(&Observer::on_worker_waiting, event);
+        }
         worker.front_started = now;
         if (result.ok)
           finish(std::move(task), std::move(result.payload), nullptr);
+        else if (options_.memory_limit != 0 && worker.shared->words().out_of_memory.load(std::memory_order_relaxed))
+          // The allocation failed under the hard limit: said as such, not as a bare bad_alloc.
+          finish(std::move(task), {},
+                 std::make_exception_ptr(MemoryLimitError(worker.process.pid(), kMemoryLimitExit, options_.memory_limit,
+                                                          result.failure.type_name + ": " + result.failure.message)));
         else
           finish(std::move(task), {}, rebuild_exception(result.failure));
       } while (worker.results.has_buffered_data());
@@ -909,6 +1029,13 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
     std::deque<std::unique_ptr<Task>> unfinished = std::move(worker.in_flight);
     bool front_was_running =
         !unfinished.empty() && worker.shared->words().started.load(std::memory_order_relaxed) == unfinished.front()->id;
+    // Past a failed allocation under the hard limit (the worker's new-handler said so), or
+    // after its own report of one: the death is the limit's.
+    const bool out_of_memory =
+        options_.memory_limit != 0 &&
+        (exitcode == kMemoryLimitExit || worker.shared->words().out_of_memory.load(std::memory_order_relaxed) != 0);
+    const bool timed_out = front_was_running && unfinished.front()->timed_out;
+    notify_death(worker, exit_cause(worker, exitcode, timed_out, initializer_failed), exitcode);
     if (front_was_running) {
       // The front task was running: it is lost with the worker. The rest never started.
       std::unique_ptr<Task> lost = std::move(unfinished.front());
@@ -916,10 +1043,16 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
       std::exception_ptr error =
           lost->timed_out
               ? std::make_exception_ptr(TimeoutError("task timed out; worker " + std::to_string(pid) + " was killed"))
+          : out_of_memory
+              ? std::make_exception_ptr(MemoryLimitError(pid, exitcode, options_.memory_limit,
+                                                         "the worker died while running the task"))
               : std::make_exception_ptr(WorkerLostError(pid, exitcode, "the worker died while running the task"));
       finish(std::move(lost), {}, error);
     }
-    if (!front_was_running && !unfinished.empty()) {
+    // A planned retirement (soft memory limit, or the hard limit reported after a task) left
+    // its queued tasks unstarted through no fault of theirs: they go back as they were.
+    const bool planned = exitcode == kMemoryRecycleExit || exitcode == kMemoryLimitExit;
+    if (!front_was_running && !unfinished.empty() && !planned) {
       // The worker died before it started its next task: perhaps because of that task (its
       // batch could not be received — decoding failed, memory ran out — or receiving it
       // killed the worker). A task that travelled alone is then the suspect: it fails at
@@ -947,6 +1080,7 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
       pending_.push_front(std::move(unfinished.back()));
       unfinished.pop_back();
     }
+    const std::uint64_t worker_serial = worker.serial;
     std::erase_if(workers_, [&](const auto& w) { return w.get() == &worker; });
     if (initializer_failed) {
       broken_ = true;
@@ -958,6 +1092,7 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
     bool stopping =
         terminating_ || broken_ || (closed_ && pending_.empty() && incoming_.empty() && streams_.empty());
     if (!stopping) {
+      if (observed()) awaiting_replacement_.push_back(worker_serial);
       ++missing_workers_;
       replace_missing_workers();
     }
@@ -1010,7 +1145,12 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
       } catch (const Error&) {
       }
     }
-    for (auto& worker : workers_) worker->process.join();
+    for (auto& worker : workers_) {
+      worker->process.join();
+      // One may have retired on its own just before (memory limits): its code says so.
+      const int exitcode = worker->process.exitcode().value_or(0);
+      notify_death(*worker, exit_cause(*worker, exitcode, false, false), exitcode);
+    }
     workers_.clear();
     publish_pids();
   }
@@ -1024,6 +1164,7 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
     }
     for (auto& worker : workers_) {
       worker->process.join();
+      notify_death(*worker, WorkerExit::terminated, worker->process.exitcode().value_or(-SIGKILL));
       for (auto& task : worker->in_flight) finish(std::move(task), {}, error);
     }
     workers_.clear();
@@ -1054,6 +1195,11 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
     std::exception_ptr error;
   };
   std::vector<Finished> finished_tasks_;
+  // Observer events waiting for flush_finished, and the dead workers whose replacement is
+  // still to be told (on_worker_replaced).
+  ObserverHub hub_{options_.observers};  // its queue guarded by mutex_
+  static constexpr std::size_t kEventsBeforeWake = 256;
+  std::deque<std::uint64_t> awaiting_replacement_;
   std::deque<std::unique_ptr<Task>> pending_;
   std::vector<std::unique_ptr<Worker>> workers_;
   int spawned_ = 0;
@@ -1088,6 +1234,21 @@ void DirectResult::drive(const StateCore& state, const std::optional<std::chrono
   if (auto engine = engine_.lock()) engine->drive_direct(serial_, task_id_, *shared_, state, deadline);
 }
 
+namespace {
+// A hard limit below what a forked worker starts with could never let it allocate anything
+// (a sanitizer build's shadow reservations alone pass any sane limit): refused up front.
+void check_memory_limit(const EngineOptions& options) {
+  if (options.memory_limit == 0) return;
+  if (options.memory_limit < (std::uint64_t{16} << 20))
+    throw std::invalid_argument("mproc: memory_limit must be at least 16 MiB");
+  std::uint64_t data = 0;
+  if (options.start_method == StartMethod::fork && sys::data_size_bytes(data) == 0 && data >= options.memory_limit)
+    throw std::invalid_argument("mproc: memory_limit (" + std::to_string(options.memory_limit >> 20) +
+                                " MiB) is below the private memory a forked worker starts with (" +
+                                std::to_string(data >> 20) + " MiB, this process's VmData)");
+}
+}  // namespace
+
 Engine::Engine(EngineOptions options) {
   if (options.processes <= 0) throw std::invalid_argument("mproc: the number of processes must be at least 1");
   if (options.start_method != StartMethod::fork && options.initializer && !options.initializer.target().named)
@@ -1099,6 +1260,7 @@ Engine::Engine(EngineOptions options) {
     throw std::invalid_argument("mproc: maxtasksperchild must be at least 1");
   if (options.task_timeout && options.task_timeout->count() <= 0)
     throw std::invalid_argument("mproc: the task timeout must be positive");
+  check_memory_limit(options);
   core_ = std::make_shared<EngineCore>(std::move(options));
   core_->start();
 }
@@ -1154,6 +1316,10 @@ void Engine::terminate() {
 void Engine::join() {
   check_caller();
   core_->join();
+}
+void Engine::flush_events() {
+  check_caller();
+  core_->flush_events();
 }
 int Engine::processes() const noexcept { return inside_worker ? 0 : core_->processes(); }
 std::vector<int> Engine::worker_pids() const {

@@ -28,4 +28,10 @@ std::string describe_exit(pid_t pid, int exitcode, const std::string& detail) {
 WorkerLostError::WorkerLostError(pid_t pid, int exitcode, const std::string& detail)
     : Error(describe_exit(pid, exitcode, detail)), pid_(pid), exitcode_(exitcode) {}
 
+MemoryLimitError::MemoryLimitError(pid_t pid, int exitcode, std::uint64_t limit_bytes, const std::string& detail)
+    : WorkerLostError(pid, exitcode,
+                      "the task went past the worker's memory limit of " + std::to_string(limit_bytes >> 20) + " MiB" +
+                          (detail.empty() ? "" : " (" + detail + ")")),
+      limit_(limit_bytes) {}
+
 }  // namespace mproc

@@ -1,11 +1,12 @@
 #include "mproc/pool.hpp"
 
 #include "start_method.hpp"
+#include "watch_options.hpp"
 
 namespace mproc {
 
 namespace {
-detail::EngineOptions engine_options(PoolOptions options) {
+detail::EngineOptions engine_options(PoolOptions options, std::shared_ptr<detail::InsightsObserver>& insights) {
   if (options.processes && *options.processes <= 0)
     throw std::invalid_argument("mproc::Pool: processes must be at least 1");
   detail::EngineOptions engine;
@@ -15,12 +16,14 @@ detail::EngineOptions engine_options(PoolOptions options) {
   engine.task_timeout = options.task_timeout;
   engine.start_method = detail::start_method_of(options.context);
   engine.worker_name_prefix = detail::worker_name_prefix(engine.start_method, "PoolWorker");
+  detail::apply_watch_options(engine, options.memory_limit, options.max_memory_per_child, std::move(options.observers),
+                              insights);
   return engine;
 }
 }  // namespace
 
 Pool::Pool(PoolOptions options)
-    : terminate_on_exit_(options.terminate_on_exit), engine_(engine_options(std::move(options))) {}
+    : terminate_on_exit_(options.terminate_on_exit), engine_(engine_options(std::move(options), insights_)) {}
 
 Pool::~Pool() {
   // The engine's destructor closes the pool and waits for the accepted tasks (or, after

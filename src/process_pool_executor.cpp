@@ -4,11 +4,13 @@
 
 #include "mproc/process.hpp"
 #include "start_method.hpp"
+#include "watch_options.hpp"
 
 namespace mproc {
 
 namespace {
-detail::EngineOptions engine_options(ProcessPoolExecutorOptions options) {
+detail::EngineOptions engine_options(ProcessPoolExecutorOptions options,
+                                     std::shared_ptr<detail::InsightsObserver>& insights) {
   if (options.max_workers && *options.max_workers <= 0)
     throw std::invalid_argument("mproc::ProcessPoolExecutor: max_workers must be at least 1");
   if (options.max_tasks_per_child && *options.max_tasks_per_child <= 0)
@@ -20,12 +22,14 @@ detail::EngineOptions engine_options(ProcessPoolExecutorOptions options) {
   engine.task_timeout = options.task_timeout;
   engine.start_method = detail::start_method_of(options.mp_context);
   engine.worker_name_prefix = detail::worker_name_prefix(engine.start_method, "Process");
+  detail::apply_watch_options(engine, options.memory_limit, options.max_memory_per_child, std::move(options.observers),
+                              insights);
   return engine;
 }
 }  // namespace
 
 ProcessPoolExecutor::ProcessPoolExecutor(ProcessPoolExecutorOptions options)
-    : engine_(engine_options(std::move(options))) {}
+    : engine_(engine_options(std::move(options), insights_)) {}
 
 // shutdown(true) is the engine's own destructor policy (it also knows not to wait when the
 // executor is dropped by one of its own callbacks, nor in a forked worker).

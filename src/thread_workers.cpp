@@ -1,6 +1,9 @@
 #include "mproc/detail/thread_workers.hpp"
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <memory>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -11,6 +14,8 @@
 #include <thread>
 
 #include "mproc/error.hpp"
+#include "sys/procstat.hpp"
+#include <unistd.h>
 
 namespace mproc::detail {
 
@@ -23,9 +28,28 @@ thread_local const void* current_pool_core = nullptr;
 // Everything the worker threads touch. Each thread holds a reference, so a thread that
 // outlives the ThreadWorkers (detached by a destructor that ran on it) still has its queue.
 struct ThreadWorkers::Core {
-  explicit Core(ThreadWorkersOptions o) : options(std::move(o)) {}
+  explicit Core(ThreadWorkersOptions o)
+      : options(std::move(o)), counters(std::make_unique<Counters[]>(static_cast<std::size_t>(options.threads))) {}
 
   const ThreadWorkersOptions options;
+  // Each thread's own figures for insights(): written by that thread alone, read by anyone.
+  // One clock reading per job: each reading ends one span (waiting, or a job) and starts the next.
+  using Clock = std::chrono::steady_clock;
+  struct Counters {
+    std::atomic<std::int64_t> created_ns{0};  // steady_clock ticks when the thread was asked for
+    std::atomic<std::int64_t> startup_ns{0};
+    std::atomic<std::int64_t> initializer_ns{0};
+    std::atomic<std::uint64_t> jobs{0};
+    std::atomic<std::int64_t> working_ns{0};
+    std::atomic<std::int64_t> waiting_ns{0};
+    std::atomic<bool> started{false};
+  };
+  std::unique_ptr<Counters[]> counters;
+  static void add(std::atomic<std::int64_t>& word, Clock::duration amount) {
+    word.store(word.load(std::memory_order_relaxed) +
+                   std::chrono::duration_cast<std::chrono::nanoseconds>(amount).count(),
+               std::memory_order_relaxed);
+  }
   std::mutex mutex;
   std::condition_variable work_cv;
   std::condition_variable joined_cv;
@@ -84,10 +108,12 @@ struct ThreadWorkers::Core {
   // Requires the lock.
   void start_thread_locked(const std::shared_ptr<Core>& self) {
     std::size_t index = threads.size();
+    counters[index].created_ns.store(Clock::now().time_since_epoch().count(), std::memory_order_relaxed);
+    counters[index].started.store(true, std::memory_order_release);
     threads.emplace_back([core = self, index] {
       current_pool_core = core.get();
       core->name_this_thread(index);
-      core->serve();
+      core->serve(core->counters[index]);
     });
   }
 
@@ -101,7 +127,10 @@ struct ThreadWorkers::Core {
     ::pthread_setname_np(::pthread_self(), name.substr(0, max_name).c_str());
   }
 
-  void serve() noexcept {
+  void serve(Counters& mine) noexcept {
+    Clock::time_point mark = Clock::now();
+    mine.startup_ns.store(mark.time_since_epoch().count() - mine.created_ns.load(std::memory_order_relaxed),
+                          std::memory_order_relaxed);
     if (options.initializer) {
       try {
         options.initializer();
@@ -114,6 +143,9 @@ struct ThreadWorkers::Core {
         break_locked(lock, "a worker's initializer failed");
         return;
       }
+      const auto now = Clock::now();
+      add(mine.initializer_ns, now - mark);
+      mark = now;
     }
     std::unique_lock lock(mutex);
     for (;;) {
@@ -123,6 +155,9 @@ struct ThreadWorkers::Core {
         ++idle;
         work_cv.wait(lock, [&] { return !queue.empty() || finished_locked(); });
         --idle;
+        const auto now = Clock::now();
+        add(mine.waiting_ns, now - mark);
+        mark = now;
         continue;
       }
       std::unique_ptr<ThreadJob> job = std::move(queue.front());
@@ -132,6 +167,10 @@ struct ThreadWorkers::Core {
       StateCore* control = job->control();
       if (control == nullptr || control->set_running()) job->run();
       job.reset();
+      const auto now = Clock::now();
+      add(mine.working_ns, now - mark);
+      mark = now;
+      mine.jobs.store(mine.jobs.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
       lock.lock();
     }
   }
@@ -233,6 +272,33 @@ void ThreadWorkers::close() {
     core_->closed = true;
   }
   core_->work_cv.notify_all();
+}
+
+Insights ThreadWorkers::insights() const {
+  Insights insights;
+  insights.memory_limits = "none (threads share the process's memory)";
+  const auto peak = sys::peak_rss_bytes();
+  for (int i = 0; i < threads_; ++i) {
+    const Core::Counters& slot = core_->counters[static_cast<std::size_t>(i)];
+    if (!slot.started.load(std::memory_order_acquire)) continue;  // threads start on demand
+    WorkerInsight row;
+    row.worker = static_cast<std::uint64_t>(i) + 1;
+    row.pid = ::getpid();
+    row.startup = std::chrono::nanoseconds(slot.startup_ns.load(std::memory_order_relaxed));
+    row.initializer = std::chrono::nanoseconds(slot.initializer_ns.load(std::memory_order_relaxed));
+    row.tasks = slot.jobs.load(std::memory_order_relaxed);
+    row.working = std::chrono::nanoseconds(slot.working_ns.load(std::memory_order_relaxed));
+    row.waiting = std::chrono::nanoseconds(slot.waiting_ns.load(std::memory_order_relaxed));
+    row.peak_rss_bytes = peak;
+    insights.total.startup += row.startup;
+    insights.total.initializer += row.initializer;
+    insights.total.tasks += row.tasks;
+    insights.total.working += row.working;
+    insights.total.waiting += row.waiting;
+    insights.workers.push_back(row);
+  }
+  insights.total.peak_rss_bytes = peak;
+  return insights;
 }
 
 bool ThreadWorkers::closed() const {

@@ -25,6 +25,8 @@ struct WorkerEnds {
   WorkerWords& words;
   int wake;
   long max_tasks;  // LONG_MAX: no limit
+  std::uint64_t memory_limit = 0;          // EngineOptions::memory_limit (0: none)
+  std::uint64_t max_memory_per_child = 0;  // EngineOptions::max_memory_per_child (0: none)
 };
 
 /// Runs the initializer, then tasks until the engine says stop; never returns.
@@ -38,9 +40,11 @@ struct WorkerConfig {
   PassedFd wake;
   std::int64_t max_tasks = 0;
   std::optional<NamedCall> initializer;
+  std::uint64_t memory_limit = 0;
+  std::uint64_t max_memory_per_child = 0;
   template <class Archive>
   void serialize(Archive& archive) {
-    archive(tasks, results, words, wake, max_tasks, initializer);
+    archive(tasks, results, words, wake, max_tasks, initializer, memory_limit, max_memory_per_child);
   }
 };
 

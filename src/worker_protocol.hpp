@@ -46,6 +46,12 @@ constexpr int kInitializerFailedExit = 70;
 // failed, or ran out of memory): the engine must not hand the same batch to the next worker
 // forever (see EngineCore::handle_exit).
 constexpr int kBatchUnreadableExit = 71;
+// A worker exits with this status after a task in which an allocation failed under the hard
+// memory limit (EngineOptions::memory_limit): it is replaced, its heap may be in pieces.
+constexpr int kMemoryLimitExit = 72;
+// A worker exits with this status when its resident memory passed the soft limit after a
+// task (EngineOptions::max_memory_per_child): a planned retirement, not a crash.
+constexpr int kMemoryRecycleExit = 73;
 
 // Memory shared with one worker.
 // - started: the id of the task it has started. When the worker dies, this tells a task
@@ -68,6 +74,16 @@ struct WorkerWords {
   std::atomic<std::uint64_t> claim{0};
   std::atomic<std::uint32_t> result_seq{0};
   std::atomic<std::uint32_t> caller_waiting{0};
+  // What the worker measures about itself (mproc::WorkerCounters), for insights. Written by
+  // the worker alone, relaxed: the engine reads them after the result that follows (the
+  // pipe orders them) or after the worker's death, and a stale reading is only a late figure.
+  std::atomic<std::uint64_t> working_ns{0};
+  std::atomic<std::uint64_t> waiting_ns{0};
+  std::atomic<std::uint64_t> initializer_ns{0};
+  std::atomic<std::uint64_t> peak_rss_bytes{0};
+  // Set by the worker's new-handler when an allocation failed (cleared before each task):
+  // tells the engine that a worker that died under a hard memory limit died of it.
+  std::atomic<std::uint32_t> out_of_memory{0};
 };
 
 constexpr std::uint32_t claimed_of(std::uint64_t claim) { return static_cast<std::uint32_t>(claim); }

@@ -6,6 +6,7 @@
 // only a formatted string. Bad arguments are std::invalid_argument, as the standard library.
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -88,6 +89,19 @@ class WorkerLostError : public Error {
  private:
   pid_t pid_;
   int exitcode_;
+};
+
+/// A task went past its worker's hard memory limit (PoolOptions::memory_limit): an allocation
+/// failed there, or the kernel killed the worker for it. The worker is replaced, as for any
+/// lost worker; limit() is the limit in bytes. Python has no counterpart (a MemoryError, or a
+/// worker killed by the OOM killer).
+class MemoryLimitError : public WorkerLostError {
+ public:
+  MemoryLimitError(pid_t pid, int exitcode, std::uint64_t limit_bytes, const std::string& detail = {});
+  std::uint64_t limit() const noexcept { return limit_; }
+
+ private:
+  std::uint64_t limit_;
 };
 
 /// queue.Empty: get_nowait() on an empty queue, or get(timeout) that timed out.

@@ -45,6 +45,9 @@
 #include "mproc/detail/engine_calls.hpp"
 #include "mproc/imap_iterator.hpp"
 #include "mproc/initializer.hpp"
+#include "mproc/insights.hpp"
+#include "mproc/observer.hpp"
+#include "mproc/progress.hpp"
 #include "mproc/detail/task.hpp"
 #include "mproc/error.hpp"
 #include "mproc/process.hpp"
@@ -74,6 +77,18 @@ struct PoolOptions {
   /// (here: fails it with CancelledError). For a pool whose results were all collected
   /// inside the scope the two behave the same.
   bool terminate_on_exit = false;
+  /// Hard cap on each worker's private memory, in bytes (RLIMIT_DATA: heap and private
+  /// mappings; shared memory is not counted): an allocation past it fails in the task, which
+  /// fails with MemoryLimitError, and the worker is replaced. nullopt: none. At least 16 MiB,
+  /// and (under fork) above what a worker inherits. See docs/guide.md, "Seeing and bounding
+  /// the work".
+  std::optional<std::uint64_t> memory_limit = {};
+  /// Soft cap on each worker's resident memory, in bytes (billiard's max_memory_per_child,
+  /// which counts KiB): a worker above it after a task is replaced before its next one; the
+  /// task itself completes. nullopt: none.
+  std::optional<std::uint64_t> max_memory_per_child = {};
+  /// Told about every worker event (mproc/observer.hpp), besides the pool's own insights.
+  std::vector<std::shared_ptr<Observer>> observers = {};
 };
 
 
@@ -119,10 +134,16 @@ class Pool {
   /// the first failing chunk's exception.
   /// Serialized chunks are submitted as results come back, a bounded number at a time, so
   /// a huge input never sits in memory twice.
+  /// With `progress`, a progress bar (mproc/progress.hpp) counts the items as they finish;
+  /// every map, starmap and imap form takes one, last.
   template <class F, std::ranges::input_range Range>
-  auto map(F f, Range&& items, std::optional<std::size_t> chunksize = std::nullopt)
-      -> detail::MapResult<detail::ResultOf<F>> {
-    return map_impl<false>(f, std::forward<Range>(items), chunksize);
+  auto map(F f, Range&& items, std::optional<std::size_t> chunksize = std::nullopt,
+           std::optional<Progress> progress = std::nullopt) -> detail::MapResult<detail::ResultOf<F>> {
+    return map_impl<false>(f, std::forward<Range>(items), chunksize, progress);
+  }
+  template <class F, std::ranges::input_range Range>
+  auto map(F f, Range&& items, Progress progress) -> detail::MapResult<detail::ResultOf<F>> {
+    return map_impl<false>(f, std::forward<Range>(items), std::nullopt, std::move(progress));
   }
 
   /// A braced list of items, as Python's pool.map(f, [a, b]): pool.map(f, {1, 2, 3}); each
@@ -135,9 +156,10 @@ class Pool {
   }
 
   template <class F, std::ranges::input_range Range>
-  auto map_async(F f, Range&& items, std::optional<std::size_t> chunksize = std::nullopt)
+  auto map_async(F f, Range&& items, std::optional<std::size_t> chunksize = std::nullopt,
+                 std::optional<Progress> progress = std::nullopt)
       -> AsyncResult<detail::MapResult<detail::ResultOf<F>>> {
-    return map_async_impl<false>(CallOptions{}, f, std::forward<Range>(items), chunksize);
+    return map_async_impl<false>(CallOptions{}, f, std::forward<Range>(items), chunksize, progress);
   }
   template <class F>
   auto map_async(F f, std::initializer_list<detail::BracedItemOf<F, false>> items,
@@ -146,16 +168,17 @@ class Pool {
     return map_async(f, std::vector<detail::BracedItemOf<F, false>>(items), chunksize);
   }
   template <class A, class B, class F, std::ranges::input_range Range>
-  auto map_async(CallOptions<A, B> callbacks, F f, Range&& items, std::optional<std::size_t> chunksize = std::nullopt)
+  auto map_async(CallOptions<A, B> callbacks, F f, Range&& items, std::optional<std::size_t> chunksize = std::nullopt,
+                 std::optional<Progress> progress = std::nullopt)
       -> AsyncResult<detail::MapResult<detail::ResultOf<F>>> {
-    return map_async_impl<false>(std::move(callbacks), f, std::forward<Range>(items), chunksize);
+    return map_async_impl<false>(std::move(callbacks), f, std::forward<Range>(items), chunksize, progress);
   }
 
   /// As map, each item a tuple of arguments: f(std::get<0>(item), std::get<1>(item), ...).
   template <class F, std::ranges::input_range Range>
-  auto starmap(F f, Range&& items, std::optional<std::size_t> chunksize = std::nullopt)
-      -> detail::MapResult<detail::ResultOf<F>> {
-    return map_impl<true>(f, std::forward<Range>(items), chunksize);
+  auto starmap(F f, Range&& items, std::optional<std::size_t> chunksize = std::nullopt,
+               std::optional<Progress> progress = std::nullopt) -> detail::MapResult<detail::ResultOf<F>> {
+    return map_impl<true>(f, std::forward<Range>(items), chunksize, progress);
   }
   template <class F>
   auto starmap(F f, std::initializer_list<detail::BracedItemOf<F, true>> items,
@@ -163,9 +186,14 @@ class Pool {
     return starmap(f, std::vector<detail::BracedItemOf<F, true>>(items), chunksize);
   }
   template <class F, std::ranges::input_range Range>
-  auto starmap_async(F f, Range&& items, std::optional<std::size_t> chunksize = std::nullopt)
+  auto starmap(F f, Range&& items, Progress progress) -> detail::MapResult<detail::ResultOf<F>> {
+    return map_impl<true>(f, std::forward<Range>(items), std::nullopt, std::move(progress));
+  }
+  template <class F, std::ranges::input_range Range>
+  auto starmap_async(F f, Range&& items, std::optional<std::size_t> chunksize = std::nullopt,
+                     std::optional<Progress> progress = std::nullopt)
       -> AsyncResult<detail::MapResult<detail::ResultOf<F>>> {
-    return map_async_impl<true>(CallOptions{}, f, std::forward<Range>(items), chunksize);
+    return map_async_impl<true>(CallOptions{}, f, std::forward<Range>(items), chunksize, progress);
   }
   template <class F>
   auto starmap_async(F f, std::initializer_list<detail::BracedItemOf<F, true>> items,
@@ -175,9 +203,10 @@ class Pool {
   }
   template <class A, class B, class F, std::ranges::input_range Range>
   auto starmap_async(CallOptions<A, B> callbacks, F f, Range&& items,
-                     std::optional<std::size_t> chunksize = std::nullopt)
+                     std::optional<std::size_t> chunksize = std::nullopt,
+                     std::optional<Progress> progress = std::nullopt)
       -> AsyncResult<detail::MapResult<detail::ResultOf<F>>> {
-    return map_async_impl<true>(std::move(callbacks), f, std::forward<Range>(items), chunksize);
+    return map_async_impl<true>(std::move(callbacks), f, std::forward<Range>(items), chunksize, progress);
   }
 
   /// Lazy, ordered map: submits a first window of chunks now, then reads `items` as results
@@ -188,13 +217,25 @@ class Pool {
   /// lvalue: it must outlive the iteration. Results of void functions are not available: use
   /// map. Throws Error on a closed pool, std::invalid_argument for chunksize 0.
   template <class F, std::ranges::input_range Range>
-  auto imap(F f, Range&& items, std::size_t chunksize = 1) -> IMapIterator<detail::ResultOf<F>> {
-    return detail::engine_imap<false>(engine_, f, std::forward<Range>(items), chunksize, true, map_window(), {});
+  auto imap(F f, Range&& items, std::size_t chunksize = 1, std::optional<Progress> progress = std::nullopt)
+      -> IMapIterator<detail::ResultOf<F>> {
+    return detail::engine_imap<false>(engine_, f, std::forward<Range>(items), chunksize, true, map_window(), {}, false,
+                                      detail::make_progress(progress, size_of(items)));
+  }
+  template <class F, std::ranges::input_range Range>
+  auto imap(F f, Range&& items, Progress progress) -> IMapIterator<detail::ResultOf<F>> {
+    return imap(f, std::forward<Range>(items), 1, std::move(progress));
   }
   /// As imap, yielding results in completion order.
   template <class F, std::ranges::input_range Range>
-  auto imap_unordered(F f, Range&& items, std::size_t chunksize = 1) -> IMapIterator<detail::ResultOf<F>> {
-    return detail::engine_imap<false>(engine_, f, std::forward<Range>(items), chunksize, false, map_window(), {});
+  auto imap_unordered(F f, Range&& items, std::size_t chunksize = 1, std::optional<Progress> progress = std::nullopt)
+      -> IMapIterator<detail::ResultOf<F>> {
+    return detail::engine_imap<false>(engine_, f, std::forward<Range>(items), chunksize, false, map_window(), {},
+                                      false, detail::make_progress(progress, size_of(items)));
+  }
+  template <class F, std::ranges::input_range Range>
+  auto imap_unordered(F f, Range&& items, Progress progress) -> IMapIterator<detail::ResultOf<F>> {
+    return imap_unordered(f, std::forward<Range>(items), 1, std::move(progress));
   }
   /// imap and imap_unordered of a braced list (held by the iterator as a copy).
   template <class F>
@@ -222,41 +263,62 @@ class Pool {
   /// The pids of the current workers.
   std::vector<int> worker_pids() const { return engine_.worker_pids(); }
 
+  /// Where the workers' time went so far (mpire's worker insights); print it with <<.
+  Insights insights() {
+    engine_.flush_events();
+    return insights_->snapshot();
+  }
+
  private:
   // map and starmap: a sized input with results goes through the lazy window (bounded
   // memory); the rest (void functions, unsized ranges, which Python also materialises to
   // size the chunks) through map_async.
+  // The size of `items` if the range knows it (a progress bar's total).
+  template <class Range>
+  static std::optional<std::size_t> size_of(Range& items) {
+    if constexpr (std::ranges::sized_range<Range>)
+      return static_cast<std::size_t>(std::ranges::size(items));
+    else
+      return std::nullopt;
+  }
+
   template <bool Star, class F, class Range>
-  auto map_impl(F f, Range&& items, std::optional<std::size_t> chunksize) -> detail::MapResult<detail::ResultOf<F>> {
+  auto map_impl(F f, Range&& items, std::optional<std::size_t> chunksize, const std::optional<Progress>& progress)
+      -> detail::MapResult<detail::ResultOf<F>> {
     using R = detail::ResultOf<F>;
     if constexpr (std::is_void_v<R> || !std::ranges::sized_range<Range>) {
-      return map_async_impl<Star>(CallOptions{}, f, std::forward<Range>(items), chunksize).get();
+      return map_async_impl<Star>(CallOptions{}, f, std::forward<Range>(items), chunksize, progress).get();
     } else {
       if (chunksize && *chunksize == 0) throw std::invalid_argument("mproc: chunksize must be at least 1");
       std::size_t total = static_cast<std::size_t>(std::ranges::size(items));
       std::vector<R> results;
       results.reserve(total);
       auto lazy = detail::engine_imap<Star>(engine_, f, std::forward<Range>(items),
-                                            chunksize.value_or(default_chunksize(total)), true, map_window(), {});
+                                            chunksize.value_or(default_chunksize(total)), true, map_window(), {},
+                                            false, detail::make_progress(progress, total));
       while (auto value = lazy.next()) results.push_back(std::move(*value));
       return results;
     }
   }
 
   template <bool Star, class Options, class F, class Range>
-  auto map_async_impl(Options callbacks, F f, Range&& items, std::optional<std::size_t> chunksize)
+  auto map_async_impl(Options callbacks, F f, Range&& items, std::optional<std::size_t> chunksize,
+                      const std::optional<Progress>& progress)
       -> AsyncResult<detail::MapResult<detail::ResultOf<F>>>;
 
   std::size_t default_chunksize(std::size_t items) const { return detail::default_chunksize(items, processes()); }
   std::size_t map_window() const { return detail::default_map_window(processes()); }
 
   bool terminate_on_exit_ = false;  // before engine_: set from the options the engine consumes
+  // Before the engine: it observes the engine from its first worker on.
+  std::shared_ptr<detail::InsightsObserver> insights_;
   detail::Engine engine_;
 };
 
 
 template <bool Star, class Options, class F, class Range>
-auto Pool::map_async_impl(Options callbacks, F f, Range&& items, std::optional<std::size_t> chunksize)
+auto Pool::map_async_impl(Options callbacks, F f, Range&& items, std::optional<std::size_t> chunksize,
+                          const std::optional<Progress>& progress_options)
     -> AsyncResult<detail::MapResult<detail::ResultOf<F>>> {
   detail::require_plain_function<F>();
   using R = detail::ResultOf<F>;
@@ -264,6 +326,12 @@ auto Pool::map_async_impl(Options callbacks, F f, Range&& items, std::optional<s
   engine_.check_caller();
   auto chunks = detail::split_into_chunks<Item>(std::forward<Range>(items), chunksize, processes());
   auto collector = detail::start_map<R>(callbacks, chunks.size());
+  std::shared_ptr<detail::ProgressTracker> progress;
+  if (progress_options) {
+    std::size_t total = 0;
+    for (const auto& chunk : chunks) total += chunk.size();
+    progress = detail::make_progress(progress_options, total);
+  }
   // Nothing to run: the result is complete, but its callbacks still run on the pool's
   // thread, never the caller's.
   if (chunks.empty()) engine_.post([collector] { collector->complete_empty(); });
@@ -275,7 +343,9 @@ auto Pool::map_async_impl(Options callbacks, F f, Range&& items, std::optional<s
     task.function = detail::function_ref(f);
     task.args = dumps(chunks[index]);
     task.timeout = callbacks.timeout;
-    task.done = [collector, index](std::span<const std::byte> payload, std::exception_ptr error) {
+    task.done = [collector, index, progress, items = chunks[index].size()](std::span<const std::byte> payload,
+                                                                            std::exception_ptr error) {
+      detail::progress_chunk_done(progress.get(), items, error);
       if (error) return collector->state->set_error(std::move(error));
       try {
         collector->deliver(index, loads<detail::ChunkResult<R>>(payload));

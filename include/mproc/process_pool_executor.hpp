@@ -31,6 +31,9 @@
 #include "mproc/detail/braced_items.hpp"
 #include "mproc/detail/engine.hpp"
 #include "mproc/initializer.hpp"
+#include "mproc/insights.hpp"
+#include "mproc/observer.hpp"
+#include "mproc/progress.hpp"
 #include "mproc/detail/engine_calls.hpp"
 #include "mproc/detail/result_state.hpp"
 #include "mproc/future.hpp"
@@ -55,6 +58,18 @@ struct ProcessPoolExecutorOptions {
   std::optional<std::chrono::nanoseconds> task_timeout = {};
   /// The start method of the workers (Python's mp_context); nullopt: the current one.
   std::optional<Context> mp_context = {};
+  /// Hard cap on each worker's private memory, in bytes (RLIMIT_DATA: heap and private
+  /// mappings; shared memory is not counted): an allocation past it fails in the task, which
+  /// fails with MemoryLimitError, and the worker is replaced. nullopt: none. At least 16 MiB,
+  /// and (under fork) above what a worker inherits. See docs/guide.md, "Seeing and bounding
+  /// the work".
+  std::optional<std::uint64_t> memory_limit = {};
+  /// Soft cap on each worker's resident memory, in bytes (billiard's max_memory_per_child,
+  /// which counts KiB): a worker above it after a task is replaced before its next one; the
+  /// task itself completes. nullopt: none.
+  std::optional<std::uint64_t> max_memory_per_child = {};
+  /// Told about every worker event (mproc/observer.hpp), besides the pool's own insights.
+  std::vector<std::shared_ptr<Observer>> observers = {};
 };
 
 /// Thread safety: every member may be called from any thread of the process that created
@@ -92,14 +107,26 @@ class ProcessPoolExecutor {
   /// shutdown(wait = true), so a map made before shutdown completes. `items` is held by
   /// reference if it is an lvalue: it must outlive the iteration.
   /// Throws std::invalid_argument for chunksize 0 or buffersize 0.
+  /// With `progress`, a progress bar (mproc/progress.hpp) counts the items as they finish.
   template <class F, std::ranges::input_range Range>
   IMapIterator<detail::ResultOf<F>> map(F f, Range&& items, std::optional<std::chrono::nanoseconds> timeout = std::nullopt,
-                                        std::size_t chunksize = 1, std::optional<std::size_t> buffersize = std::nullopt) {
+                                        std::size_t chunksize = 1, std::optional<std::size_t> buffersize = std::nullopt,
+                                        std::optional<Progress> progress = std::nullopt) {
     if (buffersize && *buffersize == 0) throw std::invalid_argument("mproc: buffersize must be at least 1");
     check_open();
+    std::optional<std::size_t> total;
+    if constexpr (std::ranges::sized_range<Range>) total = static_cast<std::size_t>(std::ranges::size(items));
     return detail::engine_imap<false>(engine_, f, std::forward<Range>(items), chunksize, true,
                                       buffersize.value_or(detail::default_map_window(max_workers())),
-                                      detail::deadline_after(timeout), /*cancel_on_abandon=*/true);
+                                      detail::deadline_after(timeout), /*cancel_on_abandon=*/true,
+                                      detail::make_progress(progress, total));
+  }
+  /// map(f, items) with a progress bar; the other arguments as above.
+  template <class F, std::ranges::input_range Range>
+  IMapIterator<detail::ResultOf<F>> map(F f, Range&& items, Progress progress,
+                                        std::optional<std::chrono::nanoseconds> timeout = std::nullopt,
+                                        std::size_t chunksize = 1) {
+    return map(std::move(f), std::forward<Range>(items), timeout, chunksize, std::nullopt, std::move(progress));
   }
   /// As above, with a timeout of any duration type (hours::max() means no limit).
   template <class F, std::ranges::input_range Range, class Rep, class Period>
@@ -127,9 +154,16 @@ class ProcessPoolExecutor {
   /// The pids of the current workers (they change as workers are replaced).
   std::vector<int> worker_pids() const { return engine_.worker_pids(); }
 
+  /// Where the workers' time went so far (mpire's worker insights); print it with <<.
+  Insights insights() {
+    engine_.flush_events();
+    return insights_->snapshot();
+  }
+
  private:
   void check_open() const;
 
+  std::shared_ptr<detail::InsightsObserver> insights_;  // before the engine, which it observes
   detail::Engine engine_;
   std::atomic<bool> shut_down_{false};
 };

@@ -28,6 +28,7 @@
 #include "mproc/detail/thread_workers.hpp"
 #include "mproc/error.hpp"
 #include "mproc/imap_iterator.hpp"
+#include "mproc/progress.hpp"
 #include "mproc/thread_pool_executor.hpp"
 
 namespace mproc {
@@ -97,8 +98,13 @@ class ThreadPool {
   /// is given). Throws std::invalid_argument for chunksize 0, and the first failing chunk's
   /// exception.
   template <class F, std::ranges::input_range Range>
-  auto map(F f, Range&& items, std::optional<std::size_t> chunksize = std::nullopt) {
-    return map_async(std::move(f), std::forward<Range>(items), chunksize).get();
+  auto map(F f, Range&& items, std::optional<std::size_t> chunksize = std::nullopt, std::optional<Progress> progress = std::nullopt) {
+    return map_async(std::move(f), std::forward<Range>(items), chunksize, std::move(progress)).get();
+  }
+  /// Every map, starmap and imap form takes a progress bar (mproc/progress.hpp), last.
+  template <class F, std::ranges::input_range Range>
+  auto map(F f, Range&& items, Progress progress) {
+    return map(std::move(f), std::forward<Range>(items), std::nullopt, std::move(progress));
   }
   /// A braced list, as Python's pool.map(f, [a, b]): pool.map(f, {1, 2, 3}); the element
   /// type is f's parameter (f may not be a generic lambda here). The list is copied.
@@ -109,18 +115,23 @@ class ThreadPool {
   }
   template <class F, std::ranges::input_range Range>
     requires(!detail::IsCallOptions<F>::value)
-  auto map_async(F f, Range&& items, std::optional<std::size_t> chunksize = std::nullopt) {
-    return map_async_impl<false>(CallOptions{}, std::move(f), std::forward<Range>(items), chunksize);
+  auto map_async(F f, Range&& items, std::optional<std::size_t> chunksize = std::nullopt, std::optional<Progress> progress = std::nullopt) {
+    return map_async_impl<false>(CallOptions{}, std::move(f), std::forward<Range>(items), chunksize, progress);
   }
   template <class A, class B, class F, std::ranges::input_range Range>
-  auto map_async(CallOptions<A, B> callbacks, F f, Range&& items, std::optional<std::size_t> chunksize = std::nullopt) {
-    return map_async_impl<false>(std::move(callbacks), std::move(f), std::forward<Range>(items), chunksize);
+  auto map_async(CallOptions<A, B> callbacks, F f, Range&& items, std::optional<std::size_t> chunksize = std::nullopt,
+                 std::optional<Progress> progress = std::nullopt) {
+    return map_async_impl<false>(std::move(callbacks), std::move(f), std::forward<Range>(items), chunksize, progress);
   }
 
   /// As map, each item a tuple of arguments.
   template <class F, std::ranges::input_range Range>
-  auto starmap(F f, Range&& items, std::optional<std::size_t> chunksize = std::nullopt) {
-    return starmap_async(std::move(f), std::forward<Range>(items), chunksize).get();
+  auto starmap(F f, Range&& items, std::optional<std::size_t> chunksize = std::nullopt, std::optional<Progress> progress = std::nullopt) {
+    return starmap_async(std::move(f), std::forward<Range>(items), chunksize, std::move(progress)).get();
+  }
+  template <class F, std::ranges::input_range Range>
+  auto starmap(F f, Range&& items, Progress progress) {
+    return starmap(std::move(f), std::forward<Range>(items), std::nullopt, std::move(progress));
   }
   /// pool.starmap(f, {{"a", 1}, {"b", 2}}): each element is the tuple of f's parameters.
   template <class F>
@@ -130,26 +141,36 @@ class ThreadPool {
   }
   template <class F, std::ranges::input_range Range>
     requires(!detail::IsCallOptions<F>::value)
-  auto starmap_async(F f, Range&& items, std::optional<std::size_t> chunksize = std::nullopt) {
-    return map_async_impl<true>(CallOptions{}, std::move(f), std::forward<Range>(items), chunksize);
+  auto starmap_async(F f, Range&& items, std::optional<std::size_t> chunksize = std::nullopt, std::optional<Progress> progress = std::nullopt) {
+    return map_async_impl<true>(CallOptions{}, std::move(f), std::forward<Range>(items), chunksize, progress);
   }
   template <class A, class B, class F, std::ranges::input_range Range>
   auto starmap_async(CallOptions<A, B> callbacks, F f, Range&& items,
-                     std::optional<std::size_t> chunksize = std::nullopt) {
-    return map_async_impl<true>(std::move(callbacks), std::move(f), std::forward<Range>(items), chunksize);
+                     std::optional<std::size_t> chunksize = std::nullopt, std::optional<Progress> progress = std::nullopt) {
+    return map_async_impl<true>(std::move(callbacks), std::move(f), std::forward<Range>(items), chunksize, progress);
   }
 
   /// Lazy ordered map with a bounded number of chunks in flight (see Pool::imap).
   template <class F, std::ranges::input_range Range>
-  auto imap(F f, Range&& items, std::size_t chunksize = 1) {
+  auto imap(F f, Range&& items, std::size_t chunksize = 1, std::optional<Progress> progress = std::nullopt) {
+    auto tracker = detail::make_progress(progress, size_of(items));
     return detail::threads_imap(workers_, std::move(f), std::forward<Range>(items), chunksize, true, map_window(),
-                                std::nullopt);
+                                std::nullopt, false, std::move(tracker));
+  }
+  template <class F, std::ranges::input_range Range>
+  auto imap(F f, Range&& items, Progress progress) {
+    return imap(std::move(f), std::forward<Range>(items), 1, std::move(progress));
   }
   /// As imap, in completion order.
   template <class F, std::ranges::input_range Range>
-  auto imap_unordered(F f, Range&& items, std::size_t chunksize = 1) {
+  auto imap_unordered(F f, Range&& items, std::size_t chunksize = 1, std::optional<Progress> progress = std::nullopt) {
+    auto tracker = detail::make_progress(progress, size_of(items));
     return detail::threads_imap(workers_, std::move(f), std::forward<Range>(items), chunksize, false, map_window(),
-                                std::nullopt);
+                                std::nullopt, false, std::move(tracker));
+  }
+  template <class F, std::ranges::input_range Range>
+  auto imap_unordered(F f, Range&& items, Progress progress) {
+    return imap_unordered(std::move(f), std::forward<Range>(items), 1, std::move(progress));
   }
   /// imap and imap_unordered of a braced list (held by the iterator as a copy).
   template <class F>
@@ -171,6 +192,8 @@ class ThreadPool {
   void join() { workers_.join(); }
 
   int processes() const noexcept { return workers_.max_threads(); }
+  /// Each thread's figures so far (mproc/insights.hpp); print them with <<.
+  Insights insights() const { return workers_.insights(); }
 
  private:
   template <class Options>
@@ -179,25 +202,41 @@ class ThreadPool {
       throw std::invalid_argument("mproc::ThreadPool: a thread cannot be stopped, so there is no per-task timeout");
   }
   std::size_t map_window() const { return detail::default_map_window(processes()); }
+  template <class Range>
+  static std::optional<std::size_t> size_of(Range& items) {
+    if constexpr (std::ranges::sized_range<Range>)
+      return static_cast<std::size_t>(std::ranges::size(items));
+    else
+      return std::nullopt;
+  }
 
   template <bool Star, class Options, class F, class Range>
-  auto map_async_impl(Options callbacks, F f, Range&& items, std::optional<std::size_t> chunksize);
+  auto map_async_impl(Options callbacks, F f, Range&& items, std::optional<std::size_t> chunksize,
+                      const std::optional<Progress>& progress);
 
   detail::ThreadWorkers workers_;
 };
 
 template <bool Star, class Options, class F, class Range>
-auto ThreadPool::map_async_impl(Options callbacks, F f, Range&& items, std::optional<std::size_t> chunksize) {
+auto ThreadPool::map_async_impl(Options callbacks, F f, Range&& items, std::optional<std::size_t> chunksize,
+                                const std::optional<Progress>& progress_options) {
   using Item = std::ranges::range_value_t<Range>;
   using R = detail::ItemResult<Star, F, Item>;
   reject_timeout(callbacks);
   auto chunks = detail::split_into_chunks<Item>(std::forward<Range>(items), chunksize, processes());
   auto collector = detail::start_map<R>(callbacks, chunks.size());
   auto function = std::make_shared<F>(std::move(f));
+  std::shared_ptr<detail::ProgressTracker> progress;
+  if (progress_options) {
+    std::size_t total = 0;
+    for (const auto& chunk : chunks) total += chunk.size();
+    progress = detail::make_progress(progress_options, total);
+  }
 
   struct ChunkJob final : detail::ThreadJob {
     std::shared_ptr<detail::MapCollector<R>> collector;
     std::shared_ptr<F> function;
+    std::shared_ptr<detail::ProgressTracker> progress;
     std::vector<Item> items;
     std::size_t index = 0;
     void run() noexcept override {
@@ -211,12 +250,17 @@ auto ThreadPool::map_async_impl(Options callbacks, F f, Range&& items, std::opti
           results.reserve(items.size());
           for (auto& item : items) results.push_back(detail::call_item<Star>(*function, std::move(item)));
         }
+        detail::progress_chunk_done(progress.get(), items.size(), nullptr);
         collector->deliver(index, std::move(results));
       } catch (...) {
+        detail::progress_chunk_done(progress.get(), 0, std::current_exception());
         collector->state->set_error(std::current_exception());
       }
     }
-    void fail(std::exception_ptr error) noexcept override { collector->state->set_error(std::move(error)); }
+    void fail(std::exception_ptr error) noexcept override {
+      detail::progress_chunk_done(progress.get(), 0, error);
+      collector->state->set_error(std::move(error));
+    }
   };
   std::vector<std::unique_ptr<detail::ThreadJob>> jobs;
   jobs.reserve(chunks.size());
@@ -230,6 +274,7 @@ auto ThreadPool::map_async_impl(Options callbacks, F f, Range&& items, std::opti
     auto job = std::make_unique<ChunkJob>();
     job->collector = collector;
     job->function = function;
+    job->progress = progress;
     job->items = std::move(chunks[index]);
     job->index = index;
     jobs.push_back(std::move(job));

@@ -28,6 +28,7 @@
 #include "mproc/detail/thread_workers.hpp"
 #include "mproc/future.hpp"
 #include "mproc/imap_iterator.hpp"
+#include "mproc/progress.hpp"
 
 namespace mproc {
 
@@ -60,7 +61,8 @@ int default_thread_workers();
 /// chunks not yet started are dropped once the map times out or its started iterator goes.
 template <class F, class Range>
 auto threads_imap(ThreadWorkers& workers, F f, Range&& items, std::size_t chunksize, bool ordered,
-                  std::size_t max_in_flight, Deadline deadline, bool cancel_on_abandon = false) {
+                  std::size_t max_in_flight, Deadline deadline, bool cancel_on_abandon = false,
+                  std::shared_ptr<ProgressTracker> progress = nullptr) {
   using Item = std::ranges::range_value_t<Range>;
   using R = std::invoke_result_t<F&, Item>;
   static_assert(!std::is_void_v<R>, "mproc: a lazy map needs a function that returns a value; use map for void functions");
@@ -71,17 +73,29 @@ auto threads_imap(ThreadWorkers& workers, F f, Range&& items, std::size_t chunks
   auto function = std::make_shared<F>(std::move(f));
   IMapFeed feed;
   auto abandoned = abandon_flag(feed, cancel_on_abandon);
+  if (progress) {
+    // As engine_imap: a map given up ends its bar at once, on the consumer's thread.
+    feed.abandon = [abandon = std::move(feed.abandon), progress, cancel_on_abandon] {
+      if (abandon) abandon();
+      cancel_on_abandon ? progress->cancel() : progress->stop();
+    };
+  }
   feed.stage = [read = chunk_reader<Item>(std::forward<Range>(items), chunksize), staged, state, function,
-                abandoned](std::size_t index) mutable {
+                abandoned, progress, items_read = std::size_t{0}](std::size_t index) mutable {
     // An abandoned map reads no further (shutdown(cancel_futures) must not drain its input).
     if (abandoned && abandoned->load(std::memory_order_relaxed)) return false;
     std::vector<Item> chunk;
-    if (!read(chunk)) return false;
+    if (!read(chunk)) {
+      if (progress) progress->set_total(items_read);
+      return false;
+    }
+    items_read += chunk.size();
     // Each chunk's outcome goes to the map's state rather than a future of its own.
     struct ChunkJob final : ThreadJob {
       std::shared_ptr<IMapState<R>> state;
       std::shared_ptr<F> function;
       std::shared_ptr<std::atomic<bool>> abandoned;
+      std::shared_ptr<ProgressTracker> progress;
       std::vector<Item> items;
       std::size_t index;
       std::shared_ptr<std::atomic<bool>> abandon_flag() const override { return abandoned; }
@@ -96,14 +110,19 @@ auto threads_imap(ThreadWorkers& workers, F f, Range&& items, std::size_t chunks
         } catch (...) {
           error = std::current_exception();
         }
+        progress_chunk_done(progress.get(), values.size(), error);
         state->deliver(index, std::move(values), std::move(error));
       }
-      void fail(std::exception_ptr error) noexcept override { state->deliver(index, {}, std::move(error)); }
+      void fail(std::exception_ptr error) noexcept override {
+        progress_chunk_done(progress.get(), 0, error);
+        state->deliver(index, {}, std::move(error));
+      }
     };
     auto job = std::make_unique<ChunkJob>();
     job->state = state;
     job->function = function;
     job->abandoned = abandoned;
+    job->progress = progress;
     job->items = std::move(chunk);
     job->index = index;
     staged->push_back(std::move(job));
@@ -145,10 +164,20 @@ class ThreadPoolExecutor {
 
   /// Lazy, ordered map, as ProcessPoolExecutor::map (`chunksize` items per task, at most
   /// `buffersize` chunks submitted and not yet consumed; `timeout` counts from this call).
+  /// With `progress`, a progress bar (mproc/progress.hpp) counts the items as they finish.
   template <class F, std::ranges::input_range Range>
   auto map(F f, Range&& items, std::optional<std::chrono::nanoseconds> timeout = std::nullopt,
-           std::size_t chunksize = 1, std::optional<std::size_t> buffersize = std::nullopt) {
-    return map_until(std::move(f), std::forward<Range>(items), detail::deadline_after(timeout), chunksize, buffersize);
+           std::size_t chunksize = 1, std::optional<std::size_t> buffersize = std::nullopt,
+           std::optional<Progress> progress = std::nullopt) {
+    return map_until(std::move(f), std::forward<Range>(items), detail::deadline_after(timeout), chunksize, buffersize,
+                     progress);
+  }
+  /// map(f, items) with a progress bar; the other arguments as above.
+  template <class F, std::ranges::input_range Range>
+  auto map(F f, Range&& items, Progress progress, std::optional<std::chrono::nanoseconds> timeout = std::nullopt,
+           std::size_t chunksize = 1) {
+    return map_until(std::move(f), std::forward<Range>(items), detail::deadline_after(timeout), chunksize, std::nullopt,
+                     std::optional<Progress>(std::move(progress)));
   }
   /// As above, with a timeout of any duration type (hours::max() means no limit).
   template <class F, std::ranges::input_range Range, class Rep, class Period>
@@ -170,16 +199,20 @@ class ThreadPoolExecutor {
   void shutdown(bool wait = true, bool cancel_futures = false);
 
   int max_workers() const noexcept { return workers_.max_threads(); }
+  /// Each thread's figures so far (mproc/insights.hpp); print them with <<.
+  Insights insights() const { return workers_.insights(); }
 
  private:
   template <class F, class Range>
   auto map_until(F f, Range&& items, detail::Deadline deadline, std::size_t chunksize,
-                 std::optional<std::size_t> buffersize) {
+                 std::optional<std::size_t> buffersize, const std::optional<Progress>& progress = std::nullopt) {
     if (buffersize && *buffersize == 0) throw std::invalid_argument("mproc: buffersize must be at least 1");
     if (workers_.closed()) throw Error("cannot schedule new tasks after shutdown");
+    std::optional<std::size_t> total;
+    if constexpr (std::ranges::sized_range<Range>) total = static_cast<std::size_t>(std::ranges::size(items));
     return detail::threads_imap(workers_, std::move(f), std::forward<Range>(items), chunksize, true,
                                 buffersize.value_or(detail::default_map_window(max_workers())), deadline,
-                                /*cancel_on_abandon=*/true);
+                                /*cancel_on_abandon=*/true, detail::make_progress(progress, total));
   }
 
   detail::ThreadWorkers workers_;

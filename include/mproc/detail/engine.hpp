@@ -19,6 +19,7 @@
 #include "mproc/detail/result_state.hpp"
 #include "mproc/detail/task.hpp"
 #include "mproc/initializer.hpp"
+#include "mproc/observer.hpp"
 
 namespace mproc::detail {
 
@@ -29,6 +30,14 @@ struct EngineOptions {
   std::optional<std::chrono::nanoseconds> task_timeout;
   std::string worker_name_prefix = "ForkPoolWorker";
   StartMethod start_method = StartMethod::fork;
+  /// Told about every worker event, outside the engine's lock (mproc/observer.hpp).
+  std::vector<std::shared_ptr<Observer>> observers;
+  /// Hard cap on each worker's private data memory, in bytes (RLIMIT_DATA): an allocation past
+  /// it fails in the task (MemoryLimitError) and the worker is replaced. 0: none.
+  std::uint64_t memory_limit = 0;
+  /// Soft cap on each worker's resident memory, in bytes: a worker above it after a task is
+  /// replaced before its next one (billiard's max_memory_per_child). 0: none.
+  std::uint64_t max_memory_per_child = 0;
 };
 
 /// Called exactly once, on the engine's thread: with the encoded result (error empty), or
@@ -117,6 +126,9 @@ class Engine {
   /// Throws Error unless close() or terminate() came first, and when called on the engine's
   /// own thread (from a callback: it would wait for itself).
   void join();
+
+  /// Delivers the observer events queued so far, on this thread (see EngineCore::flush_events).
+  void flush_events();
 
   int processes() const noexcept;
   /// The pids of the current workers (they change as workers are replaced).

@@ -19,6 +19,7 @@
 #include "mproc/detail/result_state.hpp"
 #include "mproc/detail/task.hpp"
 #include "mproc/imap_iterator.hpp"
+#include "mproc/progress.hpp"
 
 namespace mproc::detail {
 
@@ -138,7 +139,8 @@ TaskSpec call_task(const std::shared_ptr<ResultState<ResultOf<F>>>& state, F f, 
 template <bool Star, class F, class Range>
 IMapIterator<ResultOf<F>> engine_imap(Engine& engine, F f, Range&& items, std::size_t chunksize, bool ordered,
                                       std::size_t max_in_flight, typename IMapIterator<ResultOf<F>>::Deadline deadline,
-                                      bool cancel_on_abandon = false) {
+                                      bool cancel_on_abandon = false,
+                                      std::shared_ptr<ProgressTracker> progress = nullptr) {
   require_plain_function<F>();
   using R = ResultOf<F>;
   static_assert(!std::is_void_v<R>, "mproc: a lazy map needs a function that returns a value; use map for void functions");
@@ -149,18 +151,31 @@ IMapIterator<ResultOf<F>> engine_imap(Engine& engine, F f, Range&& items, std::s
   auto staged = std::make_shared<std::vector<TaskSpec>>();
   IMapFeed feed;
   auto abandoned = abandon_flag(feed, cancel_on_abandon);
+  if (progress) {
+    // A map given up (its started iterator dropped, its deadline passed) ends its bar at
+    // once, on the consumer's thread: what the consumer prints next must not be drawn over.
+    feed.abandon = [abandon = std::move(feed.abandon), progress, cancel_on_abandon] {
+      if (abandon) abandon();
+      cancel_on_abandon ? progress->cancel() : progress->stop();
+    };
+  }
   feed.stage = [read = chunk_reader<Item>(std::forward<Range>(items), chunksize), staged, state, abandoned,
-                function = function_ref(f)](std::size_t index) mutable {
+                function = function_ref(f), progress, items_read = std::size_t{0}](std::size_t index) mutable {
     // An abandoned map reads no further (shutdown(cancel_futures) must not drain its input).
     if (abandoned && abandoned->load(std::memory_order_relaxed)) return false;
     std::vector<Item> chunk;
-    if (!read(chunk)) return false;
+    if (!read(chunk)) {
+      if (progress) progress->set_total(items_read);  // an unsized input's total, known at last
+      return false;
+    }
+    items_read += chunk.size();
     TaskSpec task;
     task.invoker = code_ref(&invoke_chunk<FunctionPointer<F>, Star>);
     task.function = function;
     task.args = dumps(chunk);
     task.abandoned = abandoned;
-    task.done = [state, index](std::span<const std::byte> payload, std::exception_ptr error) {
+    task.done = [state, index, progress, items = chunk.size()](std::span<const std::byte> payload,
+                                                               std::exception_ptr error) {
       std::vector<R> values;
       if (!error) {
         try {
@@ -169,6 +184,8 @@ IMapIterator<ResultOf<F>> engine_imap(Engine& engine, F f, Range&& items, std::s
           error = std::current_exception();
         }
       }
+      // Counted before the consumer can see the result: the bar is final when the map returns.
+      progress_chunk_done(progress.get(), items, error);
       state->deliver(index, std::move(values), std::move(error));
     };
     staged->push_back(std::move(task));

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "mproc/detail/result_state.hpp"
+#include "mproc/insights.hpp"
 
 namespace mproc::detail {
 
@@ -125,6 +126,10 @@ class ThreadWorkers {
   /// itself).
   void join();
   bool closed() const;
+  /// Each thread's figures (mproc/insights.hpp): start-up, initializer, jobs run (a map's
+  /// chunk is one), time running them, time waiting for work; pid and peak RSS are the
+  /// process's own, shared by every thread.
+  Insights insights() const;
 
   int max_threads() const noexcept { return threads_; }
   /// True on one of this object's worker threads.
