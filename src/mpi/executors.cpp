@@ -1,5 +1,11 @@
 // mproc::mpi's executors: how each launch model finds (or starts) its worker ranks.
+#include <chrono>
 #include <climits>
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <mutex>
+#include <thread>
 #include <stdexcept>
 #include <string>
 #include <unistd.h>
@@ -36,6 +42,55 @@ int universe_workers() {
   return found && universe != nullptr && *universe > 1 ? *universe - 1 : 1;
 }
 
+// Open MPI 4.1.4 with PMIx 4.2 (Debian 12's) hangs in a small fraction of spawns: a new
+// copy never returns from PMIx_Init and MPI_Comm_spawn waits for it forever (upstream:
+// openpmix/openpmix#2735). A hang is worse than a failure: past the limit the job is aborted
+// with a message saying why and exit status kSpawnHungExit. MPROC_MPI_SPAWN_TIMEOUT
+// (seconds) changes the limit.
+constexpr int kSpawnHungExit = 75;  // EX_TEMPFAIL: running again may well succeed
+
+std::chrono::seconds spawn_limit() {
+  if (const char* text = std::getenv("MPROC_MPI_SPAWN_TIMEOUT")) {
+    char* end = nullptr;
+    long seconds = std::strtol(text, &end, 10);
+    if (end != text && *end == '\0' && seconds > 0) return std::chrono::seconds(seconds);
+  }
+  return std::chrono::seconds(60);
+}
+
+class SpawnWatchdog {
+ public:
+  SpawnWatchdog(int count, std::chrono::seconds limit)
+      : thread_([this, count, limit] {
+          std::unique_lock lock(mutex_);
+          if (cv_.wait_for(lock, limit, [this] { return done_; })) return;
+          std::fprintf(stderr,
+                       "mproc::mpi: MPI_Comm_spawn of %d copies has not returned after %lld s (a spawned copy hangs "
+                       "in MPI's start-up: a known Open MPI 4.1 / PMIx 4 defect); aborting the job (status %d). "
+                       "World mode (mpiexec -n N) does not spawn.\n",
+                       count, static_cast<long long>(limit.count()), kSpawnHungExit);
+          std::fflush(stderr);
+          MPI_Abort(MPI_COMM_WORLD, kSpawnHungExit);
+          ::_exit(kSpawnHungExit);
+        }) {}
+  ~SpawnWatchdog() {
+    {
+      std::lock_guard lock(mutex_);
+      done_ = true;
+      cv_.notify_one();  // under the lock: the thread may be about to wait
+    }
+    thread_.join();
+  }
+  SpawnWatchdog(const SpawnWatchdog&) = delete;
+  SpawnWatchdog& operator=(const SpawnWatchdog&) = delete;
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  bool done_ = false;
+  std::thread thread_;  // last: starts once the members it uses exist
+};
+
 MpiChannel spawn_workers(int count) {
   std::string program = program_path();
   std::string marker = mproc::detail::kBootArgument;
@@ -45,6 +100,7 @@ MpiChannel spawn_workers(int count) {
   MPI_Comm children = MPI_COMM_NULL;
   int rc = MPI_SUCCESS;
   {
+    SpawnWatchdog watchdog(count, spawn_limit());
     auto guard = mpi_guard();
     // Errors of the spawn are raised on MPI_COMM_SELF: returned, for this call only.
     MPI_Errhandler previous;
