@@ -44,6 +44,14 @@
 #include <ranges>
 #include <utility>
 
+// MPI's C API only: the deprecated C++ bindings would need their own library (libmpi_cxx),
+// which a program built without CMake's MPI::MPI_CXX target does not link.
+#ifndef OMPI_SKIP_MPICXX
+#define OMPI_SKIP_MPICXX 1
+#endif
+#ifndef MPICH_SKIP_MPICXX
+#define MPICH_SKIP_MPICXX 1
+#endif
 #include <mpi.h>
 
 #include "mproc/detail/engine_calls.hpp"
