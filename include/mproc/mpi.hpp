@@ -30,7 +30,8 @@
 // mpiexec reports the rank, its pid and signal, kills every other rank and exits non-zero.
 //
 // MPI: mproc initialises it (MPI_Init_thread, asking MPI_THREAD_MULTIPLE) on first use if
-// the program has not, and finalises it at exit if it did. Each executor makes its MPI
+// the program has not, and finalises it at exit if it did. A program that calls MPI_Finalize
+// itself must destroy (or shut down) its executors first: their threads call MPI. Each executor makes its MPI
 // calls on one thread of its own; below MPI_THREAD_MULTIPLE mproc serialises all of its MPI
 // calls, and below MPI_THREAD_SERIALIZED (a program that initialised MPI itself with less)
 // the executors throw Error.
