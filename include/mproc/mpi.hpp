@@ -64,7 +64,9 @@
 namespace mproc::mpi {
 
 /// The MPI thread support level (MPI_THREAD_SINGLE ... MPI_THREAD_MULTIPLE) of this
-/// process, initialising MPI as mproc does if nobody has. Throws Error if MPI was finalised.
+/// process, initialising MPI as mproc does if nobody has (a level below
+/// MPI_THREAD_SERIALIZED is reported here; the executors refuse it). Throws Error once MPI
+/// has been finalised.
 int thread_level();
 
 /// Whether this process is an MPI rank serving an executor (inside one of its tasks).

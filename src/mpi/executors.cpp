@@ -38,6 +38,7 @@ std::string program_path() {
 int universe_workers() {
   int* universe = nullptr;
   int found = 0;
+  auto guard = mpi_guard();
   MPI_Comm_get_attr(MPI_COMM_WORLD, MPI_UNIVERSE_SIZE, &universe, &found);
   return found && universe != nullptr && *universe > 1 ? *universe - 1 : 1;
 }
@@ -165,8 +166,11 @@ PoolExecutor::PoolExecutor(PoolExecutorOptions options) {
   if (is_worker()) throw Error("mproc::mpi: a task running on a worker rank cannot start an executor");
   mproc::detail::ensure_mpi();
   int size = 1, rank = 0;
-  MPI_Comm_size(MPI_COMM_WORLD, &size);
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  {
+    auto guard = mpi_guard();
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  }
   MpiChannel channel;
   if (size > 1) {
     channel.comm = mproc::detail::world_comm();  // collective: every rank's first executor
@@ -188,10 +192,12 @@ CommExecutor::CommExecutor(MPI_Comm comm, int root) {
   mproc::detail::ensure_mpi();
   if (comm == MPI_COMM_NULL) throw std::invalid_argument("mproc::mpi::CommExecutor: MPI_COMM_NULL");
   int inter = 0, size = 0, rank = 0;
+  auto lookup = mpi_guard();
   MPI_Comm_test_inter(comm, &inter);
   if (inter) throw std::invalid_argument("mproc::mpi::CommExecutor: needs an intracommunicator");
   MPI_Comm_size(comm, &size);
   MPI_Comm_rank(comm, &rank);
+  if (lookup.owns_lock()) lookup.unlock();
   if (root < 0 || root >= size)
     throw std::invalid_argument("mproc::mpi::CommExecutor: root " + std::to_string(root) +
                                 " is not a rank of the communicator (size " + std::to_string(size) + ")");

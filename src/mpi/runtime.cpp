@@ -55,11 +55,7 @@ Runtime initialise() {
     runtime.ours = true;
     std::atexit(finalize_at_exit);
   }
-  if (runtime.level < MPI_THREAD_SERIALIZED)
-    throw Error(std::string("mproc::mpi: MPI provides ") + level_name(runtime.level) +
-                ", but the executors call MPI from threads of their own: initialise MPI with MPI_Init_thread "
-                "asking MPI_THREAD_MULTIPLE (or at least MPI_THREAD_SERIALIZED), or let mproc initialise it");
-  if (runtime.level < MPI_THREAD_MULTIPLE) {
+  if (runtime.level == MPI_THREAD_SERIALIZED) {
     serialize_calls.store(true, std::memory_order_release);
     std::fprintf(stderr, "mproc::mpi: MPI provides %s only; mproc serialises its MPI calls\n",
                  level_name(runtime.level));
@@ -68,6 +64,9 @@ Runtime initialise() {
 }
 
 const Runtime& runtime() {
+  int finalized = 0;
+  MPI_Finalized(&finalized);  // callable at any time, before MPI_Init and after MPI_Finalize
+  if (finalized) throw Error("mproc::mpi: MPI has been finalised");
   static const Runtime value = initialise();  // thread-safe once; a throw retries next time
   return value;
 }
@@ -132,7 +131,16 @@ MPI_Comm make_world_comm() {
 
 }  // namespace
 
-int ensure_mpi() { return runtime().level; }
+int ensure_mpi() {
+  const int level = runtime().level;
+  if (level < MPI_THREAD_SERIALIZED)
+    throw Error(std::string("mproc::mpi: MPI provides ") + level_name(level) +
+                ", but the executors call MPI from threads of their own: initialise MPI with MPI_Init_thread "
+                "asking MPI_THREAD_MULTIPLE (or at least MPI_THREAD_SERIALIZED), or let mproc initialise it");
+  return level;
+}
+
+int current_thread_level() { return runtime().level; }
 
 std::unique_lock<std::mutex> mpi_guard() {
   if (!serialize_calls.load(std::memory_order_acquire)) return {};
@@ -171,6 +179,6 @@ void end_world_worker() {
 
 namespace mproc::mpi {
 
-int thread_level() { return ::mproc::detail::ensure_mpi(); }
+int thread_level() { return ::mproc::detail::current_thread_level(); }
 
 }  // namespace mproc::mpi

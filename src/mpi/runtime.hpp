@@ -15,6 +15,8 @@ namespace mproc::detail {
 /// finalised or provides less than MPI_THREAD_SERIALIZED (the executors make MPI calls on
 /// threads of their own). Thread-safe.
 int ensure_mpi();
+/// As ensure_mpi(), but any level is returned, not refused (mproc::mpi::thread_level()).
+int current_thread_level();
 
 /// Held around every MPI call of mproc's: a lock below MPI_THREAD_MULTIPLE, nothing above.
 std::unique_lock<std::mutex> mpi_guard();
