@@ -184,7 +184,14 @@ class MpiDispatcherCore {
           finish = closed_ && pending_.empty() && streams_.empty() && batches.empty() && dropped.empty() &&
                    in_flight_.empty() && outgoing_.empty();
           if (!finish && batches.empty() && dropped.empty() && in_flight_.empty() && outgoing_.empty()) {
-            // Nothing out there: sleep until there is something to send.
+            // Nothing out there. Shortly after an answer the caller is likely to submit again
+            // (a round trip): look for it without a wake-up for a while, then sleep until
+            // there is something to send.
+            if (backoff.next().count() == 0) {
+              lock.unlock();
+              ::sched_yield();
+              continue;
+            }
             cv_.wait(lock, [&] { return posted_.load(std::memory_order_relaxed); });
             continue;
           }
@@ -199,7 +206,9 @@ class MpiDispatcherCore {
           backoff.reset();
           continue;
         }
-        auto pause = backoff.next();
+        // Latency matters while each rank holds at most one task (a round trip); with more
+        // queued, the answers come as the ranks compute and a spinning root would slow them.
+        auto pause = backoff.next(in_flight_.size() <= workers_.size());
         if (pause.count() == 0) {
           ::sched_yield();
         } else {

@@ -44,6 +44,7 @@ void serve(MPI_Comm comm, int root) noexcept {
   constexpr auto kFlushAfter = std::chrono::milliseconds(1);
   std::vector<std::byte> in, out;
   PollBackoff backoff;
+  std::size_t last_batch = 0;
   for (;;) {
     int flag = 0;
     MPI_Status status;
@@ -52,7 +53,10 @@ void serve(MPI_Comm comm, int root) noexcept {
       if (MPI_Iprobe(root, MPI_ANY_TAG, comm, &flag, &status) != MPI_SUCCESS) abort_job(comm, "MPI_Iprobe failed");
     }
     if (!flag) {
-      auto pause = backoff.next();
+      // A lone task per message: a round trip, whose next task comes within microseconds of
+      // the answer. Batches: the root is busy producing them, and needs the CPU more than
+      // this rank needs to spin (see PollBackoff).
+      auto pause = backoff.next(/*latency=*/last_batch <= 1);
       if (pause.count() == 0) {
         ::sched_yield();
       } else {
@@ -76,6 +80,7 @@ void serve(MPI_Comm comm, int root) noexcept {
     } catch (const std::exception& error) {
       abort_job(comm, error.what());
     }
+    last_batch = tasks.size();
     ResultBatch batch;
     auto started = std::chrono::steady_clock::now();
     auto batch_started = started;
