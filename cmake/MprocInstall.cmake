@@ -3,7 +3,9 @@
 # Installs (relative to CMAKE_INSTALL_PREFIX):
 #   <libdir>/libmproc.a (or libmproc.so.<version> with BUILD_SHARED_LIBS=ON)
 #   <includedir>/mproc/...                the public headers, detail/ included
-#   <libdir>/cmake/mproc/mprocConfig.cmake, mprocConfigVersion.cmake, mprocTargets*.cmake
+#   <libdir>/libmproc_mpi.a, when MPI was found (target mproc::mpi)
+#   <libdir>/cmake/mproc/mprocConfig.cmake, mprocConfigVersion.cmake, mprocTargets*.cmake,
+#                                       mprocMpiTargets*.cmake
 # Consumers then write:
 #   find_package(mproc CONFIG REQUIRED)
 #   target_link_libraries(app PRIVATE mproc::mproc)
@@ -27,6 +29,23 @@ install(TARGETS mproc
 install(DIRECTORY "${PROJECT_SOURCE_DIR}/include/mproc"
   DESTINATION "${CMAKE_INSTALL_INCLUDEDIR}"
   COMPONENT mproc_Development)
+
+# mproc::mpi, built only when MPI was found: its own export set, loaded by the package
+# config when present.
+if(TARGET mproc_mpi)
+  install(TARGETS mproc_mpi
+    EXPORT mprocMpiTargets
+    RUNTIME DESTINATION "${CMAKE_INSTALL_BINDIR}" COMPONENT mproc_Runtime
+    LIBRARY DESTINATION "${CMAKE_INSTALL_LIBDIR}" COMPONENT mproc_Runtime
+            NAMELINK_COMPONENT mproc_Development
+    ARCHIVE DESTINATION "${CMAKE_INSTALL_LIBDIR}" COMPONENT mproc_Development
+    INCLUDES DESTINATION "${CMAKE_INSTALL_INCLUDEDIR}")
+  install(EXPORT mprocMpiTargets
+    NAMESPACE mproc::
+    FILE mprocMpiTargets.cmake
+    DESTINATION "${MPROC_INSTALL_CMAKEDIR}"
+    COMPONENT mproc_Development)
+endif()
 
 install(EXPORT mprocTargets
   NAMESPACE mproc::

@@ -19,7 +19,9 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 required=(build-essential g++ cmake libgtest-dev libgmock-dev libbenchmark-dev libcereal-dev python3)
 optional=(ninja-build    # faster builds; Makefiles otherwise
           clang          # scripts/fuzz.sh (libFuzzer); its runtime is installed below
-          tmux)          # the progress bar's test in a real terminal (progress_in_tmux)
+          tmux           # the progress bar's test in a real terminal (progress_in_tmux)
+          libopenmpi-dev openmpi-bin  # mproc::mpi (<mproc/mpi.hpp>) and its tests under mpiexec
+          python3-mpi4py)  # bench/python/mpi_futures.py: mpi4py.futures beside mproc::mpi
 
 is_installed() {
   [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null)" = installed ]

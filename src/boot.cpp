@@ -233,6 +233,37 @@ void run_booted_child(sys::UniqueFd boot_socket, int lifeline) {
   run_target_and_exit([&] { run_named_call(call); });
 }
 
+namespace {
+struct ArgvBoot {
+  const char* kind;
+  ArgvBootHandler handler;
+};
+// Filled by static initialisers only (before main, one thread): no lock needed.
+ArgvBoot argv_boots[4] = {};
+}  // namespace
+
+void register_argv_boot(const char* kind, ArgvBootHandler handler) noexcept {
+  for (auto& slot : argv_boots)
+    if (slot.kind == nullptr || std::strcmp(slot.kind, kind) == 0) {
+      slot = {kind, handler};
+      return;
+    }
+}
+
+void run_argv_boot(int argc, char** argv) noexcept {
+  const char* kind = argc >= 3 && argv[2] != nullptr ? argv[2] : "";
+  for (const auto& slot : argv_boots)
+    if (slot.kind != nullptr && std::strcmp(slot.kind, kind) == 0) {
+      slot.handler(argc, argv);
+      std::exit(0);  // a handler ends the process; this only guards against one that returns
+    }
+  std::fprintf(stderr,
+               "mproc: this copy of the program was started with '%s %s', but nothing in it serves that kind of "
+               "start (a copy started by mproc::mpi must link mproc::mpi; see docs/guide.md)\n",
+               kBootArgument, kind);
+  ::_exit(kBootFailedExit);
+}
+
 void refuse_start_while_awaiting_boot() noexcept {
   if (!report_missed_freeze_support(
           "the program's main() started a process or a pool before calling mproc::freeze_support()"))
@@ -253,8 +284,10 @@ void freeze_support() {
 }
 
 void freeze_support(int argc, char** argv) {
-  (void)argc;
-  (void)argv;
+  // A copy started by a launcher that passes neither descriptors nor the environment (MPI's
+  // spawn) is marked in argv instead; it never returns from here either.
+  if (argc >= 2 && argv != nullptr && argv[1] != nullptr && std::strcmp(argv[1], detail::kBootArgument) == 0)
+    detail::run_argv_boot(argc, argv);
   freeze_support();
 }
 

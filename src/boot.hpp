@@ -18,6 +18,16 @@ namespace mproc::detail {
 inline constexpr char kBootEnvironment[] = "MPROC_BOOT";
 /// argv marker of a spawned copy, for launchers that do not pass the environment (MPI).
 inline constexpr char kBootArgument[] = "--mproc-boot";
+/// Serves a copy of the program that a launcher started with argv {exe, kBootArgument, kind,
+/// ...} (MPI_Comm_spawn passes no descriptors and, across hosts, no environment). Must not
+/// return: it ends the process.
+using ArgvBootHandler = void (*)(int argc, char** argv);
+/// Registers the handler for `kind` (a string literal), from a static initialiser of the
+/// library part that starts such copies (mproc::mpi), so the core library never depends on it.
+void register_argv_boot(const char* kind, ArgvBootHandler handler) noexcept;
+/// freeze_support(argc, argv) in a copy started with kBootArgument: runs the registered
+/// handler, or says on stderr that nothing serves that kind and exits with kBootFailedExit.
+[[noreturn]] void run_argv_boot(int argc, char** argv) noexcept;
 /// A booted child that could not set itself up exits with this code (after telling its
 /// parent why over the boot socket).
 inline constexpr int kBootFailedExit = 121;

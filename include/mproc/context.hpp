@@ -75,7 +75,8 @@ Context get_context(std::optional<std::string_view> method = std::nullopt);
 /// first is detected (its parent's start() throws ProcessError naming the fix), and it never
 /// starts processes of its own.
 void freeze_support();
-/// The same, for a main that has argc/argv at hand.
+/// The same, for a main that has argc/argv at hand; it also serves a copy that MPI started
+/// (mproc::mpi's spawn mode marks it in argv, MPI passing no environment across hosts).
 void freeze_support(int argc, char** argv);
 
 }  // namespace mproc

@@ -136,8 +136,10 @@ TaskSpec call_task(const std::shared_ptr<ResultState<ResultOf<F>>>& state, F f, 
 /// if it is an lvalue. The map holds the engine's stream, not the engine: once the pool is
 /// gone, reading further input throws Error. With `cancel_on_abandon` (executors), chunks
 /// not yet started are dropped when the iterator is destroyed early or times out.
-template <bool Star, class F, class Range>
-IMapIterator<ResultOf<F>> engine_imap(Engine& engine, F f, Range&& items, std::size_t chunksize, bool ordered,
+/// `Backend` is the process Engine or another backend with its check_caller() and
+/// open_stream() (mproc::mpi's dispatcher).
+template <bool Star, class F, class Range, class Backend>
+IMapIterator<ResultOf<F>> engine_imap(Backend& engine, F f, Range&& items, std::size_t chunksize, bool ordered,
                                       std::size_t max_in_flight, typename IMapIterator<ResultOf<F>>::Deadline deadline,
                                       bool cancel_on_abandon = false,
                                       std::shared_ptr<ProgressTracker> progress = nullptr) {
