@@ -32,23 +32,8 @@ void release_if_huge(std::vector<std::byte>& buffer) {
   if (buffer.capacity() > kRetainedBufferBytes) std::vector<std::byte>().swap(buffer);
 }
 
-// Python's length prefix (connection.py, Connection._send_bytes): a 4-byte big-endian
-// signed length up to 0x7fffffff; above it, -1 and then an 8-byte big-endian length.
-constexpr std::uint64_t kShortLengthMax = 0x7fffffff;
-constexpr std::size_t kStreamPrefixMax = 12;
-
-std::size_t write_stream_prefix(std::byte* out, std::uint64_t length) {
-  auto put = [&](std::size_t offset, std::uint64_t value, int bytes) {
-    for (int i = 0; i < bytes; ++i) out[offset + static_cast<std::size_t>(i)] = std::byte(value >> (8 * (bytes - 1 - i)));
-  };
-  if (length <= kShortLengthMax) {
-    put(0, length, 4);
-    return 4;
-  }
-  put(0, 0xffffffffU, 4);
-  put(4, length, 8);
-  return kStreamPrefixMax;
-}
+constexpr std::size_t kStreamPrefixMax = wire::kStreamPrefixMax;
+using wire::write_stream_prefix;
 
 std::uint64_t read_big_endian(const std::byte* in, int bytes) {
   std::uint64_t value = 0;
@@ -96,6 +81,21 @@ void Connection::close() noexcept {
 }
 
 void Connection::close_descriptor(int fd) noexcept { sys::close_fd(fd); }
+
+namespace wire {
+std::size_t write_stream_prefix(std::byte* out, std::uint64_t length) noexcept {
+  auto put = [&](std::size_t offset, std::uint64_t value, int bytes) {
+    for (int i = 0; i < bytes; ++i) out[offset + static_cast<std::size_t>(i)] = std::byte(value >> (8 * (bytes - 1 - i)));
+  };
+  if (length <= kStreamShortLengthMax) {
+    put(0, length, 4);
+    return 4;
+  }
+  put(0, 0xffffffffU, 4);  // -1: an 8-byte length follows
+  put(4, length, 8);
+  return kStreamPrefixMax;
+}
+}  // namespace wire
 
 namespace detail {
 Connection adopt_stream_socket(int fd) noexcept {

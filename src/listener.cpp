@@ -286,9 +286,23 @@ std::optional<Connection> Listener::accept_until(const detail::Deadline& deadlin
           detail::HandshakeReader{}, detail::saturating_add(Clock::now(), s.options.handshake_timeout)});
       std::string why;
       int error = 0;
-      // Sends the challenge; the peer cannot have answered yet.
-      if (advance(p->fd.get(), p->handshake, p->reader, p->deadline, why, error) == Step::waiting)
-        s.pending.push_back(std::move(p));
+      // Sends the challenge. On loopback the peer may answer before the next read, and the
+      // whole handshake finish here.
+      switch (advance(p->fd.get(), p->handshake, p->reader, p->deadline, why, error)) {
+        case Step::waiting:
+          s.pending.push_back(std::move(p));
+          break;
+        case Step::failed:
+          throw AuthenticationError("authentication of " + p->peer.to_string() + " on " + s.address.to_string() +
+                                    " failed: " + why);
+        case Step::done: {
+          std::lock_guard info(s.last_mutex);
+          s.last_accepted = p->peer;
+          return finish_connection(std::move(p->fd));
+        }
+        case Step::dropped:
+          break;
+      }
     }
   }
 }

@@ -32,14 +32,14 @@ struct ListenerOptions {
   int backlog = 128;
   /// The shared key (bytes; an empty string is a key). Unset: no authentication, as
   /// Python's authkey=None.
-  std::optional<std::string> authkey;
+  std::optional<std::string> authkey = std::nullopt;
   /// How long a connecting peer has to finish the handshake before it is dropped.
   std::chrono::nanoseconds handshake_timeout = std::chrono::seconds(5);
 };
 
 struct ClientOptions {
   /// The shared key; unset: no authentication (the Listener must have none either).
-  std::optional<std::string> authkey;
+  std::optional<std::string> authkey = std::nullopt;
   /// Limit on connecting (every address the host resolves to, together) and, again, on
   /// the handshake.
   std::chrono::nanoseconds timeout = std::chrono::seconds(10);
