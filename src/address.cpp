@@ -1,5 +1,6 @@
 #include "mproc/address.hpp"
 
+#include <algorithm>
 #include <arpa/inet.h>
 #include <cstring>
 #include <netdb.h>
@@ -96,6 +97,11 @@ std::vector<sys::SocketAddress> resolve(const Address& address, bool passive) {
     result.push_back(one);
   }
   ::freeaddrinfo(found);
+  if (passive) {
+    // A name such as "localhost" listens where Python's Client looks for it: Python's
+    // connection addresses are IPv4 for every ('host', port). A literal is unaffected.
+    std::stable_partition(result.begin(), result.end(), [](const sys::SocketAddress& a) { return a.family() == AF_INET; });
+  }
   if (result.empty()) throw OSError(EHOSTUNREACH, "cannot resolve " + address.to_string());
   return result;
 }

@@ -234,6 +234,14 @@ TEST_F(ListenerTest, PortZeroIsChosenByTheKernelAndReported) {
   EXPECT_FALSE(listener.last_accepted());
 }
 
+TEST_F(ListenerTest, AHostNameListensOnIpv4WherePythonLooks) {
+  Listener listener(Address::tcp("localhost", 0));
+  EXPECT_EQ(listener.address().host(), "127.0.0.1");
+  std::thread server([&] { listener.accept().send(9); });
+  EXPECT_EQ(Client(Address::tcp("localhost", listener.address().port())).recv<int>(), 9);
+  server.join();
+}
+
 TEST_F(ListenerTest, DualStackListenerTakesIpv4Clients) {
   if (!ipv6_available()) GTEST_SKIP() << "no IPv6 on this host";
   Listener listener(Address::tcp("::", 0), {.authkey = "k"});
