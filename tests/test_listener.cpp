@@ -8,6 +8,7 @@
 #include <arpa/inet.h>
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <netinet/in.h>
 #include <poll.h>
@@ -118,44 +119,6 @@ long max_rss_kib() {
   ::getrusage(RUSAGE_SELF, &usage);
   return usage.ru_maxrss;
 }
-
-// Echo server on its own thread: serves `connections` connections one after the other,
-// each until end of file, returning every typed Job and every bytes message as it came.
-class EchoServer {
- public:
-  EchoServer(Listener& listener, int connections) : listener_(listener) {
-    thread_ = std::thread([this, connections] {
-      for (int served = 0; served < connections;) {
-        try {
-          Connection c = listener_.accept();
-          ++served;
-          for (;;) {
-            auto message = c.recv_bytes();
-            c.send_bytes(message);
-          }
-        } catch (const mproc::EOFError&) {
-        } catch (const mproc::AuthenticationError&) {
-          auth_failures_.fetch_add(1);
-        } catch (const std::exception& e) {
-          error_ = e.what();
-          return;
-        }
-      }
-    });
-  }
-  ~EchoServer() { join(); }
-  void join() {
-    if (thread_.joinable()) thread_.join();
-  }
-  int auth_failures() const { return auth_failures_.load(); }
-  const std::string& error() const { return error_; }
-
- private:
-  Listener& listener_;
-  std::thread thread_;
-  std::atomic<int> auth_failures_{0};
-  std::string error_;
-};
 
 void exchange_everything(const Address& address, const std::optional<std::string>& key) {
   Listener listener(address, {.authkey = key});
@@ -514,6 +477,42 @@ TEST_F(ListenerTest, PythonLengthPrefixShortAndLongForms) {
   send_raw(fds[1], negative, sizeof negative);
   EXPECT_THROW(c.recv_bytes(), mproc::SerializationError);
   ::close(fds[1]);
+}
+
+long available_memory_mib() {
+  FILE* info = std::fopen("/proc/meminfo", "r");
+  if (!info) return 0;
+  char line[256];
+  long kib = 0;
+  while (std::fgets(line, sizeof line, info))
+    if (std::sscanf(line, "MemAvailable: %ld kB", &kib) == 1) break;
+  std::fclose(info);
+  return kib / 1024;
+}
+
+TEST_F(ListenerTest, AMessageOverTwoGibibytesUsesTheLongForm) {
+  // Sender and receiver each hold the payload: skip where that would crowd the machine.
+  if (available_memory_mib() < 8 * 1024) GTEST_SKIP() << "needs 8 GiB of available memory";
+  const std::size_t size = (std::size_t{1} << 31) + 16;
+  Listener listener(Address::abstract(unique_name("big")));
+  std::thread server([&] {
+    Connection c = listener.accept();
+    std::vector<std::byte> payload(size);
+    payload.front() = std::byte{0xab};
+    payload.back() = std::byte{0xcd};
+    c.send_bytes(payload);
+  });
+  Connection c = Client(listener.address());
+  // The first 12 bytes on the wire are Python's long form: -1, then the 8-byte length.
+  std::byte peek[12];
+  ASSERT_EQ(::recv(c.fileno(), peek, sizeof peek, MSG_PEEK | MSG_WAITALL), 12);
+  const unsigned char expected[12] = {0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0x80, 0, 0, 0x10};
+  EXPECT_EQ(std::memcmp(peek, expected, 12), 0);
+  std::vector<std::byte> got = c.recv_bytes();
+  server.join();
+  ASSERT_EQ(got.size(), size);
+  EXPECT_EQ(got.front(), std::byte{0xab});
+  EXPECT_EQ(got.back(), std::byte{0xcd});
 }
 
 // ---- hostile peers -------------------------------------------------------------------
