@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <condition_variable>
 #include <cerrno>
 #include <mutex>
 #include <poll.h>
@@ -96,11 +97,14 @@ struct Listener::State {
   sys::UniqueFd fd;
   sys::UniqueFd wake;  // eventfd: close() from another thread interrupts the poll
   std::atomic<bool> closed{false};
-  // One thread at a time drives the listening socket and the pending handshakes; the others
-  // wait here (with their own deadline). Nobody blocks while holding it except in poll,
-  // which close() interrupts.
-  std::timed_mutex acceptor;
-  std::vector<std::unique_ptr<Pending>> pending;  // guarded by acceptor
+  // One thread at a time drives the listening socket and the pending handshakes (it holds
+  // the turn); the others wait for the turn with their own deadline. The holder blocks only
+  // in poll, which close() interrupts. (A mutex+condition rather than a timed_mutex held
+  // across the poll: ThreadSanitizer cannot follow pthread_mutex_clocklock.)
+  std::mutex turn_mutex;
+  std::condition_variable turn_free;
+  bool turn_taken = false;                        // guarded by turn_mutex
+  std::vector<std::unique_ptr<Pending>> pending;  // owned by the turn's holder
   mutable std::mutex last_mutex;
   std::optional<Address> last_accepted;  // guarded by last_mutex
   // The Unix socket file this Listener created (to remove on close, only if it is still ours).
@@ -183,8 +187,14 @@ void Listener::close() noexcept {
     (void)!::write(s.wake.get(), &one, sizeof one);
   }
   // Wait for the thread polling on the descriptors to leave before closing them: closing a
-  // descriptor another thread polls could let a new one take its number under it.
-  std::lock_guard lock(s.acceptor);
+  // descriptor another thread polls could let a new one take its number under it. Then keep
+  // the turn for good.
+  {
+    std::unique_lock lock(s.turn_mutex);
+    s.turn_free.wait(lock, [&] { return !s.turn_taken; });
+    s.turn_taken = true;
+    s.turn_free.notify_all();  // waiters see closed and leave
+  }
   s.pending.clear();
   s.fd.reset();
   if (s.owns_path) {
@@ -201,12 +211,27 @@ Connection Listener::accept() { return *accept_until(std::nullopt); }
 std::optional<Connection> Listener::accept_until(const detail::Deadline& deadline) {
   if (!state_) throw OSError(EBADF, "accept on a moved-from listener");
   State& s = *state_;
-  std::unique_lock lock(s.acceptor, std::defer_lock);
-  if (!deadline) {
-    lock.lock();
-  } else if (!lock.try_lock_until(*deadline)) {
-    return std::nullopt;
+  {
+    std::unique_lock lock(s.turn_mutex);
+    auto my_turn = [&] { return !s.turn_taken || s.closed.load(std::memory_order_acquire); };
+    if (!deadline) {
+      s.turn_free.wait(lock, my_turn);
+    } else if (!s.turn_free.wait_until(lock, *deadline, my_turn)) {
+      return std::nullopt;
+    }
+    if (s.closed.load(std::memory_order_acquire)) s.throw_closed();
+    s.turn_taken = true;
   }
+  // Gives the turn back however this call ends. Everyone waiting is woken: one of them may
+  // be close(), and another a caller that will leave without taking the turn.
+  struct TurnRelease {
+    State& s;
+    ~TurnRelease() {
+      std::lock_guard lock(s.turn_mutex);
+      s.turn_taken = false;
+      s.turn_free.notify_all();
+    }
+  } release{s};
   std::vector<sys::PollEntry> entries;
   for (;;) {
     if (s.closed.load(std::memory_order_acquire)) s.throw_closed();
