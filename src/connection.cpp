@@ -55,6 +55,7 @@ Connection& Connection::operator=(Connection&& other) noexcept {
   writable_ = other.writable_;
   broken_ = std::exchange(other.broken_, false);
   stream_ = std::exchange(other.stream_, false);
+  peer_ = std::move(other.peer_);
   max_message_size_ = other.max_message_size_;
   send_buffer_ = std::move(other.send_buffer_);
   read_buffer_ = std::move(other.read_buffer_);
@@ -98,12 +99,21 @@ std::size_t write_stream_prefix(std::byte* out, std::uint64_t length) noexcept {
 }  // namespace wire
 
 namespace detail {
-Connection adopt_stream_socket(int fd) noexcept {
+Connection adopt_stream_socket(int fd, std::string peer) noexcept {
   (void)sys::set_nonblocking(fd, false);
   Connection connection(fd, fd, fd);
   connection.stream_ = true;
+  connection.peer_ = std::move(peer);
   return connection;
 }
+}  // namespace detail
+
+std::string Connection::describe(const char* call) const {
+  if (peer_.empty()) return call;
+  return std::string(call) + " (peer " + peer_ + ")";
+}
+
+namespace detail {
 }  // namespace detail
 
 int Connection::fileno() const {
@@ -131,7 +141,7 @@ void Connection::transmit(std::span<const std::byte> header, std::span<const std
     std::byte prefix[kStreamPrefixMax];
     const std::size_t prefix_size = write_stream_prefix(prefix, header.size() + payload.size());
     iovec parts[3] = {iovec{prefix, prefix_size}, part(header), part(payload)};
-    if (int rc = sys::send_all(out_fd_, parts, 3); rc < 0) throw_os_error(rc, "send");
+    if (int rc = sys::send_all(out_fd_, parts, 3); rc < 0) throw OSError(-rc, describe("send"));
     return;
   }
   if (payload.size() < kBulkThreshold) {
@@ -173,7 +183,7 @@ void Connection::read_exactly(std::byte* out, std::size_t n, bool frame_start) {
     if (buffered_begin_ == buffered_end_) {
       if (read_buffer_.size() < kReadAheadBytes) read_buffer_.resize(kReadAheadBytes);
       ssize_t got = sys::read_some(in_fd_, read_buffer_.data(), read_buffer_.size());
-      if (got < 0) throw_os_error(static_cast<int>(got), "read");
+      if (got < 0) throw OSError(static_cast<int>(-got), describe("read"));
       if (got == 0) break;
       buffered_begin_ = 0;
       buffered_end_ = static_cast<std::size_t>(got);
@@ -184,7 +194,7 @@ void Connection::read_exactly(std::byte* out, std::size_t n, bool frame_start) {
     done += take;
   }
   if (done == n) return;
-  if (frame_start && done == 0) throw EOFError("connection closed by peer");
+  if (frame_start && done == 0) throw EOFError(describe("connection closed by peer"));
   broken_ = true;
   throw SerializationError("truncated frame: the peer closed the connection after " + std::to_string(done) + " of " +
                            std::to_string(n) + " bytes");
@@ -199,7 +209,7 @@ void Connection::read_bulk(std::byte* out, std::size_t n, std::size_t offset, st
     buffered_begin_ += buffered;
   }
   ssize_t got = sys::read_full(bulk_fd_, out + buffered, n - buffered);
-  if (got < 0) throw_os_error(static_cast<int>(got), "read");
+  if (got < 0) throw OSError(static_cast<int>(-got), describe("read"));
   got += static_cast<ssize_t>(buffered);
   if (static_cast<std::size_t>(got) < n) {
     broken_ = true;

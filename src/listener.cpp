@@ -75,10 +75,14 @@ std::array<std::byte, detail::kChallengeRandomBytes> challenge_random() {
   return random;
 }
 
-Connection finish_connection(sys::UniqueFd fd) {
+// `peer` names the other end in the connection's errors; `listening` is given for an
+// accepted connection, whose Unix peer usually has no name.
+Connection finish_connection(sys::UniqueFd fd, const Address& peer, const Address* listening = nullptr) {
   // Each message is one write: Nagle's algorithm could only delay it.
   (void)sys::set_no_delay(fd.get());
-  return detail::adopt_stream_socket(fd.release());
+  std::string name = peer.to_string();
+  if (name.empty() && listening) name = "a client of " + listening->to_string();
+  return detail::adopt_stream_socket(fd.release(), std::move(name));
 }
 
 }  // namespace
@@ -281,7 +285,7 @@ std::optional<Connection> Listener::accept_until(const detail::Deadline& deadlin
         std::lock_guard info(s.last_mutex);
         s.last_accepted = finished->peer;
       }
-      return finish_connection(std::move(finished->fd));
+      return finish_connection(std::move(finished->fd), finished->peer, &s.address);
     }
 
     if (entries[1].revents == 0) continue;
@@ -303,7 +307,7 @@ std::optional<Connection> Listener::accept_until(const detail::Deadline& deadlin
       if (!s.options.authkey) {
         std::lock_guard info(s.last_mutex);
         s.last_accepted = peer;
-        return finish_connection(std::move(fd));
+        return finish_connection(std::move(fd), peer, &s.address);
       }
       auto p = std::make_unique<State::Pending>(State::Pending{
           std::move(fd), std::move(peer),
@@ -323,7 +327,7 @@ std::optional<Connection> Listener::accept_until(const detail::Deadline& deadlin
         case Step::done: {
           std::lock_guard info(s.last_mutex);
           s.last_accepted = p->peer;
-          return finish_connection(std::move(p->fd));
+          return finish_connection(std::move(p->fd), p->peer, &s.address);
         }
         case Step::dropped:
           break;
@@ -347,7 +351,7 @@ Connection Client(const Address& address, ClientOptions options) {
       throw OSError(ETIMEDOUT, "connect to " + address.to_string() + ": no answer within the timeout");
     throw OSError(last_error, "connect to " + address.to_string());
   }
-  if (!options.authkey) return finish_connection(std::move(fd));
+  if (!options.authkey) return finish_connection(std::move(fd), address);
 
   detail::Handshake handshake(detail::Handshake::Role::client, *options.authkey, challenge_random());
   detail::HandshakeReader reader;
@@ -356,7 +360,7 @@ Connection Client(const Address& address, ClientOptions options) {
     int error = 0;
     switch (advance(fd.get(), handshake, reader, deadline, why, error)) {
       case Step::done:
-        return finish_connection(std::move(fd));
+        return finish_connection(std::move(fd), address);
       case Step::failed:
         throw AuthenticationError("authentication with " + address.to_string() + " failed: " + why);
       case Step::dropped:

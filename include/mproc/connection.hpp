@@ -26,6 +26,7 @@
 #include <cstdlib>
 #include <optional>
 #include <span>
+#include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
@@ -40,8 +41,9 @@ namespace mproc {
 class Connection;
 namespace detail {
 /// A Connection over a connected stream socket, speaking Python's framing; takes ownership
-/// of `fd` (made blocking here). For Listener and Client (and tests).
-Connection adopt_stream_socket(int fd) noexcept;
+/// of `fd` (made blocking here). `peer` (an address) is named in its errors. For Listener
+/// and Client (and tests).
+Connection adopt_stream_socket(int fd, std::string peer = {}) noexcept;
 }  // namespace detail
 
 /// One end of a Pipe, or a socket from a Listener or Client. Move-only; closes its descriptors on destruction.
@@ -140,7 +142,9 @@ class Connection {
 
  private:
   friend std::pair<Connection, Connection> Pipe(bool duplex);
-  friend Connection detail::adopt_stream_socket(int fd) noexcept;
+  friend Connection detail::adopt_stream_socket(int fd, std::string peer) noexcept;
+  // `call`, and the peer's address for a socket connection: what an error message names.
+  std::string describe(const char* call) const;
   static void close_descriptor(int fd) noexcept;
   Connection(int in_fd, int out_fd, int bulk_fd) noexcept
       : in_fd_(in_fd), out_fd_(out_fd), bulk_fd_(bulk_fd), readable_(in_fd >= 0), writable_(out_fd >= 0) {}
@@ -176,6 +180,7 @@ class Connection {
   bool writable_ = false;
   bool broken_ = false;  // a corrupt frame desynchronised the stream
   bool stream_ = false;  // one socket, Python's framing
+  std::string peer_;     // a socket connection's peer address, for errors; empty for pipes
   std::uint64_t max_message_size_ = wire::kDefaultMaxFrame;
   std::vector<std::byte> send_buffer_;
   // Bytes read ahead of the current frame: small frames usually arrive in one read.
