@@ -446,6 +446,23 @@ TEST_F(ListenerTest, WaitOverPipesAndSocketsMixed) {
   server.join();
 }
 
+void echo_over_socket(Connection c) { c.send(c.recv<std::string>() + " and back"); }
+
+TEST_F(ListenerTest, ASocketConnectionReachesASpawnedChildByDescriptor) {
+  Listener listener(Address::tcp("127.0.0.1", 0), {.authkey = "k"});
+  std::thread server([&] {
+    Connection c = listener.accept();
+    c.send(std::string("there"));
+    EXPECT_EQ(c.recv<std::string>(), "there and back");
+  });
+  Connection ours = Client(listener.address(), {.authkey = "k"});
+  mproc::Process child({.context = mproc::get_context("spawn")}, echo_over_socket, std::move(ours));
+  child.start();
+  child.join();
+  server.join();
+  EXPECT_EQ(child.exitcode(), 0);
+}
+
 TEST_F(ListenerTest, PythonLengthPrefixShortAndLongForms) {
   std::byte prefix[mproc::wire::kStreamPrefixMax];
   ASSERT_EQ(mproc::wire::write_stream_prefix(prefix, 0x7fffffff), 4u);
