@@ -40,8 +40,8 @@ struct ListenerOptions {
 struct ClientOptions {
   /// The shared key; unset: no authentication (the Listener must have none either).
   std::optional<std::string> authkey = std::nullopt;
-  /// Limit on connecting (every address the host resolves to, together) and, again, on
-  /// the handshake.
+  /// One deadline for connecting (every address the host resolves to, together) and the
+  /// handshake after it.
   std::chrono::nanoseconds timeout = std::chrono::seconds(10);
 };
 
