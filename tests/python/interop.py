@@ -62,13 +62,18 @@ def python_client_against_mproc_listener(kind, spec):
             check(False, f"{kind}: a wrong key from Python was accepted")
         except AuthenticationError:
             pass
+        # No key from Python while the listener wants one: its first bytes are not an answer.
+        with Client(address) as c:
+            c.send_bytes(b"hello")
+            check(c.recv_bytes().startswith(b"#CHALLENGE#{sha256}"), f"{kind}: a keyless client sees the challenge")
+            check(c.recv_bytes() == b"#FAILURE#", f"{kind}: a keyless client is refused")
         with Client(address, authkey=key) as c:
             c.send_bytes(b"still serving")
             check(c.recv_bytes() == b"still serving", f"{kind}: served after a wrong key")
             c.send_bytes(b"quit")
         out = proc.stdout.read()
         check(proc.wait(timeout=TIMEOUT) == 0, f"{kind}: server exit status")
-        check("AUTH-FAILED" in out, f"{kind}: the server reported the wrong key ({out!r})")
+        check(out.count("AUTH-FAILED") == 2, f"{kind}: the server reported the wrong and the missing key ({out!r})")
     finally:
         if proc.poll() is None:
             proc.kill()
