@@ -113,9 +113,6 @@ std::string Connection::describe(const char* call) const {
   return std::string(call) + " (peer " + peer_ + ")";
 }
 
-namespace detail {
-}  // namespace detail
-
 int Connection::fileno() const {
   if (closed()) throw OSError(EBADF, "connection is closed");
   return readable_ ? in_fd_ : out_fd_;

@@ -46,7 +46,8 @@ namespace detail {
 Connection adopt_stream_socket(int fd, std::string peer = {}) noexcept;
 }  // namespace detail
 
-/// One end of a Pipe, or a socket from a Listener or Client. Move-only; closes its descriptors on destruction.
+/// One end of a Pipe, or a socket from a Listener or Client. Move-only; closes its
+/// descriptors on destruction.
 class Connection {
  public:
   /// A closed connection; Pipe() makes open ones.
@@ -118,19 +119,20 @@ class Connection {
   /// SerializationError. Bytes already read ahead into this end's buffer are not passed.
   template <class Archive>
   void save(Archive& archive) const {
-    archive(detail::PassedFd{in_fd_}, detail::PassedFd{out_fd_}, detail::PassedFd{bulk_fd_}, max_message_size_, stream_);
+    archive(detail::PassedFd{in_fd_}, detail::PassedFd{out_fd_}, detail::PassedFd{bulk_fd_}, max_message_size_, stream_, peer_);
   }
   template <class Archive>
   void load(Archive& archive) {
     detail::PassedFd in, out, bulk;
     std::uint64_t max_message_size = 0;
     bool stream = false;
-    archive(in, out, bulk, max_message_size, stream);
+    std::string peer;
+    archive(in, out, bulk, max_message_size, stream, peer);
     if (stream) {
       // Three descriptors arrived for the one socket; keep one.
       for (int extra : {out.fd, bulk.fd})
         if (extra >= 0 && extra != in.fd) close_descriptor(extra);
-      *this = detail::adopt_stream_socket(in.fd);
+      *this = detail::adopt_stream_socket(in.fd, std::move(peer));
     } else {
       *this = Connection(in.fd, out.fd, bulk.fd);
     }
