@@ -130,6 +130,32 @@ WORKLOADS = [
         python=PyCase("mp_connection.py", "send_obj"),
         limit=Case("bench_limits", "BM_Limit_Memcpy/67108864"),
         note="Python: send(bytes) / recv(), pickled"),
+    # mproc::Listener / Client against multiprocessing.connection's (bench_listener.cpp,
+    # python/mp_listener.py), each against a raw socket of the same kind.
+    Workload(
+        "Listener/Client round trip of an int, Unix socket, one CPU",
+        TIME,
+        mproc=Case("bench_listener", "BM_Socket_RoundTripInt/0/real_time", ONE_CPU),
+        python=PyCase("mp_listener.py", "roundtrip_unix", ONE_CPU),
+        limit=Case("bench_listener", "BM_Limit_RawRoundTrip/0/real_time", ONE_CPU),
+        target=Target("limit", 1.3),
+        note="limit: raw write/read of the same 12 bytes each way on an abstract Unix socket"),
+    Workload(
+        "Listener/Client round trip of an int, TCP loopback, one CPU",
+        TIME,
+        mproc=Case("bench_listener", "BM_Socket_RoundTripInt/1/real_time", ONE_CPU),
+        python=PyCase("mp_listener.py", "roundtrip_tcp", ONE_CPU),
+        limit=Case("bench_listener", "BM_Limit_RawRoundTrip/1/real_time", ONE_CPU),
+        target=Target("limit", 1.3),
+        note="limit: raw write/read of the same 12 bytes each way over TCP (TCP_NODELAY)"),
+    Workload(
+        "Listener/Client 1 MiB send_bytes -> recv_bytes, TCP loopback",
+        THROUGHPUT,
+        mproc=Case("bench_listener", "BM_Socket_SendBytes/1048576/real_time"),
+        python=PyCase("mp_listener.py", "send_bytes_tcp"),
+        limit=Case("bench_listener", "BM_Limit_RawTcpStream/1048576/real_time"),
+        target=Target("limit", 1.5),
+        note="limit: the same bytes written raw and read into one reused buffer"),
     # mproc::Pool against multiprocessing.Pool, 2 workers each (bench_pool.cpp, python/mp_pool.py).
     Workload(
         "Pool apply round trip, one CPU",

@@ -14,7 +14,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 seconds=${1:-60}
 build=${FUZZ_BUILD_DIR:-build-fuzz}
 fuzz_jobs=${FUZZ_JOBS:-1}
-targets=(fuzz_codec fuzz_frame)
+targets=(fuzz_codec fuzz_frame fuzz_socket)
 
 step() { printf '==> %s\n' "$*"; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }

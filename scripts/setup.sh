@@ -16,7 +16,7 @@ step() { printf '==> %s\n' "$*"; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 # --- 1. packages -------------------------------------------------------------------------
-required=(build-essential g++ cmake libgtest-dev libgmock-dev libbenchmark-dev libcereal-dev python3)
+required=(build-essential g++ cmake libgtest-dev libgmock-dev libbenchmark-dev libcereal-dev libssl-dev python3)
 optional=(ninja-build    # faster builds; Makefiles otherwise
           clang          # scripts/fuzz.sh (libFuzzer); its runtime is installed below
           tmux           # the progress bar's test in a real terminal (progress_in_tmux)

@@ -32,6 +32,15 @@ void release_if_huge(std::vector<std::byte>& buffer) {
   if (buffer.capacity() > kRetainedBufferBytes) std::vector<std::byte>().swap(buffer);
 }
 
+constexpr std::size_t kStreamPrefixMax = wire::kStreamPrefixMax;
+using wire::write_stream_prefix;
+
+std::uint64_t read_big_endian(const std::byte* in, int bytes) {
+  std::uint64_t value = 0;
+  for (int i = 0; i < bytes; ++i) value = (value << 8) | static_cast<std::uint64_t>(in[i]);
+  return value;
+}
+
 }  // namespace
 
 Connection::Connection(Connection&& other) noexcept { *this = std::move(other); }
@@ -45,6 +54,8 @@ Connection& Connection::operator=(Connection&& other) noexcept {
   readable_ = other.readable_;
   writable_ = other.writable_;
   broken_ = std::exchange(other.broken_, false);
+  stream_ = std::exchange(other.stream_, false);
+  peer_ = std::move(other.peer_);
   max_message_size_ = other.max_message_size_;
   send_buffer_ = std::move(other.send_buffer_);
   read_buffer_ = std::move(other.read_buffer_);
@@ -58,9 +69,48 @@ Connection& Connection::operator=(Connection&& other) noexcept {
 Connection::~Connection() { close(); }
 
 void Connection::close() noexcept {
-  for (int* fd : {&in_fd_, &out_fd_, &bulk_fd_})
-    if (*fd >= 0) sys::close_fd(std::exchange(*fd, -1));
+  // A stream connection holds its one socket in all three fields: close it once.
+  int closed_fds[3];
+  int count = 0;
+  for (int* fd : {&in_fd_, &out_fd_, &bulk_fd_}) {
+    const int value = std::exchange(*fd, -1);
+    if (value < 0 || std::find(closed_fds, closed_fds + count, value) != closed_fds + count) continue;
+    sys::close_fd(value);
+    closed_fds[count++] = value;
+  }
   buffered_begin_ = buffered_end_ = 0;
+}
+
+void Connection::close_descriptor(int fd) noexcept { sys::close_fd(fd); }
+
+namespace wire {
+std::size_t write_stream_prefix(std::byte* out, std::uint64_t length) noexcept {
+  auto put = [&](std::size_t offset, std::uint64_t value, int bytes) {
+    for (int i = 0; i < bytes; ++i) out[offset + static_cast<std::size_t>(i)] = std::byte(value >> (8 * (bytes - 1 - i)));
+  };
+  if (length <= kStreamShortLengthMax) {
+    put(0, length, 4);
+    return 4;
+  }
+  put(0, 0xffffffffU, 4);  // -1: an 8-byte length follows
+  put(4, length, 8);
+  return kStreamPrefixMax;
+}
+}  // namespace wire
+
+namespace detail {
+Connection adopt_stream_socket(int fd, std::string peer) noexcept {
+  (void)sys::set_nonblocking(fd, false);
+  Connection connection(fd, fd, fd);
+  connection.stream_ = true;
+  connection.peer_ = std::move(peer);
+  return connection;
+}
+}  // namespace detail
+
+std::string Connection::describe(const char* call) const {
+  if (peer_.empty()) return call;
+  return std::string(call) + " (peer " + peer_ + ")";
 }
 
 int Connection::fileno() const {
@@ -82,6 +132,15 @@ void Connection::check_writable() const {
 void Connection::transmit(std::span<const std::byte> header, std::span<const std::byte> payload) {
   check_writable();
   auto part = [](std::span<const std::byte> bytes) { return iovec{const_cast<std::byte*>(bytes.data()), bytes.size()}; };
+  if (stream_) {
+    // Python's prefix, then whatever mproc puts in the message (its own header for a value;
+    // nothing for bytes), then the payload: one sendmsg, never SIGPIPE.
+    std::byte prefix[kStreamPrefixMax];
+    const std::size_t prefix_size = write_stream_prefix(prefix, header.size() + payload.size());
+    iovec parts[3] = {iovec{prefix, prefix_size}, part(header), part(payload)};
+    if (int rc = sys::send_all(out_fd_, parts, 3); rc < 0) throw OSError(-rc, describe("send"));
+    return;
+  }
   if (payload.size() < kBulkThreshold) {
     // Header and payload in one write: the reader finds the whole frame in one read.
     iovec parts[2] = {part(header), part(payload)};
@@ -106,6 +165,10 @@ void Connection::send_frame(std::vector<std::byte>& frame) {
 }
 
 void Connection::send_bytes(std::span<const std::byte> bytes) {
+  if (stream_) {
+    transmit({}, bytes);  // Python's bytes message: the payload alone after the prefix
+    return;
+  }
   std::byte header[wire::kHeaderSize];
   wire::write_header(header, wire::FrameKind::bytes, 0, bytes);
   transmit(header, bytes);  // the caller's buffer is written as it is: no copy
@@ -117,7 +180,7 @@ void Connection::read_exactly(std::byte* out, std::size_t n, bool frame_start) {
     if (buffered_begin_ == buffered_end_) {
       if (read_buffer_.size() < kReadAheadBytes) read_buffer_.resize(kReadAheadBytes);
       ssize_t got = sys::read_some(in_fd_, read_buffer_.data(), read_buffer_.size());
-      if (got < 0) throw_os_error(static_cast<int>(got), "read");
+      if (got < 0) throw OSError(static_cast<int>(-got), describe("read"));
       if (got == 0) break;
       buffered_begin_ = 0;
       buffered_end_ = static_cast<std::size_t>(got);
@@ -128,15 +191,23 @@ void Connection::read_exactly(std::byte* out, std::size_t n, bool frame_start) {
     done += take;
   }
   if (done == n) return;
-  if (frame_start && done == 0) throw EOFError("connection closed by peer");
+  if (frame_start && done == 0) throw EOFError(describe("connection closed by peer"));
   broken_ = true;
   throw SerializationError("truncated frame: the peer closed the connection after " + std::to_string(done) + " of " +
                            std::to_string(n) + " bytes");
 }
 
 void Connection::read_bulk(std::byte* out, std::size_t n, std::size_t offset, std::size_t total) {
-  ssize_t got = sys::read_full(bulk_fd_, out, n);
-  if (got < 0) throw_os_error(static_cast<int>(got), "read");
+  std::size_t buffered = 0;
+  if (stream_) {
+    // The payload's first bytes may have been read ahead with its prefix.
+    buffered = std::min(n, buffered_end_ - buffered_begin_);
+    if (buffered > 0) std::memcpy(out, read_buffer_.data() + buffered_begin_, buffered);
+    buffered_begin_ += buffered;
+  }
+  ssize_t got = sys::read_full(bulk_fd_, out + buffered, n - buffered);
+  if (got < 0) throw OSError(static_cast<int>(-got), describe("read"));
+  got += static_cast<ssize_t>(buffered);
   if (static_cast<std::size_t>(got) < n) {
     broken_ = true;
     throw SerializationError("truncated frame: the peer closed the connection after " +
@@ -170,13 +241,41 @@ void Connection::read_bulk_to_storage(std::size_t n) {
   }
 }
 
+std::uint64_t Connection::read_stream_length() {
+  std::byte prefix[8];
+  read_exactly(prefix, 4, true);
+  const auto short_length = static_cast<std::int32_t>(static_cast<std::uint32_t>(read_big_endian(prefix, 4)));
+  std::uint64_t length = 0;
+  if (short_length >= 0) {
+    length = static_cast<std::uint64_t>(short_length);
+  } else if (short_length == -1) {
+    read_exactly(prefix, 8, false);
+    length = read_big_endian(prefix, 8);
+  } else {
+    broken_ = true;
+    throw SerializationError("invalid message length " + std::to_string(short_length) + " in the stream");
+  }
+  if (length > max_message_size_) {
+    // Refused on the prefix's word alone, before any memory is taken for it.
+    broken_ = true;
+    throw SerializationError("message of " + std::to_string(length) + " bytes exceeds the limit of " +
+                             std::to_string(max_message_size_) + " (Connection::max_message_size)");
+  }
+  return length;
+}
+
 wire::FrameHeader Connection::receive_frame(std::size_t payload_limit, std::byte* bulk_destination) {
   check_readable();
   std::byte header_bytes[wire::kHeaderSize];
-  read_exactly(header_bytes, sizeof header_bytes, true);
+  wire::FrameHeader stream_header{wire::kMagic, wire::FrameKind::bytes, 0, 0, 0, 0};
+  if (stream_)
+    stream_header.length = read_stream_length();
+  else
+    read_exactly(header_bytes, sizeof header_bytes, true);
   try {
-    wire::FrameHeader header = wire::read_header(std::span<const std::byte, wire::kHeaderSize>(header_bytes),
-                                                 max_message_size_);
+    wire::FrameHeader header = stream_ ? stream_header
+                                       : wire::read_header(std::span<const std::byte, wire::kHeaderSize>(header_bytes),
+                                                           max_message_size_);
     auto length = static_cast<std::size_t>(header.length);
     if (length > payload_limit) {
       // Refused before the payload is read; the rest of the stream is now unreadable, so
@@ -202,12 +301,31 @@ wire::FrameHeader Connection::receive_frame(std::size_t payload_limit, std::byte
       read_exactly(receive_payload_storage_.data(), length, false);
       receive_payload_ = receive_payload_storage_.data();
     }
-    wire::verify_payload(header, std::span<const std::byte>(receive_payload_, length));
+    // A stream message has no checksum of its own (Python's has none); a value inside it
+    // carries mproc's frame, checked by receive_value_frame.
+    if (!stream_) wire::verify_payload(header, std::span<const std::byte>(receive_payload_, length));
     return header;
   } catch (const SerializationError&) {
     broken_ = true;
     throw;
   }
+}
+
+wire::FrameHeader Connection::receive_value_frame(std::span<const std::byte>& payload) {
+  wire::FrameHeader header = receive_frame();
+  std::span<const std::byte> message(receive_payload_, static_cast<std::size_t>(header.length));
+  if (!stream_) {
+    payload = message;
+    return header;
+  }
+  // The message is whole and the stream still in step: a bad frame inside it spoils only
+  // this message, so the connection is not marked broken.
+  if (message.size() < wire::kHeaderSize)
+    throw SerializationError("expected a value sent with send(), got a " + std::to_string(message.size()) +
+                             "-byte message that is not an mproc frame (sent with send_bytes()?)");
+  header = wire::detail::check_frame(message);
+  payload = message.subspan(wire::kHeaderSize);
+  return header;
 }
 
 namespace {

@@ -11,6 +11,11 @@
 // SerializationError and leaves the connection unusable for further reads (the stream can
 // no longer be trusted); a peer that closed its end gives EOFError.
 //
+// A Connection from Listener::accept() or Client (mproc/listener.hpp) runs over one
+// socket and speaks Python's framing instead (a 4-byte big-endian length; -1 then an 8-byte
+// length for payloads over 2 GiB), so that Python's own Connection can read what
+// send_bytes() writes and the reverse; send<T> puts the same checksummed frame inside it.
+//
 // Thread safety: one thread may send while another receives; two concurrent senders (or
 // two concurrent receivers) on the same Connection must synchronise themselves, as in Python.
 #pragma once
@@ -21,6 +26,7 @@
 #include <cstdlib>
 #include <optional>
 #include <span>
+#include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
@@ -32,7 +38,16 @@
 
 namespace mproc {
 
-/// One end of a Pipe. Move-only; closes its descriptors on destruction.
+class Connection;
+namespace detail {
+/// A Connection over a connected stream socket, speaking Python's framing; takes ownership
+/// of `fd` (made blocking here). `peer` (an address) is named in its errors. For Listener
+/// and Client (and tests).
+Connection adopt_stream_socket(int fd, std::string peer = {}) noexcept;
+}  // namespace detail
+
+/// One end of a Pipe, or a socket from a Listener or Client. Move-only; closes its
+/// descriptors on destruction.
 class Connection {
  public:
   /// A closed connection; Pipe() makes open ones.
@@ -56,9 +71,10 @@ class Connection {
   /// another type or raw bytes), OSError (closed, write-only).
   template <class T>
   T recv() {
-    wire::FrameHeader header = receive_frame();
+    std::span<const std::byte> payload;
+    wire::FrameHeader header = receive_value_frame(payload);
     wire::expect_value_of<T>(header);
-    return loads<T>(std::span<const std::byte>(receive_payload_, header.length));
+    return loads<T>(payload);
   }
 
   /// Sends raw bytes; the peer reads them with recv_bytes().
@@ -93,7 +109,8 @@ class Connection {
   /// True if received bytes are buffered here, so that a poll on fileno() could miss them.
   bool has_buffered_data() const noexcept { return buffered_end_ > buffered_begin_; }
 
-  /// Largest message accepted by recv (default 4 GiB); a bigger frame is a SerializationError.
+  /// Largest message accepted by recv (default 4 GiB); a bigger frame is a SerializationError,
+  /// refused from its header before any memory is taken for it.
   void max_message_size(std::uint64_t bytes) noexcept { max_message_size_ = bytes; }
 
   /// A Connection passed to a Process started by spawn or the forkserver reaches the child
@@ -102,14 +119,23 @@ class Connection {
   /// SerializationError. Bytes already read ahead into this end's buffer are not passed.
   template <class Archive>
   void save(Archive& archive) const {
-    archive(detail::PassedFd{in_fd_}, detail::PassedFd{out_fd_}, detail::PassedFd{bulk_fd_}, max_message_size_);
+    archive(detail::PassedFd{in_fd_}, detail::PassedFd{out_fd_}, detail::PassedFd{bulk_fd_}, max_message_size_, stream_, peer_);
   }
   template <class Archive>
   void load(Archive& archive) {
     detail::PassedFd in, out, bulk;
     std::uint64_t max_message_size = 0;
-    archive(in, out, bulk, max_message_size);
-    *this = Connection(in.fd, out.fd, bulk.fd);
+    bool stream = false;
+    std::string peer;
+    archive(in, out, bulk, max_message_size, stream, peer);
+    if (stream) {
+      // Three descriptors arrived for the one socket; keep one.
+      for (int extra : {out.fd, bulk.fd})
+        if (extra >= 0 && extra != in.fd) close_descriptor(extra);
+      *this = detail::adopt_stream_socket(in.fd, std::move(peer));
+    } else {
+      *this = Connection(in.fd, out.fd, bulk.fd);
+    }
     max_message_size_ = max_message_size;
   }
 
@@ -118,6 +144,10 @@ class Connection {
 
  private:
   friend std::pair<Connection, Connection> Pipe(bool duplex);
+  friend Connection detail::adopt_stream_socket(int fd, std::string peer) noexcept;
+  // `call`, and the peer's address for a socket connection: what an error message names.
+  std::string describe(const char* call) const;
+  static void close_descriptor(int fd) noexcept;
   Connection(int in_fd, int out_fd, int bulk_fd) noexcept
       : in_fd_(in_fd), out_fd_(out_fd), bulk_fd_(bulk_fd), readable_(in_fd >= 0), writable_(out_fd >= 0) {}
 
@@ -126,6 +156,10 @@ class Connection {
   // Reads and validates the next frame; its payload is then at receive_payload_. A bulk
   // payload goes to `bulk_destination` when given (it must hold payload_limit bytes).
   wire::FrameHeader receive_frame(std::size_t payload_limit = SIZE_MAX, std::byte* bulk_destination = nullptr);
+  // Reads a message's length as Python writes it (stream connections).
+  std::uint64_t read_stream_length();
+  // Receives the next frame sent with send<T>; `payload` is then the encoded value.
+  wire::FrameHeader receive_value_frame(std::span<const std::byte>& payload);
   void read_exactly(std::byte* out, std::size_t n, bool frame_start);
   // Reads n payload bytes, which are bytes [offset, offset + n) of a `total`-byte payload.
   void read_bulk(std::byte* out, std::size_t n, std::size_t offset, std::size_t total);
@@ -139,12 +173,16 @@ class Connection {
   // a pipe: the cheapest round trip the kernel offers for small messages. Larger payloads
   // follow their header on a socket pair, which moves big buffers faster than a pipe. The
   // reader decides where a payload is from its header's length, so order is never in doubt.
+  // A stream connection (a socket from Listener/Client) has one descriptor in all three
+  // fields and uses Python's framing; its bytes are read ahead into read_buffer_ likewise.
   int in_fd_ = -1;    // pipe read end (readable ends)
   int out_fd_ = -1;   // pipe write end (writable ends)
   int bulk_fd_ = -1;  // AF_UNIX stream socket shared by both directions; -1 once closed
   bool readable_ = false;
   bool writable_ = false;
   bool broken_ = false;  // a corrupt frame desynchronised the stream
+  bool stream_ = false;  // one socket, Python's framing
+  std::string peer_;     // a socket connection's peer address, for errors; empty for pipes
   std::uint64_t max_message_size_ = wire::kDefaultMaxFrame;
   std::vector<std::byte> send_buffer_;
   // Bytes read ahead of the current frame: small frames usually arrive in one read.

@@ -52,6 +52,14 @@ class EOFError : public Error {
   using Error::Error;
 };
 
+/// A Listener/Client handshake failed: the peer's key differs, it broke the protocol, or it
+/// did not finish in time (Python's multiprocessing.AuthenticationError). The message names
+/// the peer's address.
+class AuthenticationError : public Error {
+ public:
+  using Error::Error;
+};
+
 /// A value could not be encoded or a frame could not be decoded: truncated, oversized,
 /// corrupted, or of another type than the one asked for (Python's pickle.UnpicklingError).
 class SerializationError : public Error {

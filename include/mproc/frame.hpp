@@ -93,6 +93,15 @@ void encode_frame(const T& value, std::vector<std::byte>& out) {
                std::span<const std::byte>(out).subspan(kHeaderSize));
 }
 
+/// Python's length prefix on a socket connection (CPython's Connection._send_bytes): a
+/// 4-byte big-endian signed length up to kStreamShortLengthMax; above it, -1 and then an
+/// 8-byte big-endian length. mproc's frame travels inside such a message on a socket.
+inline constexpr std::uint64_t kStreamShortLengthMax = 0x7fffffff;
+inline constexpr std::size_t kStreamPrefixMax = 12;
+/// Writes the prefix for a `length`-byte message into out[0, kStreamPrefixMax); returns
+/// its size (4 or 12).
+std::size_t write_stream_prefix(std::byte* out, std::uint64_t length) noexcept;
+
 /// Makes `out` a complete bytes frame holding a copy of `payload`.
 void encode_bytes_frame(std::span<const std::byte> payload, std::vector<std::byte>& out);
 

@@ -2,7 +2,9 @@
 // concurrent.futures for C++20 on Linux.
 #pragma once
 
+#include "mproc/address.hpp"
 #include "mproc/async_result.hpp"
+#include "mproc/auth.hpp"
 #include "mproc/codec.hpp"
 #include "mproc/connection.hpp"
 #include "mproc/error.hpp"
@@ -11,6 +13,7 @@
 #include "mproc/imap_iterator.hpp"
 #include "mproc/insights.hpp"
 #include "mproc/observer.hpp"
+#include "mproc/listener.hpp"
 #include "mproc/pool.hpp"
 #include "mproc/process.hpp"
 #include "mproc/process_pool_executor.hpp"
