@@ -220,7 +220,7 @@ class Pool {
   auto imap(F f, Range&& items, std::size_t chunksize = 1, std::optional<Progress> progress = std::nullopt)
       -> IMapIterator<detail::ResultOf<F>> {
     return detail::engine_imap<false>(engine_, f, std::forward<Range>(items), chunksize, true, map_window(), {}, false,
-                                      detail::make_progress(progress, size_of(items)));
+                                      detail::make_progress(progress, detail::size_if_known(items)));
   }
   template <class F, std::ranges::input_range Range>
   auto imap(F f, Range&& items, Progress progress) -> IMapIterator<detail::ResultOf<F>> {
@@ -231,7 +231,7 @@ class Pool {
   auto imap_unordered(F f, Range&& items, std::size_t chunksize = 1, std::optional<Progress> progress = std::nullopt)
       -> IMapIterator<detail::ResultOf<F>> {
     return detail::engine_imap<false>(engine_, f, std::forward<Range>(items), chunksize, false, map_window(), {},
-                                      false, detail::make_progress(progress, size_of(items)));
+                                      false, detail::make_progress(progress, detail::size_if_known(items)));
   }
   template <class F, std::ranges::input_range Range>
   auto imap_unordered(F f, Range&& items, Progress progress) -> IMapIterator<detail::ResultOf<F>> {
@@ -273,15 +273,6 @@ class Pool {
   // map and starmap: a sized input with results goes through the lazy window (bounded
   // memory); the rest (void functions, unsized ranges, which Python also materialises to
   // size the chunks) through map_async.
-  // The size of `items` if the range knows it (a progress bar's total).
-  template <class Range>
-  static std::optional<std::size_t> size_of(Range& items) {
-    if constexpr (std::ranges::sized_range<Range>)
-      return static_cast<std::size_t>(std::ranges::size(items));
-    else
-      return std::nullopt;
-  }
-
   template <bool Star, class F, class Range>
   auto map_impl(F f, Range&& items, std::optional<std::size_t> chunksize, const std::optional<Progress>& progress)
       -> detail::MapResult<detail::ResultOf<F>> {

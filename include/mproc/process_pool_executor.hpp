@@ -114,8 +114,7 @@ class ProcessPoolExecutor {
                                         std::optional<Progress> progress = std::nullopt) {
     if (buffersize && *buffersize == 0) throw std::invalid_argument("mproc: buffersize must be at least 1");
     check_open();
-    std::optional<std::size_t> total;
-    if constexpr (std::ranges::sized_range<Range>) total = static_cast<std::size_t>(std::ranges::size(items));
+    const std::optional<std::size_t> total = detail::size_if_known(items);
     return detail::engine_imap<false>(engine_, f, std::forward<Range>(items), chunksize, true,
                                       buffersize.value_or(detail::default_map_window(max_workers())),
                                       detail::deadline_after(timeout), /*cancel_on_abandon=*/true,

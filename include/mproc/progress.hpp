@@ -25,6 +25,7 @@
 #include <exception>
 #include <memory>
 #include <optional>
+#include <ranges>
 #include <string>
 
 namespace mproc {
@@ -96,6 +97,15 @@ class ProgressTracker {
   static constexpr std::size_t kUnknown = static_cast<std::size_t>(-1);
   friend class ProgressBoard;
 };
+
+/// The size of `items` if the range knows it without being walked: a bar's total.
+template <class Range>
+std::optional<std::size_t> size_if_known(Range& items) {
+  if constexpr (std::ranges::sized_range<Range>)
+    return static_cast<std::size_t>(std::ranges::size(items));
+  else
+    return std::nullopt;
+}
 
 /// A tracker for a map with these options, or nullptr for none.
 inline std::shared_ptr<ProgressTracker> make_progress(const std::optional<Progress>& options,

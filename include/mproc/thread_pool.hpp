@@ -153,7 +153,7 @@ class ThreadPool {
   /// Lazy ordered map with a bounded number of chunks in flight (see Pool::imap).
   template <class F, std::ranges::input_range Range>
   auto imap(F f, Range&& items, std::size_t chunksize = 1, std::optional<Progress> progress = std::nullopt) {
-    auto tracker = detail::make_progress(progress, size_of(items));
+    auto tracker = detail::make_progress(progress, detail::size_if_known(items));
     return detail::threads_imap(workers_, std::move(f), std::forward<Range>(items), chunksize, true, map_window(),
                                 std::nullopt, false, std::move(tracker));
   }
@@ -164,7 +164,7 @@ class ThreadPool {
   /// As imap, in completion order.
   template <class F, std::ranges::input_range Range>
   auto imap_unordered(F f, Range&& items, std::size_t chunksize = 1, std::optional<Progress> progress = std::nullopt) {
-    auto tracker = detail::make_progress(progress, size_of(items));
+    auto tracker = detail::make_progress(progress, detail::size_if_known(items));
     return detail::threads_imap(workers_, std::move(f), std::forward<Range>(items), chunksize, false, map_window(),
                                 std::nullopt, false, std::move(tracker));
   }
@@ -202,14 +202,6 @@ class ThreadPool {
       throw std::invalid_argument("mproc::ThreadPool: a thread cannot be stopped, so there is no per-task timeout");
   }
   std::size_t map_window() const { return detail::default_map_window(processes()); }
-  template <class Range>
-  static std::optional<std::size_t> size_of(Range& items) {
-    if constexpr (std::ranges::sized_range<Range>)
-      return static_cast<std::size_t>(std::ranges::size(items));
-    else
-      return std::nullopt;
-  }
-
   template <bool Star, class Options, class F, class Range>
   auto map_async_impl(Options callbacks, F f, Range&& items, std::optional<std::size_t> chunksize,
                       const std::optional<Progress>& progress);

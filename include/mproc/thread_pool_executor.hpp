@@ -208,8 +208,7 @@ class ThreadPoolExecutor {
                  std::optional<std::size_t> buffersize, const std::optional<Progress>& progress = std::nullopt) {
     if (buffersize && *buffersize == 0) throw std::invalid_argument("mproc: buffersize must be at least 1");
     if (workers_.closed()) throw Error("cannot schedule new tasks after shutdown");
-    std::optional<std::size_t> total;
-    if constexpr (std::ranges::sized_range<Range>) total = static_cast<std::size_t>(std::ranges::size(items));
+    const std::optional<std::size_t> total = detail::size_if_known(items);
     return detail::threads_imap(workers_, std::move(f), std::forward<Range>(items), chunksize, true,
                                 buffersize.value_or(detail::default_map_window(max_workers())), deadline,
                                 /*cancel_on_abandon=*/true, detail::make_progress(progress, total));
