@@ -7,6 +7,7 @@
 #include <condition_variable>
 #include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <deque>
 #include <map>
 #include <mutex>
@@ -15,8 +16,10 @@
 #include <new>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <string>
 #include <thread>
 #include <unistd.h>
+#include <utility>
 
 #include "mproc/connection.hpp"
 #include "mproc/error.hpp"
@@ -29,6 +32,7 @@
 #include "sys/procstat.hpp"
 #include "sys/shm.hpp"
 #include "sys/spawn.hpp"
+#include "sys/worker_cgroup.hpp"
 #include "worker_main.hpp"
 #include "worker_protocol.hpp"
 
@@ -76,6 +80,45 @@ class WorkerShared {
   WorkerWords* words_;
 };
 
+// A worker's memory cgroup (MemoryLimitBackend::cgroup), removed with the Worker, which is
+// always after the worker was reaped (its group is empty by then). Only by the process that
+// made it: a forked worker's copy of the engine is not its to clean.
+class WorkerCgroup {
+ public:
+  WorkerCgroup() = default;
+  WorkerCgroup(std::string dir, bool v2) : dir_(std::move(dir)), v2_(v2), owner_(::getpid()) {}
+  WorkerCgroup(WorkerCgroup&& other) noexcept
+      : dir_(std::exchange(other.dir_, {})), v2_(other.v2_), owner_(other.owner_) {}
+  WorkerCgroup& operator=(WorkerCgroup&& other) noexcept {
+    if (this != &other) {
+      remove();
+      dir_ = std::exchange(other.dir_, {});
+      v2_ = other.v2_;
+      owner_ = other.owner_;
+    }
+    return *this;
+  }
+  ~WorkerCgroup() { remove(); }
+  const std::string& dir() const noexcept { return dir_; }
+  // Whether the kernel OOM-killed a process of the group (the worker: it is alone in it).
+  bool oom_killed() const noexcept {
+    std::uint64_t kills = 0;
+    return !dir_.empty() && sys::cgroup_oom_kills(dir_.c_str(), v2_, kills) == 0 && kills != 0;
+  }
+
+ private:
+  void remove() noexcept {
+    if (dir_.empty() || ::getpid() != owner_) return;
+    if (int rc = sys::remove_cgroup(dir_.c_str()); rc < 0)
+      std::fprintf(stderr, "mproc: could not remove the worker's memory cgroup %s: %s\n", dir_.c_str(),
+                   std::strerror(-rc));
+    dir_.clear();
+  }
+  std::string dir_;
+  bool v2_ = false;
+  pid_t owner_ = 0;
+};
+
 struct Worker {
   std::uint64_t serial = 0;  // unique per engine: identifies the worker across replacements
   std::shared_ptr<WorkerShared> shared;
@@ -94,6 +137,8 @@ struct Worker {
   // Its one task was handed over by submit() and its result is the waiting caller's to read
   // (EngineCore::drive_direct): the engine does not poll its result pipe meanwhile.
   bool direct = false;
+  // Declared last, destroyed first: nothing else of the Worker refers to it.
+  WorkerCgroup cgroup;
 };
 
 // The engine whose thread this is, if any: a callback (which runs there) that joins or
@@ -136,6 +181,8 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
     if (fd < 0) throw OSError(errno, "eventfd");
     wake_.reset(fd);
     // Workers are forked by one thread only: this one now, the engine's thread later.
+    if (options_.memory_limit != 0 && options_.memory_backend == MemoryLimitBackend::cgroup)
+      if (int rc = sys::find_cgroup_parent(cgroup_parent_); rc < 0) throw OSError(-rc, "mproc: memory cgroup for the workers");
     std::lock_guard lock(mutex_);
     for (int i = 0; i < options_.processes; ++i) spawn_worker();
   }
@@ -359,10 +406,12 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
                                    .daemon = true,
                                    .context = get_context(start_method_name(options_.start_method))};
     const long max_tasks = options_.max_tasks_per_child ? long{*options_.max_tasks_per_child} : LONG_MAX;
+    WorkerCgroup cgroup = make_worker_cgroup();
     Process process = options_.start_method == StartMethod::fork
                           ? forked_worker(std::move(process_options), task_reader, task_writer, result_reader,
-                                          result_writer, *shared, max_tasks)
-                          : exec_worker(std::move(process_options), task_reader, result_writer, *shared, max_tasks);
+                                          result_writer, *shared, max_tasks, cgroup.dir())
+                          : exec_worker(std::move(process_options), task_reader, result_writer, *shared, max_tasks,
+                                        cgroup.dir());
     process.start();
     auto worker = std::make_unique<Worker>();
     worker->serial = static_cast<std::uint64_t>(spawned_);
@@ -370,6 +419,7 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
     worker->process = std::move(process);
     worker->tasks = std::move(task_writer);
     worker->results = std::move(result_reader);
+    worker->cgroup = std::move(cgroup);
     if (options_.max_tasks_per_child) worker->remaining = *options_.max_tasks_per_child;
     worker->started_at = Clock::now();
     if (observed()) {
@@ -449,11 +499,35 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
     notify(&Observer::on_worker_died, event);
   }
 
+  // Under MemoryLimitBackend::cgroup: a new group with the limit, for the next worker, made
+  // before it starts (the worker joins it itself, worker_main). A group that cannot be made
+  // (the parent removed, out of ids) leaves that worker under RLIMIT_DATA instead: said on
+  // stderr, not fatal — a replacement must not fail the pool.
+  WorkerCgroup make_worker_cgroup() {
+    if (options_.memory_limit == 0 || options_.memory_backend != MemoryLimitBackend::cgroup) return {};
+    char name[64], dir[1200];
+    std::snprintf(name, sizeof name, "mproc-%d-%p-%d", static_cast<int>(::getpid()), static_cast<void*>(this),
+                  spawned_);
+    if (int rc = sys::create_worker_cgroup(cgroup_parent_, name, options_.memory_limit, dir, sizeof dir); rc < 0) {
+      std::fprintf(stderr, "mproc: could not make a memory cgroup for a worker (%s): RLIMIT_DATA instead\n",
+                   std::strerror(-rc));
+      return {};
+    }
+    return WorkerCgroup(dir, cgroup_parent_.v2);
+  }
+
+  // Reaped `worker` was OOM-killed in its memory cgroup: noted where the engine looks for a
+  // death by the memory limit (the worker is dead; its words are ours alone now).
+  static void note_oom_kill(Worker& worker) {
+    if (worker.cgroup.oom_killed()) worker.shared->words().out_of_memory.store(1, std::memory_order_relaxed);
+  }
+
   // A worker forked from this process: it runs worker_main on its copy of the ends.
   Process forked_worker(ProcessOptions options, Connection& task_reader, Connection& task_writer,
-                        Connection& result_reader, Connection& result_writer, WorkerShared& shared, long max_tasks) {
+                        Connection& result_reader, Connection& result_writer, WorkerShared& shared, long max_tasks,
+                        const std::string& cgroup) {
     return Process(std::move(options), [this, &task_reader, &task_writer, &result_reader, &result_writer, &shared,
-                                        max_tasks] {
+                                        max_tasks, cgroup] {
       // The parent's ends, and the other workers' connections, are not ours.
       task_writer.close();
       result_reader.close();
@@ -463,7 +537,7 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
       }
       // wake_ stays open: a direct result nobody waits for wakes the engine.
       worker_main(WorkerEnds{task_reader, result_writer, shared.words(), wake_.get(), max_tasks,
-                             options_.memory_limit, options_.max_memory_per_child},
+                             options_.memory_limit, options_.max_memory_per_child, cgroup},
                   options_.initializer.target().local);
     });
   }
@@ -471,10 +545,10 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   // A worker that is a fresh copy of the program (spawn) or a forkserver child: it receives
   // its ends, the shared words and the engine's eventfd by descriptor.
   Process exec_worker(ProcessOptions options, Connection& task_reader, Connection& result_writer,
-                      WorkerShared& shared, long max_tasks) {
+                      WorkerShared& shared, long max_tasks, const std::string& cgroup) {
     ProcessTarget target;
     target.local = [] { throw Error("mproc: a spawned pool worker cannot run as a fork"); };
-    target.named = [&, max_tasks] {
+    target.named = [&, max_tasks, cgroup] {
       WorkerConfig config;
       // Moved in and back out: the config borrows the two ends while it is encoded.
       config.tasks = std::move(task_reader);
@@ -484,6 +558,7 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
       config.max_tasks = max_tasks == LONG_MAX ? 0 : max_tasks;
       config.memory_limit = options_.memory_limit;
       config.max_memory_per_child = options_.max_memory_per_child;
+      config.cgroup = cgroup;
       if (options_.initializer) config.initializer = options_.initializer.target().named();
       NamedCall call;
       call.invoker = code_ref(&run_spawned_worker);
@@ -1022,6 +1097,7 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
     release_direct(worker);
     drain_results(worker);
     worker.process.join();
+    note_oom_kill(worker);
     int exitcode = worker.process.exitcode().value_or(-1);
     pid_t pid = worker.process.pid();
     // Killed by us before it was ready (terminate): not the initializer's fault.
@@ -1147,6 +1223,7 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
     }
     for (auto& worker : workers_) {
       worker->process.join();
+      note_oom_kill(*worker);
       // One may have retired on its own just before (memory limits): its code says so.
       const int exitcode = worker->process.exitcode().value_or(0);
       notify_death(*worker, exit_cause(*worker, exitcode, false, false), exitcode);
@@ -1173,6 +1250,7 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   }
 
   const EngineOptions options_;
+  sys::CgroupParent cgroup_parent_;  // where the workers' memory cgroups are made (backend cgroup)
   const pid_t owner_;
   sys::UniqueFd wake_;
   std::thread thread_;
@@ -1242,7 +1320,9 @@ void check_memory_limit(const EngineOptions& options) {
   if (options.memory_limit < (std::uint64_t{16} << 20))
     throw std::invalid_argument("mproc: memory_limit must be at least 16 MiB");
   std::uint64_t data = 0;
-  if (options.start_method == StartMethod::fork && sys::data_size_bytes(data) == 0 && data >= options.memory_limit)
+  // (RLIMIT_DATA only: a memory cgroup charges what the worker touches, not what it inherits.)
+  if (options.memory_backend == MemoryLimitBackend::rlimit && options.start_method == StartMethod::fork &&
+      sys::data_size_bytes(data) == 0 && data >= options.memory_limit)
     throw std::invalid_argument("mproc: memory_limit (" + std::to_string(options.memory_limit >> 20) +
                                 " MiB) is below the private memory a forked worker starts with (" +
                                 std::to_string(data >> 20) + " MiB, this process's VmData)");

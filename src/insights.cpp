@@ -21,10 +21,10 @@ std::string_view to_string(WorkerExit exit) noexcept {
 
 namespace detail {
 
-std::string describe_memory_limits(std::uint64_t hard, std::uint64_t soft) {
+std::string describe_memory_limits(std::uint64_t hard, std::uint64_t soft, std::string_view how) {
   if (hard == 0 && soft == 0) return "none";
   std::string text;
-  if (hard != 0) text += "hard: RLIMIT_DATA " + std::to_string(hard >> 20) + " MiB per worker";
+  if (hard != 0) text += "hard: " + std::string(how) + " " + std::to_string(hard >> 20) + " MiB per worker";
   if (soft != 0) {
     if (!text.empty()) text += "; ";
     text += "soft: recycle above " + std::to_string(soft >> 20) + " MiB resident";

@@ -1,6 +1,7 @@
 #include "worker_main.hpp"
 
 #include <chrono>
+#include <cerrno>
 #include <climits>
 #include <csignal>
 #include <cstdio>
@@ -14,6 +15,7 @@
 #include "sys/futex.hpp"
 #include "sys/procstat.hpp"
 #include "sys/rlimit.hpp"
+#include "sys/worker_cgroup.hpp"
 #include "sys/shm.hpp"
 
 namespace mproc::detail {
@@ -85,10 +87,30 @@ bool over_soft_limit(std::uint64_t limit) {
   if (ends.memory_limit != 0) {
     // Before the initializer, which is the worker's too. A limit that cannot be set leaves
     // the worker without one: said on stderr, not fatal (the engine then sees plain deaths).
-    if (int rc = sys::limit_data_size(ends.memory_limit); rc < 0)
-      std::fprintf(stderr, "mproc: could not set the worker's memory limit: %s\n", std::strerror(-rc));
-    words_for_new_handler = &words;
-    std::set_new_handler(note_allocation_failure);
+    //
+    // Under a memory cgroup the worker moves itself in, here, rather than the engine writing
+    // its pid after start(): the group exists before the worker does, so joining cannot
+    // miss it, and nothing the worker allocates (its initializer, its first task) runs
+    // before the limit holds — an engine-side move would leave that window open, as long as
+    // the engine's thread takes to get there. A worker that dies before joining leaves the
+    // group empty; the engine removes it all the same. Only pages touched from now on are
+    // charged to the group (the kernel does not move earlier charges).
+    int rc = -ENOENT;
+    if (!ends.cgroup.empty()) {
+      rc = sys::join_cgroup(ends.cgroup.c_str());
+      if (rc < 0)
+        std::fprintf(stderr, "mproc: could not join the worker's memory cgroup (%s): RLIMIT_DATA instead\n",
+                     std::strerror(-rc));
+    }
+    if (rc < 0) {
+      if ((rc = sys::limit_data_size(ends.memory_limit)) < 0)
+        std::fprintf(stderr, "mproc: could not set the worker's memory limit: %s\n", std::strerror(-rc));
+      // Under RLIMIT_DATA an allocation past the limit fails: noted for the engine. (Under a
+      // cgroup it does not fail, the kernel kills the worker: the engine reads the group's
+      // OOM-kill count instead.)
+      words_for_new_handler = &words;
+      std::set_new_handler(note_allocation_failure);
+    }
   }
   const auto init_start = Clock::now();
   if (initializer) {
@@ -197,7 +219,7 @@ void run_spawned_worker(const CodeRef&, std::span<const std::byte> encoded, std:
   auto* words = static_cast<WorkerWords*>(mapping.get());
   long limit = config.max_tasks > 0 ? static_cast<long>(config.max_tasks) : LONG_MAX;
   worker_main(WorkerEnds{config.tasks, config.results, *words, wake_fd.get(), limit, config.memory_limit,
-                         config.max_memory_per_child},
+                         config.max_memory_per_child, std::move(config.cgroup)},
               initializer);
 }
 

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <string>
 #include <optional>
 
 #include "mproc/connection.hpp"
@@ -27,6 +28,7 @@ struct WorkerEnds {
   long max_tasks;  // LONG_MAX: no limit
   std::uint64_t memory_limit = 0;          // EngineOptions::memory_limit (0: none)
   std::uint64_t max_memory_per_child = 0;  // EngineOptions::max_memory_per_child (0: none)
+  std::string cgroup;  // the memory cgroup to join (backend cgroup); empty: RLIMIT_DATA
 };
 
 /// Runs the initializer, then tasks until the engine says stop; never returns.
@@ -42,9 +44,10 @@ struct WorkerConfig {
   std::optional<NamedCall> initializer;
   std::uint64_t memory_limit = 0;
   std::uint64_t max_memory_per_child = 0;
+  std::string cgroup;
   template <class Archive>
   void serialize(Archive& archive) {
-    archive(tasks, results, words, wake, max_tasks, initializer, memory_limit, max_memory_per_child);
+    archive(tasks, results, words, wake, max_tasks, initializer, memory_limit, max_memory_per_child, cgroup);
   }
 };
 

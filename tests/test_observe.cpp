@@ -442,7 +442,7 @@ TEST_P(MemoryCaps, ARunawayAllocationStopsAtTheHardLimit) {
   std::uint64_t data = 0;
   ASSERT_EQ(mproc::sys::data_size_bytes(data), 0);
   const std::uint64_t limit = data + (std::uint64_t{256} << 20);
-  mproc::Pool pool({.processes = workers, .memory_limit = limit});
+  mproc::Pool pool({.processes = workers, .memory_limit = limit, .memory_limit_backend = mproc::MemoryLimitBackend::rlimit});
   auto ordinary = pool.map_async(square, numbers(200), 1);
   try {
     pool.apply(runaway, 0);
@@ -464,7 +464,8 @@ TEST_P(MemoryCaps, AWorkerThatDiesOfItsAllocationFailureReportsTheLimit) {
   if (!data_size_is_reasonable()) GTEST_SKIP() << "this build reserves more private memory than any limit allows";
   std::uint64_t data = 0;
   ASSERT_EQ(mproc::sys::data_size_bytes(data), 0);
-  mproc::Pool pool({.processes = GetParam(), .memory_limit = data + (std::uint64_t{128} << 20)});
+  mproc::Pool pool({.processes = GetParam(), .memory_limit = data + (std::uint64_t{128} << 20),
+                     .memory_limit_backend = mproc::MemoryLimitBackend::rlimit});
   EXPECT_THROW(pool.apply(die_allocating, 0), mproc::MemoryLimitError);
   EXPECT_EQ(pool.apply(square, 5), 25);
 }

@@ -18,6 +18,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "mproc/observer.hpp"
@@ -93,8 +94,9 @@ class InsightsObserver final : public Observer {
   std::uint64_t dropped_ = 0;
 };
 
-/// The words Insights::memory_limits holds for these limits (0: none).
-std::string describe_memory_limits(std::uint64_t hard, std::uint64_t soft);
+/// The words Insights::memory_limits holds for these limits (0: none), the hard one enforced
+/// by `how` ("RLIMIT_DATA", "cgroup v1 memory.limit_in_bytes", "cgroup v2 memory.max").
+std::string describe_memory_limits(std::uint64_t hard, std::uint64_t soft, std::string_view how = "RLIMIT_DATA");
 
 }  // namespace detail
 }  // namespace mproc

@@ -36,6 +36,15 @@ enum class WorkerExit {
   crashed,         // any other death: a signal, an unexpected exit
 };
 
+/// How the hard memory limit (PoolOptions::memory_limit) is enforced. See docs/guide.md,
+/// "Bounding a worker's memory".
+enum class MemoryLimitBackend {
+  automatic,  // a memory cgroup where the machine lets the pool make one, RLIMIT_DATA otherwise
+  cgroup,     // a memory cgroup per worker (v1 or v2); the pool's constructor throws OSError
+              // when none can be made (no writable memory cgroup, v2 controller not delegated)
+  rlimit,     // RLIMIT_DATA on each worker
+};
+
 /// The name of `exit` as the insights table prints it ("memory limit", "crashed", ...).
 std::string_view to_string(WorkerExit exit) noexcept;
 

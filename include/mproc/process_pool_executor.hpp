@@ -64,6 +64,11 @@ struct ProcessPoolExecutorOptions {
   /// and (under fork) above what a worker inherits. See docs/guide.md, "Seeing and bounding
   /// the work".
   std::optional<std::uint64_t> memory_limit = {};
+  /// How memory_limit is enforced. automatic (the default): a memory cgroup per worker where
+  /// the machine lets the pool make one (the kernel OOM-kills a worker past it; the task fails
+  /// with MemoryLimitError), RLIMIT_DATA otherwise. cgroup: throws OSError from the
+  /// constructor where none can be made. insights().memory_limits names the one in force.
+  MemoryLimitBackend memory_limit_backend = MemoryLimitBackend::automatic;
   /// Soft cap on each worker's resident memory, in bytes (billiard's max_memory_per_child,
   /// which counts KiB): a worker above it after a task is replaced before its next one; the
   /// task itself completes. nullopt: none.

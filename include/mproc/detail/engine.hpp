@@ -35,6 +35,8 @@ struct EngineOptions {
   /// Hard cap on each worker's private data memory, in bytes (RLIMIT_DATA): an allocation past
   /// it fails in the task (MemoryLimitError) and the worker is replaced. 0: none.
   std::uint64_t memory_limit = 0;
+  /// How memory_limit is enforced: rlimit or cgroup (apply_watch_options resolves automatic).
+  MemoryLimitBackend memory_backend = MemoryLimitBackend::rlimit;
   /// Soft cap on each worker's resident memory, in bytes: a worker above it after a task is
   /// replaced before its next one (billiard's max_memory_per_child). 0: none.
   std::uint64_t max_memory_per_child = 0;
