@@ -77,10 +77,11 @@ struct PoolOptions {
   /// (here: fails it with CancelledError). For a pool whose results were all collected
   /// inside the scope the two behave the same.
   bool terminate_on_exit = false;
-  /// Hard cap on each worker's private memory, in bytes (RLIMIT_DATA: heap and private
-  /// mappings; shared memory is not counted): an allocation past it fails in the task, which
-  /// fails with MemoryLimitError, and the worker is replaced. nullopt: none. At least 16 MiB,
-  /// and (under fork) above what a worker inherits. See docs/guide.md, "Seeing and bounding
+  /// Hard cap on each worker's memory, in bytes: a task past it fails with MemoryLimitError
+  /// and the worker is replaced. Enforced by a memory cgroup per worker (what it touches;
+  /// the kernel OOM-kills the worker) or RLIMIT_DATA (heap and private mappings; the
+  /// allocation fails): see memory_limit_backend. nullopt: none. At least 16 MiB, and (under
+  /// fork, RLIMIT_DATA) above what a worker inherits. See docs/guide.md, "Seeing and bounding
   /// the work".
   std::optional<std::uint64_t> memory_limit = {};
   /// How memory_limit is enforced. automatic (the default): a memory cgroup per worker where

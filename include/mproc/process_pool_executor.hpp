@@ -58,10 +58,11 @@ struct ProcessPoolExecutorOptions {
   std::optional<std::chrono::nanoseconds> task_timeout = {};
   /// The start method of the workers (Python's mp_context); nullopt: the current one.
   std::optional<Context> mp_context = {};
-  /// Hard cap on each worker's private memory, in bytes (RLIMIT_DATA: heap and private
-  /// mappings; shared memory is not counted): an allocation past it fails in the task, which
-  /// fails with MemoryLimitError, and the worker is replaced. nullopt: none. At least 16 MiB,
-  /// and (under fork) above what a worker inherits. See docs/guide.md, "Seeing and bounding
+  /// Hard cap on each worker's memory, in bytes: a task past it fails with MemoryLimitError
+  /// and the worker is replaced. Enforced by a memory cgroup per worker (what it touches;
+  /// the kernel OOM-kills the worker) or RLIMIT_DATA (heap and private mappings; the
+  /// allocation fails): see memory_limit_backend. nullopt: none. At least 16 MiB, and (under
+  /// fork, RLIMIT_DATA) above what a worker inherits. See docs/guide.md, "Seeing and bounding
   /// the work".
   std::optional<std::uint64_t> memory_limit = {};
   /// How memory_limit is enforced. automatic (the default): a memory cgroup per worker where

@@ -32,8 +32,8 @@ struct EngineOptions {
   StartMethod start_method = StartMethod::fork;
   /// Told about every worker event, outside the engine's lock (mproc/observer.hpp).
   std::vector<std::shared_ptr<Observer>> observers;
-  /// Hard cap on each worker's private data memory, in bytes (RLIMIT_DATA): an allocation past
-  /// it fails in the task (MemoryLimitError) and the worker is replaced. 0: none.
+  /// Hard cap on each worker's memory, in bytes (a memory cgroup's limit, or RLIMIT_DATA: see
+  /// memory_backend): a task past it fails (MemoryLimitError) and the worker is replaced. 0: none.
   std::uint64_t memory_limit = 0;
   /// How memory_limit is enforced: rlimit or cgroup (apply_watch_options resolves automatic).
   MemoryLimitBackend memory_backend = MemoryLimitBackend::rlimit;
