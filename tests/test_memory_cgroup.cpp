@@ -5,6 +5,7 @@
 #include <mproc/mproc.hpp>
 #include <mproc/insights.hpp>
 
+#include <algorithm>
 #include <csignal>
 #include <cstring>
 #include <dirent.h>
@@ -17,6 +18,7 @@
 #include "support/leak_check.hpp"
 #include "support/start_method.hpp"
 #include "sys/memory_cgroup.hpp"
+#include "sys/procstat.hpp"
 #include "sys/worker_cgroup.hpp"
 
 namespace {
@@ -165,10 +167,15 @@ TEST_P(CgroupLimit, TheExecutorUsesThemToo) {
 INSTANTIATE_TEST_SUITE_P(Workers, CgroupLimit, ::testing::Values(1, 2, 4));
 
 TEST(MemoryLimitBackends, RlimitCanBeForcedAndAutomaticTellsWhichIsInForce) {
-  mproc::Pool forced({.processes = 1, .memory_limit = std::uint64_t{1} << 46,
+  // Far above what a worker uses, and above a sanitizer build's reservations (which a forked
+  // worker's RLIMIT_DATA counts).
+  std::uint64_t data = 0;
+  ASSERT_EQ(mproc::sys::data_size_bytes(data), 0);
+  const std::uint64_t huge = std::max(std::uint64_t{1} << 40, 2 * data);
+  mproc::Pool forced({.processes = 1, .memory_limit = huge,
                       .memory_limit_backend = mproc::MemoryLimitBackend::rlimit});
   EXPECT_NE(forced.insights().memory_limits.find("RLIMIT_DATA"), std::string::npos);
-  mproc::Pool automatic({.processes = 1, .memory_limit = std::uint64_t{1} << 46});
+  mproc::Pool automatic({.processes = 1, .memory_limit = huge});
   const std::string limits = automatic.insights().memory_limits;
   EXPECT_NE(limits.find(cgroups_available() ? "cgroup v" : "RLIMIT_DATA"), std::string::npos) << limits;
 }
