@@ -182,7 +182,8 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
     wake_.reset(fd);
     // Workers are forked by one thread only: this one now, the engine's thread later.
     if (options_.memory_limit != 0 && options_.memory_backend == MemoryLimitBackend::cgroup)
-      if (int rc = sys::find_cgroup_parent(cgroup_parent_); rc < 0) throw OSError(-rc, "mproc: memory cgroup for the workers");
+      if (int rc = sys::find_cgroup_parent(cgroup_parent_); rc < 0)
+        throw OSError(-rc, "mproc: memory cgroup for the workers");
     std::lock_guard lock(mutex_);
     for (int i = 0; i < options_.processes; ++i) spawn_worker();
   }

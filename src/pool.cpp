@@ -16,8 +16,8 @@ detail::EngineOptions engine_options(PoolOptions options, std::shared_ptr<detail
   engine.task_timeout = options.task_timeout;
   engine.start_method = detail::start_method_of(options.context);
   engine.worker_name_prefix = detail::worker_name_prefix(engine.start_method, "PoolWorker");
-  detail::apply_watch_options(engine, options.memory_limit, options.memory_limit_backend, options.max_memory_per_child, std::move(options.observers),
-                              insights);
+  detail::apply_watch_options(engine, options.memory_limit, options.memory_limit_backend, options.max_memory_per_child,
+                              std::move(options.observers), insights);
   return engine;
 }
 }  // namespace

@@ -442,7 +442,8 @@ TEST_P(MemoryCaps, ARunawayAllocationStopsAtTheHardLimit) {
   std::uint64_t data = 0;
   ASSERT_EQ(mproc::sys::data_size_bytes(data), 0);
   const std::uint64_t limit = data + (std::uint64_t{256} << 20);
-  mproc::Pool pool({.processes = workers, .memory_limit = limit, .memory_limit_backend = mproc::MemoryLimitBackend::rlimit});
+  mproc::Pool pool(
+      {.processes = workers, .memory_limit = limit, .memory_limit_backend = mproc::MemoryLimitBackend::rlimit});
   auto ordinary = pool.map_async(square, numbers(200), 1);
   try {
     pool.apply(runaway, 0);
