@@ -1224,6 +1224,9 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
     }
     for (auto& worker : workers_) {
       worker->process.join();
+      // A worker still starting when the pool closed sent its ready message before it read
+      // the stop: it is in the pipe, unread, and the observers are owed it before the death.
+      drain_results(*worker);
       note_oom_kill(*worker);
       // One may have retired on its own just before (memory limits): its code says so.
       const int exitcode = worker->process.exitcode().value_or(0);
