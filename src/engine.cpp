@@ -408,6 +408,10 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
                                    .context = get_context(start_method_name(options_.start_method))};
     const long max_tasks = options_.max_tasks_per_child ? long{*options_.max_tasks_per_child} : LONG_MAX;
     WorkerCgroup cgroup = make_worker_cgroup();
+    // Taken before start(): under spawn and forkserver start() returns once the child has
+    // booted, and the child may be well into its initializer by then (start-up = time to
+    // ready less the initializer's own time, so a later reading would come out negative).
+    const Clock::time_point starting = Clock::now();
     Process process = options_.start_method == StartMethod::fork
                           ? forked_worker(std::move(process_options), task_reader, task_writer, result_reader,
                                           result_writer, *shared, max_tasks, cgroup.dir())
@@ -422,7 +426,7 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
     worker->results = std::move(result_reader);
     worker->cgroup = std::move(cgroup);
     if (options_.max_tasks_per_child) worker->remaining = *options_.max_tasks_per_child;
-    worker->started_at = Clock::now();
+    worker->started_at = starting;
     if (observed()) {
       WorkerEvent event = event_for(*worker);
       notify(&Observer::on_worker_started, event);
