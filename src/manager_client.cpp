@@ -18,6 +18,7 @@
 
 #include "mproc/listener.hpp"
 #include "mproc/managers.hpp"
+#include "mproc/detail/task.hpp"
 #include "sys/random.hpp"
 
 namespace mproc::detail::manager {
@@ -57,9 +58,7 @@ Connection connect(const Endpoint& e) {
     case Status::runtime_error: throw Error(reply.message);
     case Status::refused: throw Error("the manager refused the call: " + reply.message);
     case Status::error:
-      if (reply.results.size() == 2)
-        throw RemoteError(loads<std::string>(reply.results[0]), loads<std::string>(reply.results[1]),
-                          static_cast<pid_t>(reply.number));
+      if (reply.results.size() == 1) std::rethrow_exception(rebuild_exception(loads<RemoteFailure>(reply.results[0])));
       throw Error(reply.message);
     case Status::ok: break;
   }

@@ -24,6 +24,7 @@
 #include "mproc/listener.hpp"
 #include "mproc/managers.hpp"
 #include "demangle.hpp"
+#include "mproc/detail/task.hpp"
 
 namespace mproc::detail::manager {
 namespace {
@@ -56,6 +57,9 @@ struct Object {
   std::uint64_t tickets = 0;     // condition: waiters that ever waited
   bool broken = false;           // barrier
   bool draining = false;         // barrier: releasing the current generation
+  std::shared_ptr<void> custom;  // a BaseManager's registered type
+  const Registration* registration = nullptr;
+  std::string type_id;
 };
 
 struct Server {
@@ -69,6 +73,7 @@ struct Server {
   std::map<std::uint64_t, int> live_fds;  // connection -> socket, to wake them at shutdown
   Listener* listener = nullptr;
   ServerOptions options;
+  const Registry* registry = nullptr;
 
   std::shared_ptr<Object> find(std::uint64_t id) {
     std::lock_guard lock(mutex);
@@ -414,7 +419,7 @@ Reply run_object(Session& s, const Request& r) {
 
 Reply create_object(Session& s, const Request& r) {
   auto kind_number = r.args.empty() ? -1 : static_cast<int>(loads<std::uint8_t>(r.args[0]));
-  if (kind_number < 0 || kind_number > static_cast<int>(Kind::barrier)) fail(Status::refused, "unknown object kind");
+  if (kind_number < 0 || kind_number > static_cast<int>(Kind::custom)) fail(Status::refused, "unknown object kind");
   auto o = std::make_shared<Object>();
   o->kind = static_cast<Kind>(kind_number);
   switch (o->kind) {
@@ -434,6 +439,16 @@ Reply create_object(Session& s, const Request& r) {
       if (r.number < 1) fail(Status::value_error, "a Barrier needs at least one party");
       o->maxsize = r.number;
       break;
+    case Kind::custom: {
+      o->type_id = loads<std::string>(arg(r, 1));
+      auto it = s.server.registry == nullptr ? Registry::const_iterator{} : s.server.registry->find(o->type_id);
+      if (s.server.registry == nullptr || it == s.server.registry->end())
+        fail(Status::refused, "no type registered as '" + o->type_id + "' in this manager");
+      o->registration = &it->second;
+      o->custom = it->second.factory();
+      if (!o->custom) fail(Status::error, "the factory of '" + o->type_id + "' returned nothing");
+      break;
+    }
     default: break;
   }
   Reply reply;
@@ -464,6 +479,17 @@ Reply run(Session& s, const Request& r) {
       return {};
     }
     case Op::pin: s.server.incref(r.id, std::int64_t{1} << 40); return {};
+    case Op::call_method: {
+      // No object lock: as in Python, methods of a registered object run concurrently for
+      // different clients (a method may block, as a queue's get does).
+      auto o = s.server.find(r.id);
+      if (o->kind != Kind::custom) fail(Status::refused, "not an object of a registered type");
+      if (r.number < 0 || r.number >= static_cast<std::int64_t>(o->registration->methods.size()))
+        fail(Status::refused, "method #" + std::to_string(r.number) + " is not exposed by '" + o->type_id + "'");
+      Reply reply;
+      reply.results.push_back(o->registration->methods[static_cast<std::size_t>(r.number)](o->custom.get(), arg(r, 0)));
+      return reply;
+    }
     case Op::shutdown: {
       s.server.stopping = true;
       if (s.server.listener != nullptr) s.server.listener->close();
@@ -502,13 +528,11 @@ void serve_connection(Server& server, Connection connection, std::uint64_t id) {
         reply.message = f.message;
       } catch (const PeerGone&) {
         break;
-      } catch (const std::exception& e) {
-        // A user update function's exception, a malformed argument: the client hears of it,
-        // the server goes on.
+      } catch (...) {
+        // A user function's exception, a malformed argument: the client hears of it, with
+        // the exception's type, and the server goes on.
         reply.status = Status::error;
-        reply.message = demangle(typeid(e).name()) + ": " + e.what();
-        reply.number = ::getpid();
-        reply.results = {dumps(demangle(typeid(e).name())), dumps(std::string(e.what()))};
+        reply.results = {dumps(describe_current_exception(static_cast<std::int32_t>(::getpid())))};
       }
       try {
         s.connection.send(reply);
@@ -538,8 +562,9 @@ void serve_connection(Server& server, Connection connection, std::uint64_t id) {
 
 }  // namespace
 
-void serve(Listener& listener, const ServerOptions& options) {
+void serve(Listener& listener, const ServerOptions& options, const Registry* registry) {
   Server server;
+  server.registry = registry;
   server.listener = &listener;
   server.options = options;
   while (!server.stopping.load()) {

@@ -102,7 +102,7 @@ class DictProxy : public detail::manager::ProxyBase {
   void clear() { ref().call(Op::d_clear); }
   /// Atomically replaces d[k] by fn(d[k]) (fn(initial) when absent) in the server, under
   /// the dict's lock, and returns the new value. `fn` must be a plain function V(V).
-  /// Throws: RemoteError when fn throws (its type and message kept).
+  /// Throws: what fn threw, as the same standard type (others: RemoteError naming the type), as for pool tasks.
   V update_with(const K& k, V (*fn)(V), const V& initial = V{}) {
     using Fn = V(V);
     auto r = ref().call(Op::d_update_with,
@@ -416,7 +416,7 @@ void request_shutdown(const Endpoint& endpoint);
 /// Closes this thread's and this process's connections to `endpoint` (its server is gone).
 void forget(const Endpoint& endpoint) noexcept;
 /// Serves on `listener` until a shutdown request; returns once every connection ended.
-void serve(Listener& listener, const ServerOptions& options);
+void serve(Listener& listener, const ServerOptions& options, const Registry* registry = nullptr);
 }  // namespace detail::manager
 
 }  // namespace mproc

@@ -15,6 +15,7 @@
 #include "mproc/observer.hpp"
 #include "mproc/listener.hpp"
 #include "mproc/managers.hpp"
+#include "mproc/base_manager.hpp"
 #include "mproc/pool.hpp"
 #include "mproc/process.hpp"
 #include "mproc/process_pool_executor.hpp"

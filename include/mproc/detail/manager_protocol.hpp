@@ -10,6 +10,9 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
+#include <map>
+#include <typeinfo>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -29,7 +32,7 @@ using Blob = std::vector<std::byte>;
 
 /// The kinds of object a SyncManager serves.
 enum class Kind : std::uint8_t { dict, list, namespace_, value, array, queue, joinable_queue, lock, rlock,
-                                 semaphore, bounded_semaphore, event, condition, barrier };
+                                 semaphore, bounded_semaphore, event, condition, barrier, custom };
 
 /// Operations. Arguments and results are Blobs; counts and indices travel in `number`.
 enum class Op : std::uint16_t {
@@ -53,6 +56,8 @@ enum class Op : std::uint16_t {
   c_wait, c_notify,
   // Barrier
   b_wait, b_abort, b_reset, b_parties, b_n_waiting, b_broken,
+  // BaseManager's registered types: `number` is the method's index in its registration
+  call_method,
 };
 
 /// How a request failed; the client rethrows the matching mproc / std exception.
@@ -157,8 +162,16 @@ class ProxyBase {
   static std::shared_ptr<ObjectRef> load_proxy(Decoder& decoder);
 };
 
-/// Runs a manager server on `listener`'s address until a shutdown request (or a fatal
-/// error); returns after every connection thread ended.
+/// One type registered with a BaseManager: how the server makes one, and the methods
+/// clients may call (Python's `exposed`), each decoding its arguments and encoding its result.
+struct Registration {
+  std::function<std::shared_ptr<void>()> factory;
+  std::vector<std::function<Blob(void* object, const Blob& arguments)>> methods;
+  /// Client side: finds a member pointer's index (-1: not registered).
+  std::function<std::int64_t(const std::type_info& member_type, const void* member)> index_of;
+};
+using Registry = std::map<std::string, Registration, std::less<>>;
+
 struct ServerOptions {
   std::size_t max_connections = 1024;
   std::uint64_t max_message_size = 256ull << 20;
