@@ -57,6 +57,7 @@ Connection connect(const Endpoint& e) {
     case Status::broken_barrier: throw BrokenBarrierError(reply.message);
     case Status::runtime_error: throw Error(reply.message);
     case Status::refused: throw Error("the manager refused the call: " + reply.message);
+    case Status::gone: throw Error(reply.message);
     case Status::error:
       if (reply.results.size() == 1) std::rethrow_exception(rebuild_exception(loads<RemoteFailure>(reply.results[0])));
       throw Error(reply.message);
@@ -121,7 +122,8 @@ Reply checked(Reply reply) {
 
 }  // namespace
 
-Reply call(const Endpoint& endpoint, const Request& request) {
+namespace {
+Connection& thread_connection(const Endpoint& endpoint) {
   ThreadChannels& t = t_channels;
   if (t.pid != ::getpid()) {
     for (auto& [key, c] : t.connections) c.close();
@@ -131,7 +133,22 @@ Reply call(const Endpoint& endpoint, const Request& request) {
   std::string key = key_of(endpoint);
   auto it = t.connections.find(key);
   if (it == t.connections.end() || it->second.closed()) it = t.connections.insert_or_assign(key, connect(endpoint)).first;
-  return checked(exchange(it->second, endpoint, request));
+  return it->second;
+}
+}  // namespace
+
+Reply call(const Endpoint& endpoint, const Request& request) {
+  return checked(exchange(thread_connection(endpoint), endpoint, request));
+}
+
+void post(const Endpoint& endpoint, const Request& request) {
+  Connection& c = thread_connection(endpoint);
+  try {
+    c.send(request);
+  } catch (const OSError& error) {
+    c.close();
+    throw EOFError("the manager at " + endpoint.address.to_string() + " is gone (" + error.what() + ")");
+  }
 }
 
 namespace {
@@ -202,6 +219,17 @@ Reply ObjectRef::call(Op op, std::vector<Blob> args, std::int64_t number, std::i
   return manager::call(endpoint_, r);
 }
 
+void ObjectRef::post(Op op, std::vector<Blob> args, std::int64_t number) {
+  adopt();
+  Request r;
+  r.id = id_;
+  r.op = op;
+  r.number = number;
+  r.one_way = true;
+  r.args = std::move(args);
+  manager::post(endpoint_, r);
+}
+
 void ObjectRef::pin() {
   if (pinned_.exchange(true)) return;
   Request r;
@@ -258,7 +286,14 @@ std::shared_ptr<ObjectRef> create_object(const Endpoint& endpoint, Kind kind, st
 void request_shutdown(const Endpoint& endpoint) {
   Request r;
   r.op = Op::shutdown;
-  call(endpoint, r);
+  try {
+    call(endpoint, r);
+  } catch (const EOFError&) {
+    throw;
+  } catch (const Error&) {
+    // The failure of an earlier one-way call answered this request instead of running it.
+    call(endpoint, r);
+  }
 }
 
 void forget(const Endpoint& endpoint) noexcept {

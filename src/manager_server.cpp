@@ -12,6 +12,7 @@
 #include <deque>
 #include <list>
 #include <map>
+#include <optional>
 #include <mutex>
 #include <poll.h>
 #include <stdexcept>
@@ -78,7 +79,7 @@ struct Server {
   std::shared_ptr<Object> find(std::uint64_t id) {
     std::lock_guard lock(mutex);
     auto it = objects.find(id);
-    if (it == objects.end()) fail(Status::error, "no manager object with id " + std::to_string(id) + " (already released)");
+    if (it == objects.end()) fail(Status::gone, "no manager object with id " + std::to_string(id) + " (already released)");
     return it->second;
   }
   void incref(std::uint64_t id, std::int64_t n) {
@@ -112,6 +113,7 @@ struct Session {
   std::uint64_t id;
   std::map<std::uint64_t, std::int64_t> held;  // object -> references this connection holds
   std::map<std::shared_ptr<Object>, int> owned;  // locks held -> 1
+  std::optional<Reply> deferred;  // the first failure of a one-way request, not yet told
 
   bool peer_gone() {
     pollfd p{connection.fileno(), POLLRDHUP, 0};
@@ -515,12 +517,20 @@ void end_session(Session& s) {
 }
 
 void serve_connection(Server& server, Connection connection, std::uint64_t id) {
-  Session s{server, std::move(connection), id, {}, {}};
+  Session s{server, std::move(connection), id, {}, {}, std::nullopt};
   s.connection.max_message_size(server.options.max_message_size);
   try {
     while (!server.stopping.load()) {
       Request request = s.connection.recv<Request>();
       Reply reply;
+      if (!request.one_way && s.deferred) {
+        // An earlier one-way request failed: its failure answers this request, not run.
+        reply = std::move(*s.deferred);
+        s.deferred.reset();
+        reply.message = "an earlier call that did not wait for its reply failed (this call did not run): " + reply.message;
+        s.connection.send(reply);
+        continue;
+      }
       try {
         reply = run(s, request);
       } catch (const Failure& f) {
@@ -533,6 +543,14 @@ void serve_connection(Server& server, Connection connection, std::uint64_t id) {
         // the exception's type, and the server goes on.
         reply.status = Status::error;
         reply.results = {dumps(describe_current_exception(static_cast<std::int32_t>(::getpid())))};
+      }
+      if (request.one_way) {
+        // One-way ops never take anything (no get is one-way), so nothing can be lost here.
+        // An object already released is one nobody can observe any more: a set or release
+        // that reaches it after the last reference went (on the process's other
+        // connection) changes nothing anyone can see, and is not an error.
+        if (reply.status != Status::ok && reply.status != Status::gone && !s.deferred) s.deferred = std::move(reply);
+        continue;
       }
       try {
         s.connection.send(reply);

@@ -7,7 +7,11 @@
 //   mproc::Process p(count, d);                    // proxies are values: pass them anywhere
 //   d.update_with("hits", &plus_one);              // atomic: runs in the server, under its lock
 //
-// Every call is one round trip to the server. Values are stored encoded (mproc/codec.hpp);
+// Every call is one round trip to the server, except the one-way ones that cannot block and
+// can fail only by misuse (DictProxy::set, ListProxy::append, NamespaceProxy::set,
+// ValueProxy::set, an unbounded queue's put, LockProxy::release): they return once sent, the
+// server runs them in order with the thread's other calls, and a failure (a release of a
+// lock the thread does not hold) answers the thread's next call instead of running it. Values are stored encoded (mproc/codec.hpp);
 // dict keys and list items compare by their encoding, which is equality for the values of
 // every type whose equal values encode alike (integers, strings, aggregates of them — not
 // floating point's -0.0 and 0.0, nor unordered containers).
@@ -65,7 +69,8 @@ class DictProxy : public detail::manager::ProxyBase {
   DictProxy() = default;
   explicit DictProxy(std::shared_ptr<detail::manager::ObjectRef> r) : ProxyBase(std::move(r)) {}
 
-  void set(const K& k, const V& v) { ref().call(Op::d_set, {blob(k), blob(v)}); }
+  /// One-way (see the header comment): returns once sent.
+  void set(const K& k, const V& v) { ref().post(Op::d_set, {blob(k), blob(v)}); }
   /// Throws KeyError when absent.
   V get(const K& k) const { return unblob<V>(ref().call(Op::d_get, {blob(k)}).results.at(0)); }
   V get(const K& k, const V& fallback) const {
@@ -137,7 +142,8 @@ class ListProxy : public detail::manager::ProxyBase {
   ListProxy() = default;
   explicit ListProxy(std::shared_ptr<detail::manager::ObjectRef> r) : ProxyBase(std::move(r)) {}
 
-  void append(const T& v) { ref().call(Op::l_append, {blob(v)}); }
+  /// One-way: returns once sent.
+  void append(const T& v) { ref().post(Op::l_append, {blob(v)}); }
   template <class Range>
   void extend(const Range& range) {
     std::vector<detail::manager::Blob> args;
@@ -179,7 +185,7 @@ class NamespaceProxy : public detail::manager::ProxyBase {
   template <class T>
   void set(const std::string& name, const T& value) {
     std::pair<std::string, detail::manager::Blob> tagged{std::string(type_name<T>()), dumps(value)};
-    ref().call(Op::d_set, {dumps(name), dumps(tagged)});
+    ref().post(Op::d_set, {dumps(name), dumps(tagged)});
   }
   template <class T>
   T get(const std::string& name) const {
@@ -203,7 +209,8 @@ class ValueProxy : public detail::manager::ProxyBase {
   ValueProxy() = default;
   explicit ValueProxy(std::shared_ptr<detail::manager::ObjectRef> r) : ProxyBase(std::move(r)) {}
   T get() const { return detail::manager::unblob<T>(ref().call(Op::v_get).results.at(0)); }
-  void set(const T& v) { ref().call(Op::v_set, {dumps(v)}); }
+  /// One-way: returns once sent.
+  void set(const T& v) { ref().post(Op::v_set, {dumps(v)}); }
   /// Atomically replaces the value by fn(value) in the server; returns the new value.
   T apply(T (*fn)(T)) {
     using Fn = T(T);
@@ -240,8 +247,14 @@ class QueueProxy : public detail::manager::ProxyBase {
 
  public:
   QueueProxy() = default;
-  explicit QueueProxy(std::shared_ptr<detail::manager::ObjectRef> r) : ProxyBase(std::move(r)) {}
+  QueueProxy(std::shared_ptr<detail::manager::ObjectRef> r, bool unbounded) : ProxyBase(std::move(r)), unbounded_(unbounded) {}
+  /// On an unbounded queue, one-way (it cannot block or fail): returns once sent, so that a
+  /// producer's puts stream to the server without a round trip each.
   void put(const T& v, bool block = true, std::optional<std::chrono::nanoseconds> timeout = std::nullopt) {
+    if (unbounded_) {
+      ref().post(Op::q_put, {dumps(v)});
+      return;
+    }
     ref().call(Op::q_put, {dumps(v)}, 0, block ? detail::manager::to_ns(timeout) : 0);
   }
   void put_nowait(const T& v) { put(v, false); }
@@ -255,6 +268,20 @@ class QueueProxy : public detail::manager::ProxyBase {
   /// JoinableQueue only (a plain Queue refuses with Error).
   void task_done() { ref().call(Op::q_task_done); }
   void join() { ref().call(Op::q_join); }
+
+  template <class Archive>
+  void save(Archive& archive) const {
+    ProxyBase::save(archive);
+    archive(unbounded_);
+  }
+  template <class Archive>
+  void load(Archive& archive) {
+    ProxyBase::load(archive);
+    archive(unbounded_);
+  }
+
+ private:
+  bool unbounded_ = false;
 };
 
 /// Lock and RLock proxies: owned by the calling thread (each thread talks to the server on
@@ -268,8 +295,10 @@ class LockProxy : public detail::manager::ProxyBase {
   bool acquire(bool block = true, std::optional<std::chrono::nanoseconds> timeout = std::nullopt) {
     return ref().call(Op::k_acquire, {}, 0, block ? detail::manager::to_ns(timeout) : 0).number != 0;
   }
-  /// Throws Error when the calling thread does not hold it (Python's RuntimeError).
-  void release() { ref().call(Op::k_release); }
+  /// One-way: returns once sent (the next holder can have it one round trip sooner). A
+  /// release by a thread that does not hold the lock (Python's RuntimeError) fails the
+  /// thread's next call on this manager with Error instead.
+  void release() { ref().post(Op::k_release); }
   void lock() { acquire(); }
   void unlock() { release(); }
   bool try_lock() { return acquire(false); }
@@ -374,11 +403,11 @@ class Manager {
   }
   template <class T>
   QueueProxy<T> Queue(std::size_t maxsize = 0) {
-    return QueueProxy<T>(create(detail::manager::Kind::queue, {}, static_cast<std::int64_t>(maxsize)));
+    return QueueProxy<T>(create(detail::manager::Kind::queue, {}, static_cast<std::int64_t>(maxsize)), maxsize == 0);
   }
   template <class T>
   QueueProxy<T> JoinableQueue(std::size_t maxsize = 0) {
-    return QueueProxy<T>(create(detail::manager::Kind::joinable_queue, {}, static_cast<std::int64_t>(maxsize)));
+    return QueueProxy<T>(create(detail::manager::Kind::joinable_queue, {}, static_cast<std::int64_t>(maxsize)), maxsize == 0);
   }
   LockProxy Lock() { return LockProxy(create(detail::manager::Kind::lock)); }
   LockProxy RLock() { return LockProxy(create(detail::manager::Kind::rlock)); }

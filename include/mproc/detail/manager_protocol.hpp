@@ -62,16 +62,19 @@ enum class Op : std::uint16_t {
 
 /// How a request failed; the client rethrows the matching mproc / std exception.
 enum class Status : std::uint8_t { ok, key_error, out_of_range, value_error, empty, full, timeout,
-                                   broken_barrier, runtime_error, error, refused };
+                                   broken_barrier, runtime_error, error, refused, gone };
 
 struct Request {
   std::uint64_t id = 0;        // the object (0: the registry)
   Op op = Op::hello;
   std::int64_t number = 0;     // an index, a count, a Kind, a maxsize
   std::int64_t timeout_ns = -1;  // blocking operations: -1 waits for ever, 0 does not block
+  /// One-way: the server sends no reply (pipelining). A failure is kept and answers the
+  /// connection's next two-way request instead of running it.
+  bool one_way = false;
   std::vector<Blob> args;
   template <class A>
-  void serialize(A& a) { a(id, op, number, timeout_ns, args); }
+  void serialize(A& a) { a(id, op, number, timeout_ns, one_way, args); }
 };
 
 struct Reply {
@@ -108,6 +111,8 @@ Endpoint load_endpoint(Decoder& decoder);
 /// status other than ok is thrown as its exception.
 /// Throws: EOFError (the server is gone; never a hang), AuthenticationError, OSError.
 Reply call(const Endpoint& endpoint, const Request& request);
+/// Sends a one-way `request` on this thread's connection without waiting for a reply.
+void post(const Endpoint& endpoint, const Request& request);
 
 /// One process's reference to one object in a manager: increments the server's count when
 /// first used in a process (after a fork, after decoding), decrements it when the last
@@ -121,6 +126,8 @@ class ObjectRef {
   ObjectRef& operator=(const ObjectRef&) = delete;
 
   Reply call(Op op, std::vector<Blob> args = {}, std::int64_t number = 0, std::int64_t timeout_ns = -1);
+  /// A one-way call: returns once sent (see Request::one_way).
+  void post(Op op, std::vector<Blob> args = {}, std::int64_t number = 0);
   const Endpoint& endpoint() const noexcept { return endpoint_; }
   std::uint64_t id() const noexcept { return id_; }
   /// Keeps the object alive until the manager shuts down: a proxy that was encoded may be
