@@ -19,6 +19,7 @@
 #include "mproc/listener.hpp"
 #include "mproc/managers.hpp"
 #include "mproc/detail/task.hpp"
+#include "child_process.hpp"
 #include "sys/random.hpp"
 
 namespace mproc::detail::manager {
@@ -79,11 +80,40 @@ Reply exchange(Connection& c, const Endpoint& e, const Request& request) {
   }
 }
 
+struct ThreadChannel {
+  Connection connection;
+  Endpoint endpoint;
+  bool unacknowledged = false;  // one-way calls sent since the last reply
+};
+
+void flush(ThreadChannel& channel) noexcept {
+  // A round trip orders this thread's one-way calls before whatever follows (a parent's
+  // join(), another thread's reads): the server runs a connection's requests in order.
+  if (!channel.unacknowledged || channel.connection.closed()) return;
+  channel.unacknowledged = false;
+  try {
+    Request hello;
+    hello.op = Op::hello;
+    channel.connection.send(hello);
+    (void)channel.connection.recv<Reply>();
+  } catch (...) {
+  }
+}
+
 struct ThreadChannels {
   pid_t pid = 0;
-  std::unordered_map<std::string, Connection> connections;
+  std::unordered_map<std::string, ThreadChannel> connections;
+  ~ThreadChannels() {
+    if (pid == ::getpid())
+      for (auto& [key, channel] : connections) flush(channel);
+  }
 };
 thread_local ThreadChannels t_channels;
+
+void flush_this_thread() noexcept {
+  if (t_channels.pid != ::getpid()) return;
+  for (auto& [key, channel] : t_channels.connections) flush(channel);
+}
 
 struct ProcessChannels {
   std::mutex mutex;
@@ -123,26 +153,37 @@ Reply checked(Reply reply) {
 }  // namespace
 
 namespace {
-Connection& thread_connection(const Endpoint& endpoint) {
+ThreadChannel& thread_connection(const Endpoint& endpoint) {
   ThreadChannels& t = t_channels;
+  // A Process child ends with _exit: no thread_local destructor flushes there.
+  static const bool hooked = [] {
+    before_child_exit = flush_this_thread;
+    return true;
+  }();
+  (void)hooked;
   if (t.pid != ::getpid()) {
-    for (auto& [key, c] : t.connections) c.close();
+    for (auto& [key, c] : t.connections) c.connection.close();
     t.connections.clear();
     t.pid = ::getpid();
   }
   std::string key = key_of(endpoint);
   auto it = t.connections.find(key);
-  if (it == t.connections.end() || it->second.closed()) it = t.connections.insert_or_assign(key, connect(endpoint)).first;
+  if (it == t.connections.end() || it->second.connection.closed())
+    it = t.connections.insert_or_assign(key, ThreadChannel{connect(endpoint), endpoint, false}).first;
   return it->second;
 }
 }  // namespace
 
 Reply call(const Endpoint& endpoint, const Request& request) {
-  return checked(exchange(thread_connection(endpoint), endpoint, request));
+  ThreadChannel& channel = thread_connection(endpoint);
+  channel.unacknowledged = false;
+  return checked(exchange(channel.connection, endpoint, request));
 }
 
 void post(const Endpoint& endpoint, const Request& request) {
-  Connection& c = thread_connection(endpoint);
+  ThreadChannel& channel = thread_connection(endpoint);
+  Connection& c = channel.connection;
+  channel.unacknowledged = true;
   try {
     c.send(request);
   } catch (const OSError& error) {

@@ -57,7 +57,6 @@ struct Object {
   std::uint64_t generation = 0;  // barrier generation; condition: notifications handed out
   std::uint64_t tickets = 0;     // condition: waiters that ever waited
   bool broken = false;           // barrier
-  bool draining = false;         // barrier: releasing the current generation
   std::shared_ptr<void> custom;  // a BaseManager's registered type
   const Registration* registration = nullptr;
   std::string type_id;
@@ -379,8 +378,9 @@ Reply run_object(Session& s, const Request& r) {
     // barrier
     case Op::b_wait: {
       need(o, {Kind::barrier});
-      if (!s.wait(o, lock, -1, [&] { return !o.draining || o.broken; }) || o.broken) fail(Status::broken_barrier, "barrier is broken");
+      if (o.broken) fail(Status::broken_barrier, "barrier is broken");
       std::uint64_t generation = o.generation;
+      std::int64_t epoch = o.bound;  // reset() counts in `bound`: a reset breaks this wait
       std::int64_t index = o.count++;
       if (o.count == o.maxsize) {
         ++o.generation;
@@ -389,7 +389,16 @@ Reply run_object(Session& s, const Request& r) {
         reply.number = index;
         break;
       }
-      bool passed = s.wait(o, lock, r.timeout_ns, [&] { return o.generation != generation || o.broken; });
+      bool passed = false;
+      try {
+        passed = s.wait(o, lock, r.timeout_ns, [&] { return o.generation != generation || o.broken || o.bound != epoch; });
+      } catch (const PeerGone&) {
+        // A party died waiting: the others would wait for it for ever (Python's abort()).
+        o.broken = true;
+        o.changed.notify_all();
+        throw;
+      }
+      if (passed && o.bound != epoch) fail(Status::broken_barrier, "the barrier was reset while waiting");
       if (!passed || o.broken) {
         if (!o.broken) {
           o.broken = true;
@@ -402,14 +411,12 @@ Reply run_object(Session& s, const Request& r) {
     }
     case Op::b_abort: need(o, {Kind::barrier}); o.broken = true; o.changed.notify_all(); break;
     case Op::b_reset:
+      // Waiters see the epoch change and fail with BrokenBarrierError; the barrier is whole.
       need(o, {Kind::barrier});
-      if (o.count > 0) {
-        o.broken = true;
-        o.changed.notify_all();
-      }
+      ++o.bound;
       o.count = 0;
-      ++o.generation;
       o.broken = false;
+      o.changed.notify_all();
       break;
     case Op::b_parties: need(o, {Kind::barrier}); reply.number = o.maxsize; break;
     case Op::b_n_waiting: need(o, {Kind::barrier}); reply.number = o.count; break;

@@ -185,6 +185,22 @@ TEST_F(ManagerTest, QueueBetweenProcesses) {
   EXPECT_THROW(q.task_done(), mproc::Error);  // a plain Queue refuses
 }
 
+void put_and_exit(mproc::QueueProxy<int> q) {
+  for (int i = 0; i < 1000; ++i) q.put(i);  // one-way: nothing waits for the server here
+}
+
+TEST_F(ManagerTest, OneWayPutsAreDoneWhenTheProducerIsJoined) {
+  Manager m;
+  auto q = m.Queue<int>();
+  mproc::Process p(put_and_exit, q);
+  p.start();
+  p.join();
+  EXPECT_EQ(q.qsize(), 1000u);  // the child's puts were acknowledged before it ended
+  std::thread t(put_and_exit, q);
+  t.join();
+  EXPECT_EQ(q.qsize(), 2000u);  // and a thread's, before it ended
+}
+
 TEST_F(ManagerTest, SynchronizationProxies) {
   Manager m;
   auto lock = m.Lock();
@@ -214,6 +230,13 @@ TEST_F(ManagerTest, SynchronizationProxies) {
   std::thread other([barrier]() mutable { barrier.wait(); });
   barrier.wait();
   other.join();
+  std::thread reset_victim([barrier]() mutable { EXPECT_THROW(barrier.wait(), mproc::BrokenBarrierError); });
+  ASSERT_TRUE(mproc::testing::eventually([&] { return barrier.n_waiting() == 1; }));
+  barrier.reset();
+  reset_victim.join();
+  EXPECT_FALSE(barrier.broken());
+  barrier.abort();
+  EXPECT_THROW(barrier.wait(), mproc::BrokenBarrierError);
   auto cond = m.Condition();
   std::atomic<bool> waiting{false};
   std::thread waiter([cond, &waiting]() mutable {

@@ -7,11 +7,13 @@
 //   mproc::Process p(count, d);                    // proxies are values: pass them anywhere
 //   d.update_with("hits", &plus_one);              // atomic: runs in the server, under its lock
 //
-// Every call is one round trip to the server, except the one-way ones that cannot block and
-// can fail only by misuse (DictProxy::set, ListProxy::append, NamespaceProxy::set,
-// ValueProxy::set, an unbounded queue's put, LockProxy::release): they return once sent, the
-// server runs them in order with the thread's other calls, and a failure (a release of a
-// lock the thread does not hold) answers the thread's next call instead of running it. Values are stored encoded (mproc/codec.hpp);
+// Every call is one round trip to the server, except two one-way calls that return once sent:
+// an unbounded queue's put (a producer streams), and LockProxy::release (the next holder gets
+// the lock a round trip sooner). The server runs them in order with the thread's other calls
+// on this manager; a thread's one-way calls are acknowledged before it exits and before a
+// Process child ends, so a parent's join() sees them done (as Python's Queue feeder thread is
+// flushed at exit). A release of a lock the thread does not hold (Python's RuntimeError)
+// fails the thread's next call on the manager instead of running it. Values are stored encoded (mproc/codec.hpp);
 // dict keys and list items compare by their encoding, which is equality for the values of
 // every type whose equal values encode alike (integers, strings, aggregates of them — not
 // floating point's -0.0 and 0.0, nor unordered containers).
@@ -69,8 +71,7 @@ class DictProxy : public detail::manager::ProxyBase {
   DictProxy() = default;
   explicit DictProxy(std::shared_ptr<detail::manager::ObjectRef> r) : ProxyBase(std::move(r)) {}
 
-  /// One-way (see the header comment): returns once sent.
-  void set(const K& k, const V& v) { ref().post(Op::d_set, {blob(k), blob(v)}); }
+  void set(const K& k, const V& v) { ref().call(Op::d_set, {blob(k), blob(v)}); }
   /// Throws KeyError when absent.
   V get(const K& k) const { return unblob<V>(ref().call(Op::d_get, {blob(k)}).results.at(0)); }
   V get(const K& k, const V& fallback) const {
@@ -142,8 +143,7 @@ class ListProxy : public detail::manager::ProxyBase {
   ListProxy() = default;
   explicit ListProxy(std::shared_ptr<detail::manager::ObjectRef> r) : ProxyBase(std::move(r)) {}
 
-  /// One-way: returns once sent.
-  void append(const T& v) { ref().post(Op::l_append, {blob(v)}); }
+  void append(const T& v) { ref().call(Op::l_append, {blob(v)}); }
   template <class Range>
   void extend(const Range& range) {
     std::vector<detail::manager::Blob> args;
@@ -185,7 +185,7 @@ class NamespaceProxy : public detail::manager::ProxyBase {
   template <class T>
   void set(const std::string& name, const T& value) {
     std::pair<std::string, detail::manager::Blob> tagged{std::string(type_name<T>()), dumps(value)};
-    ref().post(Op::d_set, {dumps(name), dumps(tagged)});
+    ref().call(Op::d_set, {dumps(name), dumps(tagged)});
   }
   template <class T>
   T get(const std::string& name) const {
@@ -209,8 +209,7 @@ class ValueProxy : public detail::manager::ProxyBase {
   ValueProxy() = default;
   explicit ValueProxy(std::shared_ptr<detail::manager::ObjectRef> r) : ProxyBase(std::move(r)) {}
   T get() const { return detail::manager::unblob<T>(ref().call(Op::v_get).results.at(0)); }
-  /// One-way: returns once sent.
-  void set(const T& v) { ref().post(Op::v_set, {dumps(v)}); }
+  void set(const T& v) { ref().call(Op::v_set, {dumps(v)}); }
   /// Atomically replaces the value by fn(value) in the server; returns the new value.
   T apply(T (*fn)(T)) {
     using Fn = T(T);
