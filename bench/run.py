@@ -310,7 +310,7 @@ WORKLOADS += [
         mproc=Case("bench_managers", "BM_Manager_DictSetGet/real_time"),
         python=PyCase("mp_managers.py", "dict_set_get"),
         limit=Case("bench_listener", "BM_Limit_RawRoundTrip/0/real_time"),
-        note="d.set(k, i); d.get(k): set is one-way in mproc (pipelined), a round trip in Python"),
+        note="d.set(k, i); d.get(k): two round trips"),
     Workload(
         "Manager Queue proxy, 1 producer -> 1 consumer process",
         RATE,
