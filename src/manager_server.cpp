@@ -69,7 +69,8 @@ struct Server {
   std::uint64_t next_id = 1;
   std::uint64_t next_connection = 1;
   std::atomic<bool> stopping{false};
-  std::list<std::thread> threads;
+  std::map<std::uint64_t, std::thread> threads;  // by connection
+  std::vector<std::uint64_t> finished;  // connections whose thread has ended: joined at the next accept
   std::map<std::uint64_t, int> live_fds;  // connection -> socket, to wake them at shutdown
   Listener* listener = nullptr;
   ServerOptions options;
@@ -104,6 +105,9 @@ struct Server {
 };
 
 constexpr auto kPeerCheck = std::chrono::milliseconds(50);
+// Objects a server holds at once: a client creating objects in a loop is refused at this
+// point instead of taking the machine's memory.
+constexpr std::size_t kMaxObjects = std::size_t{1} << 20;
 
 /// One client connection: its id (the owner of locks it takes) and the references it holds.
 struct Session {
@@ -462,6 +466,7 @@ Reply create_object(Session& s, const Request& r) {
   }
   Reply reply;
   std::lock_guard lock(s.server.mutex);
+  if (s.server.objects.size() >= kMaxObjects) fail(Status::refused, "the manager holds too many objects");
   std::uint64_t id = s.server.next_id++;
   s.server.objects.emplace(id, std::move(o));
   s.server.refs[id] = 1;
@@ -583,6 +588,7 @@ void serve_connection(Server& server, Connection connection, std::uint64_t id) {
   end_session(s);
   std::lock_guard lock(server.mutex);
   server.live_fds.erase(id);
+  server.finished.push_back(id);  // the last thing this thread does with the server
 }
 
 }  // namespace
@@ -611,7 +617,17 @@ void serve(Listener& listener, const ServerOptions& options, const Registry* reg
     if (server.live_fds.size() >= options.max_connections) continue;  // dropped: too many clients
     std::uint64_t id = server.next_connection++;
     server.live_fds[id] = connection.fileno();
-    server.threads.emplace_back(serve_connection, std::ref(server), std::move(connection), id);
+    // Join the threads of connections that ended, so that a client that connects and
+    // disconnects in a loop costs nothing that accumulates.
+    for (std::uint64_t done : server.finished) {
+      auto it = server.threads.find(done);
+      if (it != server.threads.end()) {
+        it->second.join();
+        server.threads.erase(it);
+      }
+    }
+    server.finished.clear();
+    server.threads.emplace(id, std::thread(serve_connection, std::ref(server), std::move(connection), id));
   }
   server.stopping = true;
   {
@@ -619,7 +635,7 @@ void serve(Listener& listener, const ServerOptions& options, const Registry* reg
     std::lock_guard lock(server.mutex);
     for (auto& [id, fd] : server.live_fds) ::shutdown(fd, SHUT_RDWR);
   }
-  for (auto& t : server.threads) t.join();
+  for (auto& [id, t] : server.threads) t.join();
 }
 
 }  // namespace mproc::detail::manager
