@@ -136,6 +136,23 @@ TEST_F(ManagerTest, UpdateFunctionExceptionKeepsItsType) {
   EXPECT_EQ(d.get("k"), 1);
 }
 
+int bump(mproc::DictProxy<std::string, int> d, int n) {
+  for (int i = 0; i < n; ++i) d.update_with("hits", &plus_one);
+  return n;
+}
+
+TEST_F(ManagerTest, ProxiesArePoolTaskArguments) {
+  Manager m;
+  auto d = m.dict<std::string, int>();
+  {
+    mproc::Pool pool(2);
+    std::vector<mproc::AsyncResult<int>> results;
+    for (int i = 0; i < 4; ++i) results.push_back(pool.apply_async(bump, d, 10));
+    for (auto& r : results) EXPECT_EQ(r.get(), 10);
+  }
+  EXPECT_EQ(d.get("hits"), 40);
+}
+
 void fill_list(mproc::DictProxy<std::string, mproc::ListProxy<int>> d) {
   auto inner = d.get("inner");
   inner.append(5);
