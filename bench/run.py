@@ -293,6 +293,40 @@ WORKLOADS += [
         note="Queue<vector<byte>> of 1 MiB / Python bytes; limit: memcpy bandwidth (64 MiB buffers)"),
 ]
 
+# Manager proxies against multiprocessing.Manager (bench_managers.cpp, python/mp_managers.py).
+WORKLOADS += [
+    Workload(
+        "Manager dict proxy get, one call",
+        TIME,
+        mproc=Case("bench_managers", "BM_Manager_DictGet/real_time"),
+        python=PyCase("mp_managers.py", "dict_get"),
+        limit=Case("bench_listener", "BM_Limit_RawRoundTrip/0/real_time"),
+        target=Target("limit", 1.3),
+        note="d.get(k) / d[k]: one request and reply to the server process; limit: a raw round trip "
+             "of 12 bytes on an abstract Unix socket"),
+    Workload(
+        "Manager dict proxy set + get",
+        TIME,
+        mproc=Case("bench_managers", "BM_Manager_DictSetGet/real_time"),
+        python=PyCase("mp_managers.py", "dict_set_get"),
+        limit=Case("bench_listener", "BM_Limit_RawRoundTrip/0/real_time"),
+        note="d.set(k, i); d.get(k): two round trips"),
+    Workload(
+        "Manager Queue proxy, 1 producer -> 1 consumer process",
+        RATE,
+        mproc=Case("bench_managers", "BM_Manager_QueuePutGet/real_time"),
+        python=PyCase("mp_managers.py", "queue_put_get"),
+        target=Target("python", 5.0),
+        note="10,000 ints put by a child, got by the parent, through the server; items/s"),
+    Workload(
+        "Manager Lock: 4-process counter",
+        RATE,
+        mproc=Case("bench_managers", "BM_Manager_LockCounter4/real_time"),
+        python=PyCase("mp_managers.py", "lock_counter4"),
+        target=Target("python", 5.0),
+        note="4 processes x 500 of: acquire; v.set(v.get() + 1); release; increments/s"),
+]
+
 # The scaling chart: one gbench family with an argument per worker count (1, 2, 4, ... up to
 # the core count, chosen by the binary), and the Python case run once per count with
 # `--workers N`. Results go to results.json under "scaling"; bench/chart.py draws them.

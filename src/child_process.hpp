@@ -21,6 +21,10 @@ struct ChildIdentity {
 /// a child's. Never touches the previous state's mutex (a fork may have copied it locked).
 void become_child(ChildIdentity identity);
 
+/// Set by a library part that must finish something before a child's _exit (managers: the
+/// one-way calls not yet acknowledged, so that a parent's join() orders after them).
+extern void (*before_child_exit)() noexcept;
+
 /// Runs `target` as a Process target and ends the process: exit code 0, mproc::exit()'s
 /// code, or 1 after printing an escaping exception; joins its own children first.
 [[noreturn]] void run_target_and_exit(const std::function<void()>& target);

@@ -214,6 +214,8 @@ void become_child(ChildIdentity identity) {
   globals_slot() = fresh;  // the previous one is leaked: a fork may have copied it locked
 }
 
+void (*before_child_exit)() noexcept = nullptr;
+
 void run_target_and_exit(const std::function<void()>& target) {
   const std::string& name = state().name;
   int code = 0;
@@ -233,6 +235,7 @@ void run_target_and_exit(const std::function<void()>& target) {
     code = 1;
   }
   running_process_target = false;
+  if (before_child_exit != nullptr) before_child_exit();
   // Our own children: terminate daemons, join the rest, as the main process does at exit.
   join_children_at_exit();
   // Only the standard streams: other FILE buffers may hold the parent's unflushed data,

@@ -21,6 +21,12 @@ class Error : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+/// A key or name a manager's dict or Namespace proxy does not hold (Python's KeyError).
+class KeyError : public Error {
+ public:
+  using Error::Error;
+};
+
 /// An operating-system call failed (Python's OSError). Carries the errno.
 class OSError : public Error {
  public:

@@ -14,6 +14,8 @@
 #include "mproc/insights.hpp"
 #include "mproc/observer.hpp"
 #include "mproc/listener.hpp"
+#include "mproc/managers.hpp"
+#include "mproc/base_manager.hpp"
 #include "mproc/pool.hpp"
 #include "mproc/process.hpp"
 #include "mproc/process_pool_executor.hpp"
