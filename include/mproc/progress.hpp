@@ -108,10 +108,13 @@ std::optional<std::size_t> size_if_known(Range& items) {
 }
 
 /// A tracker for a map with these options, or nullptr for none.
-inline std::shared_ptr<ProgressTracker> make_progress(const std::optional<Progress>& options,
-                                                      std::optional<std::size_t> total) {
+inline std::shared_ptr<ProgressTracker> make_progress(const Progress* options, std::optional<std::size_t> total) {
   if (!options) return nullptr;
   return std::make_shared<ProgressTracker>(*options, total);
+}
+inline std::shared_ptr<ProgressTracker> make_progress(const std::optional<Progress>& options,
+                                                      std::optional<std::size_t> total) {
+  return make_progress(options ? &*options : nullptr, total);
 }
 
 /// Counts a finished chunk of `items` items into `progress` (nullptr: none): its failure ends
