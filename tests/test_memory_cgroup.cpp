@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "support/leak_check.hpp"
+#include "support/runaway.hpp"
 #include "support/start_method.hpp"
 #include "sys/memory_cgroup.hpp"
 #include "sys/procstat.hpp"
@@ -27,15 +28,7 @@ constexpr std::uint64_t kLimit = std::uint64_t{128} << 20;
 
 int square(int x) { return x * x; }
 
-// Allocates 16 MiB at a time, touched, without end: only the limit stops it.
-int runaway(int) {
-  std::vector<std::unique_ptr<char[]>> blocks;
-  for (;;) {
-    auto block = std::make_unique<char[]>(16 << 20);
-    std::memset(block.get(), 1, 16 << 20);
-    blocks.push_back(std::move(block));
-  }
-}
+using mproc::testing::runaway;
 
 // Dies as an OOM kill does (SIGKILL), but by its own hand: not the limit's doing.
 int kill_myself(int) {

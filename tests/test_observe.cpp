@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "support/leak_check.hpp"
+#include "support/runaway.hpp"
 #include "support/start_method.hpp"
 #include "sys/procstat.hpp"
 
@@ -55,15 +56,7 @@ int leak_mib(int mib) {
   return static_cast<int>(::getpid());
 }
 
-// Allocates 16 MiB at a time, touched, until an allocation fails.
-int runaway(int) {
-  std::vector<std::unique_ptr<char[]>> blocks;
-  for (;;) {
-    auto block = std::make_unique<char[]>(16 << 20);
-    std::memset(block.get(), 1, 16 << 20);
-    blocks.push_back(std::move(block));
-  }
-}
+using mproc::testing::runaway;
 
 // Dies of its allocation failure: a bad_alloc that leaves a noexcept function terminates.
 void allocate_or_die() noexcept { runaway(0); }
