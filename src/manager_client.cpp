@@ -20,7 +20,9 @@
 #include "mproc/managers.hpp"
 #include "mproc/detail/task.hpp"
 #include "child_process.hpp"
+#include "manager_spin.hpp"
 #include "sys/random.hpp"
+#include "sys/spawn.hpp"
 
 namespace mproc::detail::manager {
 namespace {
@@ -70,6 +72,7 @@ Connection connect(const Endpoint& e) {
 Reply exchange(Connection& c, const Endpoint& e, const Request& request) {
   try {
     c.send(request);
+    (void)message_within_spin_window(c);  // the reply usually comes within microseconds
     return c.recv<Reply>();
   } catch (const EOFError&) {
     c.close();
@@ -104,14 +107,14 @@ struct ThreadChannels {
   pid_t pid = 0;
   std::unordered_map<std::string, ThreadChannel> connections;
   ~ThreadChannels() {
-    if (pid == ::getpid())
+    if (pid == sys::current_pid())
       for (auto& [key, channel] : connections) flush(channel);
   }
 };
 thread_local ThreadChannels t_channels;
 
 void flush_this_thread() noexcept {
-  if (t_channels.pid != ::getpid()) return;
+  if (t_channels.pid != sys::current_pid()) return;
   for (auto& [key, channel] : t_channels.connections) flush(channel);
 }
 
@@ -161,10 +164,10 @@ ThreadChannel& thread_connection(const Endpoint& endpoint) {
     return true;
   }();
   (void)hooked;
-  if (t.pid != ::getpid()) {
+  if (t.pid != sys::current_pid()) {
     for (auto& [key, c] : t.connections) c.connection.close();
     t.connections.clear();
-    t.pid = ::getpid();
+    t.pid = sys::current_pid();
   }
   std::string key = key_of(endpoint);
   auto it = t.connections.find(key);
@@ -225,10 +228,10 @@ Endpoint load_endpoint(Decoder& decoder) {
 }
 
 ObjectRef::ObjectRef(Endpoint endpoint, std::uint64_t id, bool counted)
-    : endpoint_(std::move(endpoint)), id_(id), counted_in_(counted ? ::getpid() : 0) {}
+    : endpoint_(std::move(endpoint)), id_(id), counted_in_(counted ? sys::current_pid() : 0) {}
 
 ObjectRef::~ObjectRef() {
-  if (counted_in_.load() != ::getpid()) return;
+  if (counted_in_.load() != sys::current_pid()) return;
   try {
     Request r;
     r.id = id_;
@@ -240,7 +243,7 @@ ObjectRef::~ObjectRef() {
 }
 
 void ObjectRef::adopt() {
-  pid_t self = ::getpid();
+  pid_t self = sys::current_pid();
   if (counted_in_.load(std::memory_order_acquire) == self) return;
   Request r;
   r.id = id_;
@@ -339,7 +342,7 @@ void request_shutdown(const Endpoint& endpoint) {
 
 void forget(const Endpoint& endpoint) noexcept {
   std::string key = key_of(endpoint);
-  if (t_channels.pid == ::getpid()) t_channels.connections.erase(key);
+  if (t_channels.pid == sys::current_pid()) t_channels.connections.erase(key);
   ProcessChannels& p = process_channels();
   std::lock_guard lock(p.mutex);
   p.connections.erase(key);

@@ -25,6 +25,7 @@
 #include "mproc/listener.hpp"
 #include "mproc/managers.hpp"
 #include "demangle.hpp"
+#include "manager_spin.hpp"
 #include "mproc/detail/task.hpp"
 
 namespace mproc::detail::manager {
@@ -40,6 +41,8 @@ struct Failure {
 
 struct PeerGone {};
 
+struct Session;
+
 struct Object {
   Kind kind;
   std::mutex mutex;
@@ -51,6 +54,11 @@ struct Object {
   std::int64_t maxsize = 0;      // queue (0: unbounded); barrier: parties
   std::int64_t unfinished = 0;   // joinable queue
   std::uint64_t owner = 0;       // lock, rlock, condition: the owning connection (0: free)
+  struct LockWaiter {
+    Session* session;
+    std::chrono::steady_clock::time_point since;
+  };
+  std::deque<LockWaiter> lock_waiters;  // lock, rlock: who waits for it, oldest first
   std::int64_t count = 0;        // rlock depth, semaphore value, barrier arrivals
   std::int64_t bound = 0;        // bounded semaphore
   bool flag = false;             // event
@@ -111,12 +119,37 @@ constexpr std::size_t kMaxObjects = std::size_t{1} << 20;
 
 /// One client connection: its id (the owner of locks it takes) and the references it holds.
 struct Session {
+  Session(Server& owner, Connection peer, std::uint64_t connection_id)
+      : server(owner), connection(std::move(peer)), id(connection_id) {}
+
   Server& server;
   Connection connection;
   std::uint64_t id;
   std::map<std::uint64_t, std::int64_t> held;  // object -> references this connection holds
   std::map<std::shared_ptr<Object>, int> owned;  // locks held -> 1
   std::optional<Reply> deferred;  // the first failure of a one-way request, not yet told
+  // Objects this connection used lately, found without the registry's lock (which every
+  // connection's thread would otherwise take on every call). Weak: a released object is
+  // destroyed as before, and its entry then expires.
+  std::unordered_map<std::uint64_t, std::weak_ptr<Object>> recent;
+  // Signalled, under the object's mutex, when a Lock or RLock this session waits for is
+  // handed to it (its owner set to this session's id).
+  std::condition_variable granted;
+  // Locks this session released while others waited, left free for a moment in case this
+  // client takes them back at once (see release()); handed to their first waiter when it
+  // does not.
+  std::vector<std::pair<std::uint64_t, std::shared_ptr<Object>>> released;
+
+  std::shared_ptr<Object> object(std::uint64_t object_id) {
+    if (auto it = recent.find(object_id); it != recent.end()) {
+      if (auto o = it->second.lock()) return o;
+      recent.erase(it);
+    }
+    auto o = server.find(object_id);
+    if (recent.size() >= 256) recent.clear();
+    recent.emplace(object_id, o);
+    return o;
+  }
 
   bool peer_gone() {
     pollfd p{connection.fileno(), POLLRDHUP, 0};
@@ -127,6 +160,12 @@ struct Session {
   /// the client hung up or the server stops.
   template <class Pred>
   bool wait(Object& o, std::unique_lock<std::mutex>& lock, std::int64_t timeout_ns, Pred pred) {
+    return wait(o.changed, lock, timeout_ns, pred);
+  }
+
+  /// The same on a condition variable of one's own (`granted`: a Lock handed to this session).
+  template <class Pred>
+  bool wait(std::condition_variable& cv, std::unique_lock<std::mutex>& lock, std::int64_t timeout_ns, Pred pred) {
     if (pred()) return true;
     if (timeout_ns == 0) return false;
     auto deadline = timeout_ns < 0 ? Clock::time_point::max() : Clock::now() + std::chrono::nanoseconds(timeout_ns);
@@ -138,7 +177,7 @@ struct Session {
       auto now = Clock::now();
       if (now >= deadline) return false;
       auto slice = std::min<Clock::duration>(deadline - now, kPeerCheck);
-      o.changed.wait_for(lock, slice);
+      cv.wait_for(lock, slice);
     }
     return true;
   }
@@ -163,6 +202,24 @@ void need(const Object& o, std::initializer_list<Kind> kinds) {
   fail(Status::refused, "this operation is not a method of that object");
 }
 
+/// Requires o.mutex. A Lock or RLock becomes the first waiter's (at depth 1), or free.
+void hand_over(Object& o) {
+  if (o.lock_waiters.empty()) {
+    o.owner = 0;
+    o.count = 0;
+    return;
+  }
+  Session* next = o.lock_waiters.front().session;
+  o.lock_waiters.pop_front();
+  o.owner = next->id;
+  o.count = 1;
+  next->granted.notify_one();
+}
+
+// How long a Lock's waiter may be overtaken by clients that take the lock back as soon as
+// they release it, before releases hand the lock to it directly.
+constexpr auto kLockPatience = std::chrono::milliseconds(1);
+
 bool acquire(Session& s, const std::shared_ptr<Object>& op, std::unique_lock<std::mutex>& lock, std::int64_t timeout_ns) {
   Object& o = *op;
   if (o.kind == Kind::semaphore || o.kind == Kind::bounded_semaphore) {
@@ -174,14 +231,44 @@ bool acquire(Session& s, const std::shared_ptr<Object>& op, std::unique_lock<std
     ++o.count;
     return true;
   }
-  if (!s.wait(o, lock, timeout_ns, [&] { return o.owner == 0; })) return false;
-  o.owner = s.id;
-  o.count = 1;
+  if (o.kind == Kind::condition) {
+    if (!s.wait(o, lock, timeout_ns, [&] { return o.owner == 0; })) return false;
+    o.owner = s.id;
+    o.count = 1;
+    s.owned[op] = 1;
+    return true;
+  }
+  // Lock and RLock: free, it is taken, whoever waits (see release() for why, and for how a
+  // waiter is not overtaken for long); held, this session queues for it.
+  if (o.owner == 0) {
+    o.owner = s.id;
+    o.count = 1;
+    s.owned[op] = 1;
+    return true;
+  }
+  if (timeout_ns == 0) return false;
+  o.lock_waiters.push_back({&s, Clock::now()});
+  auto leave_queue = [&] {
+    std::erase_if(o.lock_waiters, [&](const Object::LockWaiter& w) { return w.session == &s; });
+  };
+  bool mine = false;
+  try {
+    mine = s.wait(s.granted, lock, timeout_ns, [&] { return o.owner == s.id; });
+  } catch (const PeerGone&) {
+    // Dead while waiting: not a waiter any more, and a lock handed over meanwhile passes on.
+    leave_queue();
+    if (o.owner == s.id) hand_over(o);
+    throw;
+  }
+  if (!mine) {
+    leave_queue();
+    return false;
+  }
   s.owned[op] = 1;
   return true;
 }
 
-void release(Session& s, const std::shared_ptr<Object>& op, std::int64_t n) {
+void release(Session& s, std::uint64_t id, const std::shared_ptr<Object>& op, std::int64_t n) {
   Object& o = *op;
   if (o.kind == Kind::semaphore || o.kind == Kind::bounded_semaphore) {
     if (n < 1) fail(Status::value_error, "release count must be at least 1");
@@ -192,14 +279,30 @@ void release(Session& s, const std::shared_ptr<Object>& op, std::int64_t n) {
   }
   if (o.owner != s.id) fail(Status::runtime_error, "cannot release un-acquired lock");
   if (--o.count == 0) {
-    o.owner = 0;
     s.owned.erase(op);
-    o.changed.notify_all();
+    if (o.kind == Kind::condition) {
+      o.owner = 0;
+      o.changed.notify_all();
+    } else if (o.lock_waiters.empty() || Clock::now() - o.lock_waiters.front().since >= kLockPatience) {
+      hand_over(o);
+    } else {
+      // A client that releases a lock usually takes it back within microseconds (a loop of
+      // acquire; work; release), and its next request is often already here. Handing the
+      // lock to a waiter instead means waking that client's server thread and then the
+      // client, each waiting for a CPU when clients outnumber cores: several times the work
+      // under the lock. So the lock stays free for this client's next request or for
+      // the spin window (serve_connection()); the waiter gets it after that, and directly once
+      // it has waited kLockPatience. Python's server Lock lets releasers overtake too, with
+      // no bound.
+      o.owner = 0;
+      o.count = 0;
+      s.released.emplace_back(id, op);
+    }
   }
 }
 
 Reply run_object(Session& s, const Request& r) {
-  auto op = s.server.find(r.id);
+  auto op = s.object(r.id);
   Object& o = *op;
   Reply reply;
   std::unique_lock lock(o.mutex);
@@ -345,7 +448,7 @@ Reply run_object(Session& s, const Request& r) {
       break;
     case Op::k_release:
       need(o, {Kind::lock, Kind::rlock, Kind::condition, Kind::semaphore, Kind::bounded_semaphore});
-      release(s, op, r.number == 0 ? 1 : r.number);
+      release(s, r.id, op, r.number == 0 ? 1 : r.number);
       break;
     case Op::k_value: need(o, {Kind::semaphore, Kind::bounded_semaphore}); reply.number = o.count; break;
     // event
@@ -496,7 +599,7 @@ Reply run(Session& s, const Request& r) {
     case Op::call_method: {
       // No object lock: as in Python, methods of a registered object run concurrently for
       // different clients (a method may block, as a queue's get does).
-      auto o = s.server.find(r.id);
+      auto o = s.object(r.id);
       if (o->kind != Kind::custom) fail(Status::refused, "not an object of a registered type");
       if (r.number < 0 || r.number >= static_cast<std::int64_t>(o->registration->methods.size()))
         fail(Status::refused, "method #" + std::to_string(r.number) + " is not exposed by '" + o->type_id + "'");
@@ -513,14 +616,32 @@ Reply run(Session& s, const Request& r) {
   }
 }
 
+/// Hands each lock this session left free (release()) to its first waiter, unless it was
+/// taken since; `keep` (an id, 0 for none) stays free: the request about to run takes it.
+void settle_releases(Session& s, std::uint64_t keep = 0) {
+  std::erase_if(s.released, [&](const std::pair<std::uint64_t, std::shared_ptr<Object>>& entry) {
+    Object& o = *entry.second;
+    std::lock_guard lock(o.mutex);
+    if (o.owner != 0 || o.lock_waiters.empty()) return true;
+    if (entry.first == keep) return false;
+    hand_over(o);
+    return true;
+  });
+}
+
 void end_session(Session& s) {
+  settle_releases(s);
   // Locks a dead client held are released, as the OS releases a dead thread's robust mutex.
   for (auto& [op, unused] : s.owned) {
     std::lock_guard lock(op->mutex);
     if (op->owner == s.id) {
-      op->owner = 0;
-      op->count = 0;
-      op->changed.notify_all();
+      if (op->kind == Kind::condition) {
+        op->owner = 0;
+        op->count = 0;
+        op->changed.notify_all();
+      } else {
+        hand_over(*op);
+      }
     }
   }
   s.owned.clear();
@@ -529,11 +650,16 @@ void end_session(Session& s) {
 }
 
 void serve_connection(Server& server, Connection connection, std::uint64_t id) {
-  Session s{server, std::move(connection), id, {}, {}, std::nullopt};
+  Session s(server, std::move(connection), id);
   s.connection.max_message_size(server.options.max_message_size);
   try {
     while (!server.stopping.load()) {
+      // The client's next request usually follows at once. Locks it released and left
+      // free to take back go to their waiters if none comes within the spin window, or
+      // if one comes that is not the acquire of that lock.
+      if (!message_within_spin_window(s.connection) && !s.released.empty()) settle_releases(s);
       Request request = s.connection.recv<Request>();
+      if (!s.released.empty()) settle_releases(s, request.op == Op::k_acquire ? request.id : 0);
       Reply reply;
       if (!request.one_way && s.deferred) {
         // An earlier one-way request failed: its failure answers this request, not run.

@@ -290,6 +290,83 @@ TEST_F(ManagerTest, ClientKilledHoldingALockReleasesIt) {
   lock.release();
 }
 
+void count_under(mproc::LockProxy lock, mproc::ValueProxy<int> v, int n, bool reenter) {
+  for (int i = 0; i < n; ++i) {
+    lock.acquire();
+    if (reenter) lock.acquire();  // an RLock's second level
+    v.set(v.get() + 1);
+    if (reenter) lock.release();
+    lock.release();
+  }
+}
+
+TEST_F(ManagerTest, LocksUnderContentionLoseNoUpdate) {
+  // Releases leave a contended lock free for the releaser to take back, or hand it to the
+  // first waiter: either way one holder at a time, at the right depth.
+  Manager m;
+  auto v = m.Value<int>(0);
+  for (bool reentrant : {false, true}) {
+    auto lock = reentrant ? m.RLock() : m.Lock();
+    v.set(0);
+    std::vector<mproc::Process> counters;
+    for (int i = 0; i < 3; ++i) counters.emplace_back(count_under, lock, v, 200, reentrant);
+    for (auto& p : counters) p.start();
+    for (auto& p : counters) p.join();
+    EXPECT_EQ(v.get(), 600) << (reentrant ? "RLock" : "Lock");
+    EXPECT_TRUE(lock.acquire(false)) << "left held";
+    lock.release();
+  }
+}
+
+void take_and_give_back_until(mproc::LockProxy lock, mproc::Event holding, mproc::Event stop) {
+  // Held long enough for the parent's acquire to queue behind this client, then taken back
+  // at once after each release.
+  lock.acquire();
+  holding.set();
+  std::this_thread::sleep_for(100ms);
+  lock.release();
+  while (!stop.is_set()) {
+    lock.acquire();
+    lock.release();
+  }
+}
+
+TEST_F(ManagerTest, AWaiterIsNotStarvedByAClientThatTakesTheLockBackAtOnce) {
+  // The looping client's next acquire reaches the server microseconds after its release,
+  // always before the waiter could run: without a bound on overtaking, the waiter would
+  // wait as long as the loop runs.
+  Manager m;
+  auto lock = m.Lock();
+  mproc::Event holding, stop;
+  mproc::Process hog(take_and_give_back_until, lock, holding, stop);
+  hog.start();
+  ASSERT_TRUE(holding.wait(30s));
+  const bool got = lock.acquire(true, 20s);
+  stop.set();
+  if (got) lock.release();
+  hog.join();
+  EXPECT_TRUE(got);
+  EXPECT_EQ(hog.exitcode(), 0);
+}
+
+void wait_for_lock(mproc::LockProxy lock) { lock.acquire(); }
+
+TEST_F(ManagerTest, ALockHandedToAWaiterThatDiedPassesOn) {
+  Manager m;
+  auto lock = m.Lock();
+  ASSERT_TRUE(lock.acquire());
+  for (int i = 0; i < 3; ++i) {
+    mproc::Process waiter(wait_for_lock, lock);
+    waiter.start();
+    std::this_thread::sleep_for(20ms);  // likely queued for the lock by now; correct either way
+    waiter.kill();
+    waiter.join();
+    lock.release();  // may go straight to the dead waiter, whose server thread passes it on
+    ASSERT_TRUE(lock.acquire(true, 10s));
+  }
+  lock.release();
+}
+
 void block_in_get(mproc::QueueProxy<int> q) { (void)q.get(); }
 
 TEST_F(ManagerTest, ServerSurvivesClientsKilledMidCall) {
