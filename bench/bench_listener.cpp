@@ -9,11 +9,14 @@
 #include <benchmark/benchmark.h>
 
 #include <arpa/inet.h>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
+#include <sched.h>
 #include <string>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -181,6 +184,43 @@ void BM_Limit_RawRoundTrip(benchmark::State& state) {
   });
 }
 BENCHMARK(BM_Limit_RawRoundTrip)->Arg(0)->Arg(1)->UseRealTime();
+
+// Polls `fd` for up to 20 µs, yielding between polls: the wait a manager connection makes for
+// a message it expects before it sleeps (src/manager_spin.hpp).
+void poll_briefly(int fd) {
+  const auto end = std::chrono::steady_clock::now() + std::chrono::microseconds(20);
+  pollfd p{fd, POLLIN, 0};
+  while (::poll(&p, 1, 0) == 0 && std::chrono::steady_clock::now() < end) ::sched_yield();
+}
+
+// BM_Limit_RawRoundTrip with that brief poll before each read on both sides: the raw limit
+// for the manager's calls (BM_Manager_DictGet in bench_managers), which wait the same way.
+void BM_Limit_RawRoundTripPolling(benchmark::State& state) {
+  mproc_bench::guarded(state, [&] {
+    sockaddr_storage where{};
+    socklen_t length = 0;
+    int listener = raw_listen(state.range(0), where, length);
+    auto child = start_raw_peer(state.range(0), where, length, [](int fd) {
+      char message[12];
+      for (;;) {
+        poll_briefly(fd);
+        if (!read_all(fd, message, sizeof message) || !write_all(fd, message, sizeof message)) return;
+      }
+    });
+    int fd = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
+    no_delay(fd, state.range(0));
+    char message[12] = {0, 0, 0, 8};
+    for (auto _ : state) {
+      if (!write_all(fd, message, sizeof message)) throw mproc::OSError(EPIPE, "raw round trip");
+      poll_briefly(fd);
+      if (!read_all(fd, message, sizeof message)) throw mproc::OSError(EPIPE, "raw round trip");
+    }
+    ::close(fd);
+    ::close(listener);
+    child.join();
+  });
+}
+BENCHMARK(BM_Limit_RawRoundTripPolling)->Arg(0)->UseRealTime();
 
 // A raw TCP stream: the same bytes as BM_Socket_SendBytes (a 4-byte length, then the
 // payload), read into one reused buffer: no framing logic, no allocation.

@@ -1,4 +1,4 @@
-// Manager proxies against a raw Unix-socket round trip (BM_Limit_RawRoundTrip/0 in
+// Manager proxies against a raw Unix-socket round trip (BM_Limit_RawRoundTripPolling/0 in
 // bench_listener) and Python's multiprocessing.Manager (bench/python/mp_managers.py).
 //
 // BM_Manager_DictGet       one d.get(k): one request, one reply

@@ -25,14 +25,15 @@
 #include "sys/spawn.hpp"
 
 namespace mproc::detail::manager {
-namespace {
 
-std::string key_of(const Endpoint& e) {
+std::string channel_key(const Endpoint& e) {
   std::string key = std::to_string(static_cast<int>(e.address.kind())) + e.address.to_string();
   key.push_back('\0');
   if (e.authkey) key += "k" + *e.authkey;
   return key;
 }
+
+namespace {
 
 Connection connect(const Endpoint& e) {
   ClientOptions options;
@@ -156,7 +157,7 @@ Reply checked(Reply reply) {
 }  // namespace
 
 namespace {
-ThreadChannel& thread_connection(const Endpoint& endpoint) {
+ThreadChannel& thread_connection(const Endpoint& endpoint, const std::string& key) {
   ThreadChannels& t = t_channels;
   // A Process child ends with _exit: no thread_local destructor flushes there.
   static const bool hooked = [] {
@@ -165,11 +166,10 @@ ThreadChannel& thread_connection(const Endpoint& endpoint) {
   }();
   (void)hooked;
   if (t.pid != sys::current_pid()) {
-    for (auto& [key, c] : t.connections) c.connection.close();
+    for (auto& [unused, c] : t.connections) c.connection.close();
     t.connections.clear();
     t.pid = sys::current_pid();
   }
-  std::string key = key_of(endpoint);
   auto it = t.connections.find(key);
   if (it == t.connections.end() || it->second.connection.closed())
     it = t.connections.insert_or_assign(key, ThreadChannel{connect(endpoint), endpoint, false}).first;
@@ -177,14 +177,16 @@ ThreadChannel& thread_connection(const Endpoint& endpoint) {
 }
 }  // namespace
 
-Reply call(const Endpoint& endpoint, const Request& request) {
-  ThreadChannel& channel = thread_connection(endpoint);
+Reply call(const Endpoint& endpoint, const Request& request) { return call(endpoint, channel_key(endpoint), request); }
+
+Reply call(const Endpoint& endpoint, const std::string& key, const Request& request) {
+  ThreadChannel& channel = thread_connection(endpoint, key);
   channel.unacknowledged = false;
   return checked(exchange(channel.connection, endpoint, request));
 }
 
-void post(const Endpoint& endpoint, const Request& request) {
-  ThreadChannel& channel = thread_connection(endpoint);
+void post(const Endpoint& endpoint, const std::string& key, const Request& request) {
+  ThreadChannel& channel = thread_connection(endpoint, key);
   Connection& c = channel.connection;
   channel.unacknowledged = true;
   try {
@@ -199,7 +201,7 @@ namespace {
 Reply call_refs(const Endpoint& endpoint, const Request& request) {
   ProcessChannels& p = process_channels();
   std::lock_guard lock(p.mutex);
-  std::string key = key_of(endpoint);
+  std::string key = channel_key(endpoint);
   auto it = p.connections.find(key);
   if (it == p.connections.end() || it->second.closed()) it = p.connections.insert_or_assign(key, connect(endpoint)).first;
   return checked(exchange(it->second, endpoint, request));
@@ -228,7 +230,7 @@ Endpoint load_endpoint(Decoder& decoder) {
 }
 
 ObjectRef::ObjectRef(Endpoint endpoint, std::uint64_t id, bool counted)
-    : endpoint_(std::move(endpoint)), id_(id), counted_in_(counted ? sys::current_pid() : 0) {}
+    : endpoint_(std::move(endpoint)), channel_key_(channel_key(endpoint_)), id_(id), counted_in_(counted ? sys::current_pid() : 0) {}
 
 ObjectRef::~ObjectRef() {
   if (counted_in_.load() != sys::current_pid()) return;
@@ -260,7 +262,7 @@ Reply ObjectRef::call(Op op, std::vector<Blob> args, std::int64_t number, std::i
   r.number = number;
   r.timeout_ns = timeout_ns;
   r.args = std::move(args);
-  return manager::call(endpoint_, r);
+  return manager::call(endpoint_, channel_key_, r);
 }
 
 void ObjectRef::post(Op op, std::vector<Blob> args, std::int64_t number) {
@@ -271,7 +273,7 @@ void ObjectRef::post(Op op, std::vector<Blob> args, std::int64_t number) {
   r.number = number;
   r.one_way = true;
   r.args = std::move(args);
-  manager::post(endpoint_, r);
+  manager::post(endpoint_, channel_key_, r);
 }
 
 void ObjectRef::pin() {
@@ -341,7 +343,7 @@ void request_shutdown(const Endpoint& endpoint) {
 }
 
 void forget(const Endpoint& endpoint) noexcept {
-  std::string key = key_of(endpoint);
+  std::string key = channel_key(endpoint);
   if (t_channels.pid == sys::current_pid()) t_channels.connections.erase(key);
   ProcessChannels& p = process_channels();
   std::lock_guard lock(p.mutex);

@@ -218,7 +218,7 @@ void hand_over(Object& o) {
 
 // How long a Lock's waiter may be overtaken by clients that take the lock back as soon as
 // they release it, before releases hand the lock to it directly.
-constexpr auto kLockPatience = std::chrono::milliseconds(1);
+constexpr auto kLockPatience = std::chrono::milliseconds(10);
 
 bool acquire(Session& s, const std::shared_ptr<Object>& op, std::unique_lock<std::mutex>& lock, std::int64_t timeout_ns) {
   Object& o = *op;

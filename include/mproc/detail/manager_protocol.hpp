@@ -111,8 +111,12 @@ Endpoint load_endpoint(Decoder& decoder);
 /// status other than ok is thrown as its exception.
 /// Throws: EOFError (the server is gone; never a hang), AuthenticationError, OSError.
 Reply call(const Endpoint& endpoint, const Request& request);
+/// The same, with `key` = channel_key(endpoint) computed once by the caller.
+Reply call(const Endpoint& endpoint, const std::string& key, const Request& request);
 /// Sends a one-way `request` on this thread's connection without waiting for a reply.
-void post(const Endpoint& endpoint, const Request& request);
+void post(const Endpoint& endpoint, const std::string& key, const Request& request);
+/// What names a connection to `endpoint` among a thread's connections (address and key).
+std::string channel_key(const Endpoint& endpoint);
 
 /// One process's reference to one object in a manager: increments the server's count when
 /// first used in a process (after a fork, after decoding), decrements it when the last
@@ -137,6 +141,7 @@ class ObjectRef {
  private:
   void adopt();
   Endpoint endpoint_;
+  std::string channel_key_;  // channel_key(endpoint_): computed once, not at every call
   std::uint64_t id_;
   std::atomic<pid_t> counted_in_{0};
   std::atomic<bool> pinned_{false};
