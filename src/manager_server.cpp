@@ -542,7 +542,12 @@ Reply create_object(Session& s, const Request& r) {
     case Kind::value: o->value = arg(r, 1); break;
     case Kind::array:
       if (r.number < 0 || r.number > (1 << 24)) fail(Status::value_error, "Array size out of range");
-      o->items.assign(static_cast<std::size_t>(r.number), arg(r, 1));
+      // Either the items themselves (one argument each after the kind), or one fill value.
+      // For a single item the two are the same array.
+      if (r.args.size() == static_cast<std::size_t>(r.number) + 1)
+        o->items.assign(r.args.begin() + 1, r.args.end());
+      else
+        o->items.assign(static_cast<std::size_t>(r.number), arg(r, 1));
       break;
     case Kind::queue:
     case Kind::joinable_queue: o->maxsize = r.number; break;

@@ -95,6 +95,10 @@ TEST_F(ManagerTest, NamespaceValueArray) {
   a.set(2, 1);
   EXPECT_EQ(a.copy(), (std::vector<int>{7, 7, 1, 7}));
   EXPECT_THROW(a.get(4), std::out_of_range);
+  EXPECT_EQ(m.Array<int>({3, 1, 2}).copy(), (std::vector<int>{3, 1, 2}));  // Python's Array('i', seq)
+  EXPECT_EQ(m.Array<double>(std::vector<int>{1, 2}).copy(), (std::vector<double>{1.0, 2.0}));
+  EXPECT_EQ(m.Array<int>(std::vector<int>{}).size(), 0u);
+  EXPECT_EQ(m.Array<int>({5}).copy(), (std::vector<int>{5}));
   auto count = m.Value<int>(0);
   EXPECT_EQ(count.apply(&plus_one), 1);
   EXPECT_EQ(count.get(), 1);

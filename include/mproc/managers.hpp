@@ -30,10 +30,13 @@
 #pragma once
 
 #include <chrono>
+#include <concepts>
 #include <cstdint>
+#include <initializer_list>
 #include <map>
 #include <memory>
 #include <optional>
+#include <ranges>
 #include <string>
 #include <utility>
 #include <vector>
@@ -399,6 +402,19 @@ class Manager {
   template <class T>
   ArrayProxy<T> Array(std::size_t n, const T& fill = T{}) {
     return ArrayProxy<T>(create(detail::manager::Kind::array, {dumps(fill)}, static_cast<std::int64_t>(n)));
+  }
+  /// Python's `m.Array(typecode, sequence)`: an array holding `items`, in order.
+  template <class T, std::ranges::input_range R>
+    requires std::convertible_to<std::ranges::range_reference_t<R>, T>
+  ArrayProxy<T> Array(const R& items) {
+    std::vector<detail::manager::Blob> args;
+    for (auto&& item : items) args.push_back(dumps(static_cast<T>(item)));
+    const auto n = static_cast<std::int64_t>(args.size());
+    return ArrayProxy<T>(create(detail::manager::Kind::array, std::move(args), n));
+  }
+  template <class T>
+  ArrayProxy<T> Array(std::initializer_list<T> items) {
+    return Array<T, std::initializer_list<T>>(items);
   }
   template <class T>
   QueueProxy<T> Queue(std::size_t maxsize = 0) {
