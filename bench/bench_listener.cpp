@@ -186,7 +186,7 @@ void BM_Limit_RawRoundTrip(benchmark::State& state) {
 BENCHMARK(BM_Limit_RawRoundTrip)->Arg(0)->Arg(1)->UseRealTime();
 
 // Polls `fd` for up to 20 µs, yielding between polls: the wait a manager connection makes for
-// a message it expects before it sleeps (src/manager_spin.hpp).
+// a message it expects before it sleeps (src/managers/manager_spin.hpp).
 void poll_briefly(int fd) {
   const auto end = std::chrono::steady_clock::now() + std::chrono::microseconds(20);
   pollfd p{fd, POLLIN, 0};

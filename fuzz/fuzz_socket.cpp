@@ -21,7 +21,7 @@
 #include <unistd.h>
 #include <vector>
 
-#include "handshake.hpp"
+#include "ipc/handshake.hpp"
 #include "mproc/connection.hpp"
 #include "mproc/error.hpp"
 

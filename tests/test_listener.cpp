@@ -21,7 +21,7 @@
 #include <unistd.h>
 #include <vector>
 
-#include "handshake.hpp"
+#include "ipc/handshake.hpp"
 #include "support/leak_check.hpp"
 
 using namespace std::chrono_literals;

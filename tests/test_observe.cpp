@@ -165,7 +165,9 @@ TEST_F(Observers, SeeEveryWorkerEventOffTheCallersThread) {
   std::lock_guard lock(recorder->mutex);
   EXPECT_EQ(recorder->counts["started"], 2);
   EXPECT_EQ(recorder->counts["ready"], 2);
-  EXPECT_EQ(recorder->counts["sent"], 10);      // ten chunks
+  // Ten chunks, each sent once, or more than once when a loaded machine stalls a worker and
+  // the engine hands the chunks queued behind it to the other; each finishes once.
+  EXPECT_GE(recorder->counts["sent"], 10);
   EXPECT_EQ(recorder->counts["finished"], 10);
   EXPECT_GE(recorder->counts["waiting"], 1);
   ASSERT_EQ(recorder->deaths.size(), 2u);

@@ -18,7 +18,7 @@
 
 #include <mproc/mproc.hpp>
 
-#include "queue_checkpoints.hpp"  // src/: the private test points
+#include "shm/queue_checkpoints.hpp"  // src/: the private test points
 #include "support/leak_check.hpp"
 
 namespace {

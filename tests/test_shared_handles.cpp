@@ -17,7 +17,7 @@
 #include <gtest/gtest.h>
 #include <mproc/mproc.hpp>
 
-#include "boot.hpp"
+#include "process/boot.hpp"
 #include "support/leak_check.hpp"
 
 namespace {

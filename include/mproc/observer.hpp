@@ -89,6 +89,10 @@ class Observer {
   /// Its initializer has run: it takes tasks from now on.
   virtual void on_worker_ready(const WorkerEvent&) {}
   /// A batch of tasks was handed to it (it starts each once those before it are done).
+  /// Tasks queued behind a slow one may be taken back and handed to an idle worker (the
+  /// engine's rebalancing, README "Gotchas"): they are then reported sent again, to that
+  /// worker, so the sum of `tasks` over these events can exceed the tasks submitted;
+  /// on_task_finished reports each task once.
   virtual void on_tasks_sent(const WorkerEvent&) {}
   /// One of its tasks finished (returned or threw).
   virtual void on_task_finished(const WorkerEvent&) {}

@@ -62,7 +62,7 @@ namespace detail {
 
 /// The shared state behind every queue handle of one queue in this process: a mapping of
 /// shared memory holding a FIFO of byte entries. Type-erased: the templates below turn values
-/// into frames and back. Implemented in src/queue.cpp.
+/// into frames and back. Implemented in src/shm/queue.cpp.
 class QueueCore {
  public:
   using Clock = std::chrono::steady_clock;
@@ -114,7 +114,7 @@ class QueueCore {
   };
   Sleepers sleepers() const noexcept;
 
-  struct Shared;  // the layout in shared memory (src/queue.cpp)
+  struct Shared;  // the layout in shared memory (src/shm/queue.cpp)
 
  private:
   void check_open(const char* operation) const;

@@ -13,7 +13,7 @@
 
 #include "mproc/error.hpp"
 #include "mproc/mpi.hpp"
-#include "boot.hpp"
+#include "process/boot.hpp"
 #include "protocol.hpp"
 #include "runtime.hpp"
 

@@ -11,7 +11,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "worker_protocol.hpp"
+#include "exec/worker_protocol.hpp"
 
 namespace mproc::detail {
 

@@ -5,7 +5,7 @@
 #include <cstdlib>
 #include <unistd.h>
 
-#include "boot.hpp"
+#include "process/boot.hpp"
 #include "mproc/error.hpp"
 #include "mproc/mpi.hpp"
 #include "protocol.hpp"

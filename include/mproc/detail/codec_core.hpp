@@ -21,13 +21,13 @@ namespace mproc {
 static_assert(std::endian::native == std::endian::little, "mproc's wire format is little-endian");
 
 namespace detail {
-// Throwing is out of line (src/codec.cpp) so the hot decode paths stay small.
+// Throwing is out of line (src/core/codec.cpp) so the hot decode paths stay small.
 [[noreturn]] void throw_truncated(std::size_t needed, std::size_t left);
 [[noreturn]] void throw_too_deep(int max_depth);
 [[noreturn]] void throw_stack_exhausted(std::size_t used_bytes);
 
 // The lowest stack address that a nesting whose outermost level runs at `frame` may reach
-// (src/codec.cpp says how it is chosen). Stacks grow down on every target mproc supports.
+// (src/core/codec.cpp says how it is chosen). Stacks grow down on every target mproc supports.
 std::uintptr_t stack_floor(std::uintptr_t frame) noexcept;
 
 /// How deep the user types of one encode or decode are nested, checked against two limits:

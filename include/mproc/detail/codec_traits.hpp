@@ -36,7 +36,7 @@ inline constexpr bool position_independent = false;
 
 namespace detail {
 
-// ---- error helpers (src/codec.cpp) -------------------------------------------------------
+// ---- error helpers (src/core/codec.cpp) -------------------------------------------------------
 [[noreturn]] void throw_bad_bool(unsigned value);
 [[noreturn]] void throw_bad_optional_flag(std::string_view type, unsigned value);
 [[noreturn]] void throw_bad_variant_index(std::string_view type, std::uint32_t index, std::size_t alternatives);

@@ -2,7 +2,7 @@
 // that is pending, running, then finished (a value or an exception) or cancelled, exactly once.
 //
 // StateCore holds everything that does not depend on the result type, compiled once in
-// src/result_state.cpp: the status machine, blocking waits, done callbacks, and the waiters
+// src/core/result_state.cpp: the status machine, blocking waits, done callbacks, and the waiters
 // registered by mproc::wait / mproc::as_completed. ResultState<R> adds the value. Timed waits
 // take a Deadline made by detail/timeout.hpp.
 #pragma once

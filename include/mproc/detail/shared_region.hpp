@@ -86,7 +86,7 @@ constexpr std::uint64_t layout_word(std::uint64_t identity, std::uint32_t versio
 
 /// A handle to one `State` in its own shared region: what Lock, Semaphore, Event, Condition
 /// and Barrier hold. Copies refer to the same state. Crosses into a spawned child by
-/// descriptor (save/load). State is complete only where it is defined (src/synchronize.cpp):
+/// descriptor (save/load). State is complete only where it is defined (src/shm/synchronize.cpp):
 /// make() and attach() are instantiated there.
 template <class State>
 class SharedState {

@@ -137,7 +137,7 @@ class ThreadWorkers {
 
  private:
   friend class ThreadStream;
-  struct Core;  // what the threads share with this object (src/thread_workers.cpp)
+  struct Core;  // what the threads share with this object (src/exec/thread_workers.cpp)
   void join_threads(bool in_destructor);
 
   int threads_;

@@ -1,4 +1,4 @@
-#include "watch_options.hpp"
+#include "observe/watch_options.hpp"
 
 #include <stdexcept>
 

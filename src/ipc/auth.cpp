@@ -8,7 +8,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
-#include "handshake.hpp"
+#include "ipc/handshake.hpp"
 #include "mproc/error.hpp"
 #include "sys/random.hpp"
 

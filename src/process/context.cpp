@@ -4,7 +4,7 @@
 #include <stdexcept>
 
 #include "mproc/error.hpp"
-#include "start_method.hpp"
+#include "process/start_method.hpp"
 
 namespace mproc {
 

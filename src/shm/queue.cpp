@@ -27,7 +27,7 @@
 // nobody sleeps for long: blocked calls sleep in slices (kSlice), and after each they look at
 // their condition again and repair an end whose owner died (see repair_abandoned_ends).
 #include "mproc/queue.hpp"
-#include "queue_checkpoints.hpp"
+#include "shm/queue_checkpoints.hpp"
 
 #include <bit>
 #include <cerrno>

@@ -12,9 +12,9 @@
 #include <unistd.h>
 #include <vector>
 
-#include "handshake.hpp"
+#include "ipc/handshake.hpp"
 #include "mproc/error.hpp"
-#include "socket_address.hpp"
+#include "ipc/socket_address.hpp"
 #include "sys/fd.hpp"
 #include "sys/random.hpp"
 #include "sys/socket.hpp"

@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "boot.hpp"
+#include "process/boot.hpp"
 #include "mproc/context.hpp"
 #include "sys/fd.hpp"
 

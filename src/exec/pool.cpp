@@ -1,7 +1,7 @@
 #include "mproc/pool.hpp"
 
-#include "start_method.hpp"
-#include "watch_options.hpp"
+#include "process/start_method.hpp"
+#include "observe/watch_options.hpp"
 
 namespace mproc {
 

@@ -1,4 +1,4 @@
-// queue_checkpoints.hpp — private test instrumentation of src/queue.cpp (not installed).
+// queue_checkpoints.hpp — private test instrumentation of src/shm/queue.cpp (not installed).
 #pragma once
 
 namespace mproc::detail {

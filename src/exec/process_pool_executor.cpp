@@ -3,8 +3,8 @@
 #include <stdexcept>
 
 #include "mproc/process.hpp"
-#include "start_method.hpp"
-#include "watch_options.hpp"
+#include "process/start_method.hpp"
+#include "observe/watch_options.hpp"
 
 namespace mproc {
 

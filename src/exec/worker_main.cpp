@@ -1,4 +1,4 @@
-#include "worker_main.hpp"
+#include "exec/worker_main.hpp"
 
 #include <chrono>
 #include <cerrno>

@@ -19,7 +19,7 @@
 #include <unistd.h>
 
 #include "mproc/error.hpp"
-#include "start_method.hpp"
+#include "process/start_method.hpp"
 #include "sys/lifeline.hpp"
 #include "sys/pidfd.hpp"
 #include "sys/signals.hpp"

@@ -1,4 +1,4 @@
-#include "boot.hpp"
+#include "process/boot.hpp"
 
 #include <cerrno>
 #include <chrono>
@@ -10,10 +10,10 @@
 #include <poll.h>
 #include <unistd.h>
 
-#include "child_process.hpp"
+#include "process/child_process.hpp"
 #include "mproc/context.hpp"
 #include "mproc/error.hpp"
-#include "start_method.hpp"
+#include "process/start_method.hpp"
 #include "sys/lifeline.hpp"
 #include "sys/unix_socket.hpp"
 

@@ -6,7 +6,7 @@
 #include <unistd.h>
 
 #include "mproc/error.hpp"
-#include "start_method.hpp"
+#include "process/start_method.hpp"
 #include "sys/exec.hpp"
 #include "sys/pidfd.hpp"
 #include "sys/unix_socket.hpp"

@@ -24,8 +24,8 @@
 
 #include "mproc/listener.hpp"
 #include "mproc/managers.hpp"
-#include "demangle.hpp"
-#include "manager_spin.hpp"
+#include "core/demangle.hpp"
+#include "managers/manager_spin.hpp"
 #include "mproc/detail/task.hpp"
 
 namespace mproc::detail::manager {

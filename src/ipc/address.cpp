@@ -9,7 +9,7 @@
 #include <sys/un.h>
 
 #include "mproc/error.hpp"
-#include "socket_address.hpp"
+#include "ipc/socket_address.hpp"
 
 namespace mproc {
 

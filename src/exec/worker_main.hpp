@@ -11,7 +11,7 @@
 
 #include "mproc/connection.hpp"
 #include "mproc/detail/process_target.hpp"
-#include "worker_protocol.hpp"
+#include "exec/worker_protocol.hpp"
 
 namespace mproc::detail {
 

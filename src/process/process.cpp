@@ -13,10 +13,10 @@
 #include <typeinfo>
 #include <unistd.h>
 
-#include "boot.hpp"
-#include "child_process.hpp"
-#include "demangle.hpp"
-#include "start_method.hpp"
+#include "process/boot.hpp"
+#include "process/child_process.hpp"
+#include "core/demangle.hpp"
+#include "process/start_method.hpp"
 #include "mproc/error.hpp"
 #include "sys/fd.hpp"
 #include "sys/lifeline.hpp"

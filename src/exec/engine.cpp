@@ -25,16 +25,16 @@
 #include "mproc/error.hpp"
 #include "mproc/imap_iterator.hpp"
 #include "mproc/process.hpp"
-#include "observer_hub.hpp"
-#include "start_method.hpp"
+#include "observe/observer_hub.hpp"
+#include "process/start_method.hpp"
 #include "sys/fd.hpp"
 #include "sys/futex.hpp"
 #include "sys/procstat.hpp"
 #include "sys/shm.hpp"
 #include "sys/spawn.hpp"
 #include "sys/worker_cgroup.hpp"
-#include "worker_main.hpp"
-#include "worker_protocol.hpp"
+#include "exec/worker_main.hpp"
+#include "exec/worker_protocol.hpp"
 
 namespace mproc::detail {
 
@@ -442,7 +442,7 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
 
   // ---- observers (mproc/observer.hpp) ----------------------------------------------------
   // Events are queued under the lock and delivered by flush_finished, outside it, on the
-  // engine's thread (src/observer_hub.hpp).
+  // engine's thread (src/observe/observer_hub.hpp).
 
   bool observed() const noexcept { return hub_.active(); }
 

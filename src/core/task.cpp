@@ -15,7 +15,7 @@
 
 #include "mproc/async_result.hpp"
 #include "mproc/error.hpp"
-#include "demangle.hpp"
+#include "core/demangle.hpp"
 
 namespace mproc::detail {
 

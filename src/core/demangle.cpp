@@ -1,4 +1,4 @@
-#include "demangle.hpp"
+#include "core/demangle.hpp"
 
 #include <cstdlib>
 #include <cxxabi.h>

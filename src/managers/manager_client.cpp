@@ -19,8 +19,8 @@
 #include "mproc/listener.hpp"
 #include "mproc/managers.hpp"
 #include "mproc/detail/task.hpp"
-#include "child_process.hpp"
-#include "manager_spin.hpp"
+#include "process/child_process.hpp"
+#include "managers/manager_spin.hpp"
 #include "sys/random.hpp"
 #include "sys/spawn.hpp"
 
