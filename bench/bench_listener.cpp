@@ -159,32 +159,6 @@ mproc::Process start_raw_peer(std::int64_t kind, const sockaddr_storage& where, 
   return child;
 }
 
-// A raw round trip of the same kind: a 12-byte message (Python's 4-byte length and an
-// 8-byte value) each way, one write and one read per hop.
-void BM_Limit_RawRoundTrip(benchmark::State& state) {
-  mproc_bench::guarded(state, [&] {
-    sockaddr_storage where{};
-    socklen_t length = 0;
-    int listener = raw_listen(state.range(0), where, length);
-    auto child = start_raw_peer(state.range(0), where, length, [](int fd) {
-      char message[12];
-      while (read_all(fd, message, sizeof message) && write_all(fd, message, sizeof message)) {
-      }
-    });
-    int fd = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
-    no_delay(fd, state.range(0));
-    char message[12] = {0, 0, 0, 8};
-    for (auto _ : state) {
-      if (!write_all(fd, message, sizeof message) || !read_all(fd, message, sizeof message))
-        throw mproc::OSError(EPIPE, "raw round trip");
-    }
-    ::close(fd);
-    ::close(listener);
-    child.join();
-  });
-}
-BENCHMARK(BM_Limit_RawRoundTrip)->Arg(0)->Arg(1)->UseRealTime();
-
 // Polls `fd` for up to 20 µs, yielding between polls: the wait a manager connection makes for
 // a message it expects before it sleeps (src/managers/manager_spin.hpp).
 void poll_briefly(int fd) {
@@ -193,17 +167,18 @@ void poll_briefly(int fd) {
   while (::poll(&p, 1, 0) == 0 && std::chrono::steady_clock::now() < end) ::sched_yield();
 }
 
-// BM_Limit_RawRoundTrip with that brief poll before each read on both sides: the raw limit
-// for the manager's calls (BM_Manager_DictGet in bench_managers), which wait the same way.
-void BM_Limit_RawRoundTripPolling(benchmark::State& state) {
+// A raw round trip of the same kind: a 12-byte message (Python's 4-byte length and an
+// 8-byte value) each way, one write and one read per hop; with `polling`, each side polls
+// briefly before its read, as the manager's connections do.
+void raw_round_trips(benchmark::State& state, bool polling) {
   mproc_bench::guarded(state, [&] {
     sockaddr_storage where{};
     socklen_t length = 0;
     int listener = raw_listen(state.range(0), where, length);
-    auto child = start_raw_peer(state.range(0), where, length, [](int fd) {
+    auto child = start_raw_peer(state.range(0), where, length, [polling](int fd) {
       char message[12];
       for (;;) {
-        poll_briefly(fd);
+        if (polling) poll_briefly(fd);
         if (!read_all(fd, message, sizeof message) || !write_all(fd, message, sizeof message)) return;
       }
     });
@@ -212,7 +187,7 @@ void BM_Limit_RawRoundTripPolling(benchmark::State& state) {
     char message[12] = {0, 0, 0, 8};
     for (auto _ : state) {
       if (!write_all(fd, message, sizeof message)) throw mproc::OSError(EPIPE, "raw round trip");
-      poll_briefly(fd);
+      if (polling) poll_briefly(fd);
       if (!read_all(fd, message, sizeof message)) throw mproc::OSError(EPIPE, "raw round trip");
     }
     ::close(fd);
@@ -220,6 +195,12 @@ void BM_Limit_RawRoundTripPolling(benchmark::State& state) {
     child.join();
   });
 }
+
+void BM_Limit_RawRoundTrip(benchmark::State& state) { raw_round_trips(state, false); }
+BENCHMARK(BM_Limit_RawRoundTrip)->Arg(0)->Arg(1)->UseRealTime();
+
+// The raw limit for the manager's calls (BM_Manager_DictGet in bench_managers).
+void BM_Limit_RawRoundTripPolling(benchmark::State& state) { raw_round_trips(state, true); }
 BENCHMARK(BM_Limit_RawRoundTripPolling)->Arg(0)->UseRealTime();
 
 // A raw TCP stream: the same bytes as BM_Socket_SendBytes (a 4-byte length, then the
