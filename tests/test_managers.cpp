@@ -272,6 +272,19 @@ TEST_F(ManagerTest, SynchronizationProxies) {
   cond.notify();
   cond.release();
   waiter.join();
+  // wait_for: the predicate is checked under the lock, before and after each wait.
+  auto ready = m.Value<int>(0);
+  std::thread setter2([cond, ready]() mutable {
+    cond.acquire();
+    ready.set(1);
+    cond.notify_all();
+    cond.release();
+  });
+  cond.acquire();
+  EXPECT_TRUE(cond.wait_for([&] { return ready.get() == 1; }, 10s));
+  EXPECT_FALSE(cond.wait_for([] { return false; }, 30ms));
+  cond.release();
+  setter2.join();
 }
 
 void hold_lock_and_hang(mproc::LockProxy lock, mproc::EventProxy held) {

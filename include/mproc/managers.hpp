@@ -350,6 +350,23 @@ class ConditionProxy : public detail::manager::ProxyBase {
   bool wait(std::optional<std::chrono::nanoseconds> timeout = std::nullopt) {
     return ref().call(Op::c_wait, {}, 0, detail::manager::to_ns(timeout)).number != 0;
   }
+  /// Python's wait_for: requires the lock held; waits until predicate() (run here, with the
+  /// lock held, first before any wait) is true or the timeout passes; returns its last value.
+  template <class Predicate>
+  bool wait_for(Predicate predicate, std::optional<std::chrono::nanoseconds> timeout = std::nullopt) {
+    const auto deadline = timeout ? std::optional(std::chrono::steady_clock::now() + *timeout) : std::nullopt;
+    bool result = predicate();
+    while (!result) {
+      std::optional<std::chrono::nanoseconds> left;
+      if (deadline) {
+        left = *deadline - std::chrono::steady_clock::now();
+        if (*left <= std::chrono::nanoseconds::zero()) break;
+      }
+      wait(left);
+      result = predicate();
+    }
+    return result;
+  }
   void notify(std::int64_t n = 1) { ref().call(Op::c_notify, {}, n); }
   void notify_all() { ref().call(Op::c_notify, {}, -1); }
 };
