@@ -173,7 +173,7 @@ TEST(AddressTest, Forms) {
   EXPECT_EQ(Address::tcp("::1", 80).to_string(), "[::1]:80");
   EXPECT_EQ(Address::unix_path("/tmp/x.sock").to_string(), "/tmp/x.sock");
   EXPECT_EQ(Address::abstract("name").to_string(), "@name");
-  EXPECT_THROW(Address::tcp("", 1), std::invalid_argument);
+  EXPECT_EQ(Address::tcp("", 1).host(), "0.0.0.0");  // Python's ('', port)
   EXPECT_THROW(Address::unix_path(""), std::invalid_argument);
   EXPECT_THROW(Address::unix_path(std::string(200, 'a')), std::invalid_argument);
   EXPECT_THROW(Address::abstract(std::string(108, 'a')), std::invalid_argument);
@@ -196,6 +196,20 @@ TEST_F(ListenerTest, PortZeroIsChosenByTheKernelAndReported) {
   EXPECT_NE(listener.address().port(), 0);
   EXPECT_EQ(listener.address().host(), "127.0.0.1");
   EXPECT_FALSE(listener.last_accepted());
+}
+
+TEST_F(ListenerTest, AnEmptyHostIsEveryInterfaceAsInPython) {
+  // Python's docs serve a manager on ('', 50000); clients reach it by any local address.
+  Listener listener(Address::tcp("", 0));
+  EXPECT_EQ(listener.address().host(), "0.0.0.0");
+  const auto port = listener.address().port();
+  std::thread server([&] {
+    listener.accept().send(1);
+    listener.accept().send(2);
+  });
+  EXPECT_EQ(Client(Address::tcp("127.0.0.1", port)).recv<int>(), 1);
+  EXPECT_EQ(Client(Address::tcp("", port)).recv<int>(), 2);
+  server.join();
 }
 
 TEST_F(ListenerTest, AHostNameListensOnIpv4WherePythonLooks) {

@@ -21,7 +21,8 @@ class Address {
   /// A TCP address. `host` is an IPv4 or IPv6 literal or a name (resolved when used; a
   /// name with several addresses is tried in order by a Client; a Listener binds its first
   /// IPv4 address if it has one, where Python's Client looks). Port 0 asks the kernel to choose; the
-  /// Listener's address() then tells which. Throws std::invalid_argument on an empty host.
+  /// Listener's address() then tells which. An empty host is Python's `('', port)`: "0.0.0.0",
+  /// every IPv4 interface for a Listener, this host for a Client.
   static Address tcp(std::string host, std::uint16_t port);
   /// A Unix socket at `path` (at most 107 bytes, no NUL). Throws std::invalid_argument.
   static Address unix_path(std::string path);

@@ -26,7 +26,9 @@ void check_unix_name(const std::string& name, const char* what) {
 }  // namespace
 
 Address Address::tcp(std::string host, std::uint16_t port) {
-  if (host.empty()) throw std::invalid_argument("Address::tcp: empty host (use \"0.0.0.0\" or \"::\" for any)");
+  // Python's ('', port): INADDR_ANY. A Listener then listens on every IPv4 interface, and a
+  // Client connects to this host (Linux takes 0.0.0.0 as a local address, as Python's does).
+  if (host.empty()) host = "0.0.0.0";
   return Address(Kind::tcp, std::move(host), port);
 }
 
