@@ -975,4 +975,40 @@ TEST_F(PoolTest, AStaticPoolIsFinalizedAtExit) {
   EXPECT_EQ(helper.exitcode, 0);
 }
 
+// A worker whose stdio holds more than its stdout pipe can take: its exit-time flush blocks
+// for as long as nobody reads that pipe.
+std::vector<char> big_stdout_buffer(1 << 20);
+void buffer_stdout_fully() { std::setvbuf(stdout, big_stdout_buffer.data(), _IOFBF, big_stdout_buffer.size()); }
+int print_more_than_a_pipe_holds(int x) {
+  const std::string text(256 * 1024, 'x');
+  std::fwrite(text.data(), 1, text.size(), stdout);  // stays in the buffer until exit
+  return x;
+}
+
+TEST_F(PoolTest, AWorkerStuckAfterItsStopIsKilledAndJoinReturns) {
+  // The workers' stdout is a pipe that nobody reads; the parent keeps its own stdout.
+  int pipe_ends[2];
+  ASSERT_EQ(::pipe2(pipe_ends, O_CLOEXEC), 0);
+  std::fflush(stdout);
+  const int saved_stdout = ::dup(STDOUT_FILENO);
+  ::dup2(pipe_ends[1], STDOUT_FILENO);
+  std::optional<mproc::Pool> pool;
+  try {
+    pool.emplace(mproc::PoolOptions{.processes = 1, .initializer = mproc::Initializer(buffer_stdout_fully)});
+  } catch (...) {
+    ::dup2(saved_stdout, STDOUT_FILENO);
+    throw;
+  }
+  ::dup2(saved_stdout, STDOUT_FILENO);
+  ::close(saved_stdout);
+  EXPECT_EQ(pool->apply(print_more_than_a_pipe_holds, 7), 7);
+  const auto start = std::chrono::steady_clock::now();
+  pool->close();
+  pool->join();  // the worker cannot finish exiting: killed after its grace, not waited for ever
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 60s);
+  pool.reset();
+  ::close(pipe_ends[0]);
+  ::close(pipe_ends[1]);
+}
+
 }  // namespace

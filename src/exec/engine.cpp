@@ -1219,6 +1219,32 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
     pending_.clear();
   }
 
+  // How long a worker that has read its stop may take to exit before it is killed. Exiting
+  // is a flush of stdio and _exit: microseconds. A worker still there seconds later is stuck
+  // where nothing of the pool's is left to lose — its stdout a pipe nobody reads, a lock
+  // another thread of the parent held when it was forked (a sanitizer's allocator, say), a
+  // manager that no longer answers its last flush — and waiting for it would hang close()
+  // and join() for ever.
+  static constexpr auto kExitGrace = std::chrono::seconds(10);
+
+  // Requires mutex_. Waits for `worker` to exit after its stop. One still in its initializer
+  // is waited for as long as that takes (it reads the stop once it is ready); from the moment
+  // it is ready, it has kExitGrace, then it is killed.
+  void join_after_stop(Worker& worker) {
+    std::optional<Clock::time_point> ready_since;
+    for (;;) {
+      if (!ready_since) {
+        drain_results(worker);  // its ready message, if it came
+        if (worker.ready) ready_since = Clock::now();
+      }
+      const auto slice = ready_since ? kExitGrace - (Clock::now() - *ready_since) : Clock::duration(std::chrono::milliseconds(100));
+      if (slice <= Clock::duration::zero()) break;
+      if (worker.process.join(slice)) return;
+    }
+    worker.process.kill();
+    worker.process.join();
+  }
+
   void shut_down_gracefully() {
     for (auto& worker : workers_) {
       try {
@@ -1227,7 +1253,7 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
       }
     }
     for (auto& worker : workers_) {
-      worker->process.join();
+      join_after_stop(*worker);
       // A worker still starting when the pool closed sent its ready message before it read
       // the stop: it is in the pipe, unread, and the observers are owed it before the death.
       drain_results(*worker);
