@@ -55,6 +55,12 @@ inline std::int64_t to_ns(std::optional<std::chrono::nanoseconds> timeout) {
   if (!timeout) return -1;
   return timeout->count() < 0 ? 0 : timeout->count();
 }
+/// A blocking call's (block, timeout) as Request::timeout_ns (0: do not block).
+inline std::int64_t to_ns(bool block, std::optional<std::chrono::nanoseconds> timeout) { return block ? to_ns(timeout) : 0; }
+/// acquire(block, timeout) of a Lock, RLock, Semaphore or Condition: whether it was taken.
+inline bool acquire(ObjectRef& ref, bool block, std::optional<std::chrono::nanoseconds> timeout) {
+  return ref.call(Op::k_acquire, {}, 0, to_ns(block, timeout)).number != 0;
+}
 template <class T>
 Blob blob(const T& value) {
   return dumps(value);
@@ -257,11 +263,11 @@ class QueueProxy : public detail::manager::ProxyBase {
       ref().post(Op::q_put, {dumps(v)});
       return;
     }
-    ref().call(Op::q_put, {dumps(v)}, 0, block ? detail::manager::to_ns(timeout) : 0);
+    ref().call(Op::q_put, {dumps(v)}, 0, detail::manager::to_ns(block, timeout));
   }
   void put_nowait(const T& v) { put(v, false); }
   T get(bool block = true, std::optional<std::chrono::nanoseconds> timeout = std::nullopt) {
-    return detail::manager::unblob<T>(ref().call(Op::q_get, {}, 0, block ? detail::manager::to_ns(timeout) : 0).results.at(0));
+    return detail::manager::unblob<T>(ref().call(Op::q_get, {}, 0, detail::manager::to_ns(block, timeout)).results.at(0));
   }
   T get_nowait() { return get(false); }
   std::size_t qsize() const { return static_cast<std::size_t>(ref().call(Op::q_qsize).number); }
@@ -295,7 +301,7 @@ class LockProxy : public detail::manager::ProxyBase {
   LockProxy() = default;
   explicit LockProxy(std::shared_ptr<detail::manager::ObjectRef> r) : ProxyBase(std::move(r)) {}
   bool acquire(bool block = true, std::optional<std::chrono::nanoseconds> timeout = std::nullopt) {
-    return ref().call(Op::k_acquire, {}, 0, block ? detail::manager::to_ns(timeout) : 0).number != 0;
+    return detail::manager::acquire(ref(), block, timeout);
   }
   /// One-way: returns once sent (the next holder can have it one round trip sooner). A
   /// release by a thread that does not hold the lock (Python's RuntimeError) fails the
@@ -315,7 +321,7 @@ class SemaphoreProxy : public detail::manager::ProxyBase {
   SemaphoreProxy() = default;
   explicit SemaphoreProxy(std::shared_ptr<detail::manager::ObjectRef> r) : ProxyBase(std::move(r)) {}
   bool acquire(bool block = true, std::optional<std::chrono::nanoseconds> timeout = std::nullopt) {
-    return ref().call(Op::k_acquire, {}, 0, block ? detail::manager::to_ns(timeout) : 0).number != 0;
+    return detail::manager::acquire(ref(), block, timeout);
   }
   void release(std::int64_t n = 1) { ref().call(Op::k_release, {}, n); }
   std::int64_t get_value() const { return ref().call(Op::k_value).number; }
@@ -343,7 +349,7 @@ class ConditionProxy : public detail::manager::ProxyBase {
   ConditionProxy() = default;
   explicit ConditionProxy(std::shared_ptr<detail::manager::ObjectRef> r) : ProxyBase(std::move(r)) {}
   bool acquire(bool block = true, std::optional<std::chrono::nanoseconds> timeout = std::nullopt) {
-    return ref().call(Op::k_acquire, {}, 0, block ? detail::manager::to_ns(timeout) : 0).number != 0;
+    return detail::manager::acquire(ref(), block, timeout);
   }
   void release() { ref().call(Op::k_release); }
   /// Requires the lock held; releases it, waits for a notify (or the timeout), takes it back.

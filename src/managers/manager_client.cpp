@@ -254,25 +254,25 @@ void ObjectRef::adopt() {
   counted_in_.store(self, std::memory_order_release);
 }
 
-Reply ObjectRef::call(Op op, std::vector<Blob> args, std::int64_t number, std::int64_t timeout_ns) {
+Request ObjectRef::request(Op op, std::vector<Blob> args, std::int64_t number) {
   adopt();
   Request r;
   r.id = id_;
   r.op = op;
   r.number = number;
-  r.timeout_ns = timeout_ns;
   r.args = std::move(args);
+  return r;
+}
+
+Reply ObjectRef::call(Op op, std::vector<Blob> args, std::int64_t number, std::int64_t timeout_ns) {
+  Request r = request(op, std::move(args), number);
+  r.timeout_ns = timeout_ns;
   return manager::call(endpoint_, channel_key_, r);
 }
 
 void ObjectRef::post(Op op, std::vector<Blob> args, std::int64_t number) {
-  adopt();
-  Request r;
-  r.id = id_;
-  r.op = op;
-  r.number = number;
+  Request r = request(op, std::move(args), number);
   r.one_way = true;
-  r.args = std::move(args);
   manager::post(endpoint_, channel_key_, r);
 }
 

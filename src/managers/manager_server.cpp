@@ -231,21 +231,16 @@ bool acquire(Session& s, const std::shared_ptr<Object>& op, std::unique_lock<std
     ++o.count;
     return true;
   }
-  if (o.kind == Kind::condition) {
-    if (!s.wait(o, lock, timeout_ns, [&] { return o.owner == 0; })) return false;
+  auto take = [&] {
     o.owner = s.id;
     o.count = 1;
     s.owned[op] = 1;
     return true;
-  }
+  };
+  if (o.kind == Kind::condition) return s.wait(o, lock, timeout_ns, [&] { return o.owner == 0; }) && take();
   // Lock and RLock: free, it is taken, whoever waits (see release() for why, and for how a
   // waiter is not overtaken for long); held, this session queues for it.
-  if (o.owner == 0) {
-    o.owner = s.id;
-    o.count = 1;
-    s.owned[op] = 1;
-    return true;
-  }
+  if (o.owner == 0) return take();
   if (timeout_ns == 0) return false;
   o.lock_waiters.push_back({&s, Clock::now()});
   auto leave_queue = [&] {
@@ -264,8 +259,7 @@ bool acquire(Session& s, const std::shared_ptr<Object>& op, std::unique_lock<std
     leave_queue();
     return false;
   }
-  s.owned[op] = 1;
-  return true;
+  return take();  // hand_over() made it ours at depth 1 already; take() records it
 }
 
 void release(Session& s, std::uint64_t id, const std::shared_ptr<Object>& op, std::int64_t n) {

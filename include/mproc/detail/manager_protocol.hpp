@@ -140,6 +140,8 @@ class ObjectRef {
 
  private:
   void adopt();
+  /// A request on this object, counted in this process first (adopt()).
+  Request request(Op op, std::vector<Blob> args, std::int64_t number);
   Endpoint endpoint_;
   std::string channel_key_;  // channel_key(endpoint_): computed once, not at every call
   std::uint64_t id_;
